@@ -1,0 +1,229 @@
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The label that holds a series' metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Label {
+    pub name: String,
+    pub value: String,
+}
+
+impl Label {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// A label set, always sorted by name with unique names. Empty values are never stored
+/// (Prometheus treats an empty value as an absent label).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Labels(Vec<Label>);
+
+impl Labels {
+    pub fn empty() -> Self {
+        Self(Vec::new())
+    }
+
+    /// Builds a label set from pairs in any order. Later duplicates win; empty values are dropped.
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in pairs {
+            b.set(n, v);
+        }
+        b.build()
+    }
+
+    /// Wraps labels the caller guarantees are sorted by name, unique and non-empty.
+    pub fn from_sorted_unchecked(labels: Vec<Label>) -> Self {
+        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
+        Self(labels)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .ok()
+            .map(|i| self.0[i].value.as_str())
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn iter(&self) -> std::slice::Iter<'_, Label> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    pub fn into_vec(self) -> Vec<Label> {
+        self.0
+    }
+
+    /// A stable 64-bit hash of the label set (xxh3 over `name 0xff value 0xff` pairs).
+    pub fn hash64(&self) -> u64 {
+        hash_label_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+    }
+
+    /// A copy without the named labels.
+    pub fn without(&self, names: &[&str]) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|l| !names.contains(&l.name.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// A copy keeping only the named labels.
+    pub fn keep_only(&self, names: &[&str]) -> Self {
+        Self(
+            self.0
+                .iter()
+                .filter(|l| names.contains(&l.name.as_str()))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn to_builder(&self) -> LabelsBuilder {
+        LabelsBuilder {
+            labels: self.0.clone(),
+        }
+    }
+}
+
+/// Hashes label pairs given in sorted order; equal to `Labels::hash64` of the same set.
+pub fn hash_label_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (n, v) in pairs {
+        h.update(n.as_bytes());
+        h.update(&[0xff]);
+        h.update(v.as_bytes());
+        h.update(&[0xff]);
+    }
+    h.digest()
+}
+
+impl<'a> IntoIterator for &'a Labels {
+    type Item = &'a Label;
+    type IntoIter = std::slice::Iter<'a, Label>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' text form: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name();
+        if let Some(n) = name {
+            f.write_str(n)?;
+        }
+        let mut rest = self.0.iter().filter(|l| l.name != METRIC_NAME).peekable();
+        if rest.peek().is_none() && name.is_some() {
+            return Ok(());
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in rest {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+/// Edits a label set; `build` sorts and removes empty values.
+#[derive(Debug, Clone, Default)]
+pub struct LabelsBuilder {
+    labels: Vec<Label>,
+}
+
+impl LabelsBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn set(&mut self, name: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        let (name, value) = (name.into(), value.into());
+        match self.labels.iter_mut().find(|l| l.name == name) {
+            Some(l) => l.value = value,
+            None => self.labels.push(Label { name, value }),
+        }
+        self
+    }
+
+    pub fn remove(&mut self, name: &str) -> &mut Self {
+        self.labels.retain(|l| l.name != name);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|l| l.name == name)
+            .map(|l| l.value.as_str())
+    }
+
+    pub fn build(&self) -> Labels {
+        let mut v: Vec<Label> = self
+            .labels
+            .iter()
+            .filter(|l| !l.value.is_empty())
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        Labels(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_and_deduplicated() {
+        let l = Labels::from_pairs([("b", "2"), ("a", "1"), ("b", "3"), ("c", "")]);
+        assert_eq!(l.len(), 2);
+        assert_eq!(l.get("b"), Some("3"));
+        assert_eq!(l.get("c"), None);
+        assert_eq!(l.as_slice()[0].name, "a");
+    }
+
+    #[test]
+    fn display() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "x")]);
+        assert_eq!(l.to_string(), "up{job=\"x\"}");
+        assert_eq!(Labels::from_pairs([("__name__", "up")]).to_string(), "up");
+        assert_eq!(Labels::from_pairs([("a", "b")]).to_string(), "{a=\"b\"}");
+    }
+
+    #[test]
+    fn hash_is_order_independent_of_construction() {
+        let a = Labels::from_pairs([("a", "1"), ("b", "2")]);
+        let b = Labels::from_pairs([("b", "2"), ("a", "1")]);
+        assert_eq!(a.hash64(), b.hash64());
+        assert_ne!(a.hash64(), Labels::from_pairs([("a", "12")]).hash64());
+    }
+}
