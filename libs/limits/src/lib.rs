@@ -1,0 +1,61 @@
+//! Ingestion limits with AMP's defaults (seed 000, "Service quotas" and "Additional quotas on
+//! ingested data") and the validation the distributor applies to every series before it is sharded.
+
+mod validate;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use validate::{validate_labels, validate_metadata, validate_sample_time, ValidationError};
+
+/// Limits applied per workspace. Defaults are AMP's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Labels per series, `__name__` included (AMP: 70).
+    pub max_label_names_per_series: usize,
+    /// Bytes in a label name (AMP: 1024).
+    pub max_label_name_length: usize,
+    /// Bytes in a label value (AMP: 2048).
+    pub max_label_value_length: usize,
+    /// Samples older than this, relative to the receiver's clock, are refused (AMP: 1 hour).
+    #[serde(with = "humantime_serde")]
+    pub reject_old_samples_max_age: Duration,
+    /// Samples further than this in the future are refused (clock skew allowance).
+    #[serde(with = "humantime_serde")]
+    pub creation_grace_period: Duration,
+    /// Bytes of one metadata entry: metric name, HELP and UNIT together (AMP: 1024).
+    pub max_metadata_length: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_label_names_per_series: 70,
+            max_label_name_length: 1024,
+            max_label_value_length: 2048,
+            reject_old_samples_max_age: Duration::from_secs(3600),
+            creation_grace_period: Duration::from_secs(600),
+            max_metadata_length: 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that the limits are usable; returns a message naming the bad field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_label_names_per_series == 0 {
+            return Err("limits.max_label_names_per_series must be at least 1".into());
+        }
+        if self.max_label_name_length == 0 || self.max_label_value_length == 0 {
+            return Err(
+                "limits.max_label_name_length and max_label_value_length must be positive".into(),
+            );
+        }
+        if self.reject_old_samples_max_age.is_zero() {
+            return Err("limits.reject_old_samples_max_age must be positive".into());
+        }
+        Ok(())
+    }
+}

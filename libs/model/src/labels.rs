@@ -31,7 +31,9 @@ impl Labels {
     }
 
     /// Builds a label set from pairs in any order. Later duplicates win; empty values are dropped.
-    pub fn from_pairs<N: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (N, V)>) -> Self {
+    pub fn from_pairs<N: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Self {
         let mut b = LabelsBuilder::new();
         for (n, v) in pairs {
             b.set(n, v);

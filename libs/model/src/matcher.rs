@@ -45,7 +45,11 @@ impl PartialEq for Matcher {
 impl Eq for Matcher {}
 
 impl Matcher {
-    pub fn new(op: MatchOp, name: impl Into<String>, value: impl Into<String>) -> Result<Self, ModelError> {
+    pub fn new(
+        op: MatchOp,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, ModelError> {
         let value = value.into();
         let re = match op {
             MatchOp::RegexMatch | MatchOp::RegexNoMatch => Some(compile_anchored(&value)?),

@@ -80,7 +80,15 @@ mod tests {
     fn workspace_ids() {
         assert!(WorkspaceId::parse("ws-3f1c2a9e-1111-4b2b-9c3d-0123456789ab").is_ok());
         assert!(WorkspaceId::parse("ws-abc").is_ok());
-        for bad in ["", "ws-", "abc", "ws-../x", "ws-a/b", "ws-a.b", &format!("ws-{}", "a".repeat(65))] {
+        for bad in [
+            "",
+            "ws-",
+            "abc",
+            "ws-../x",
+            "ws-a/b",
+            "ws-a.b",
+            &format!("ws-{}", "a".repeat(65)),
+        ] {
             assert!(WorkspaceId::parse(bad).is_err(), "{bad}");
         }
     }
@@ -88,7 +96,10 @@ mod tests {
     #[test]
     fn tenant_ids() {
         let ws = WorkspaceId::parse("ws-1").unwrap();
-        assert_eq!(TenantId::for_workspace(Some("123"), &ws).unwrap().as_str(), "123_ws-1");
+        assert_eq!(
+            TenantId::for_workspace(Some("123"), &ws).unwrap().as_str(),
+            "123_ws-1"
+        );
         assert_eq!(TenantId::for_workspace(None, &ws).unwrap().as_str(), "ws-1");
         assert!(TenantId::parse("a/b").is_err());
         assert!(TenantId::parse("").is_err());

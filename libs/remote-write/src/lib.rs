@@ -1,0 +1,16 @@
+//! Remote write 1.0 (`prometheus.WriteRequest`) decoding for the receiver's hot path.
+//!
+//! The body is decompressed once into a buffer the caller owns, then decoded without copying:
+//! label names and values borrow from that buffer, and every series' labels and samples live in
+//! two flat vectors of the request, so a request costs a handful of allocations, not several per
+//! series. Encoding (clients, tests, load generator) uses the prost types in `hestia-proto`.
+
+mod decode;
+mod error;
+mod snappy;
+
+pub use decode::{
+    decode_write_request, LabelRef, MetadataRef, MetricType, SampleRef, SeriesRef, WriteRequest,
+};
+pub use error::DecodeError;
+pub use snappy::decompress;

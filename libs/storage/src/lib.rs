@@ -1,0 +1,35 @@
+//! The ingester's time-series database.
+//!
+//! [`Tsdb`] keeps every tenant's recent samples in memory as Gorilla/XOR chunks ([`xor`], byte
+//! compatible with Prometheus) with a postings index for label matchers, and makes every
+//! acknowledged write durable in one RocksDB instance shared by all tenants: a WAL record per
+//! append (group-committed with fsync), sealed chunks, series labels and metadata, each key
+//! prefixed by its tenant. See `db.rs` for the durability protocol.
+
+mod commit;
+mod db;
+mod error;
+mod head;
+mod keys;
+#[cfg(test)]
+mod tsdb_tests;
+mod types;
+pub mod xor;
+
+pub use db::{Tsdb, TsdbOptions};
+pub use error::StorageError;
+pub use types::{
+    AppendResult, ChunkData, HeadStats, MetricMetadata, MetricType, RejectReason, Rejection,
+    SeriesAppend, SeriesChunks, TenantStats,
+};
+pub use xor::{XorAppender, XorChunk, XorIter};
+
+#[cfg(test)]
+mod tests {
+    fn assert_send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn tsdb_is_send_sync() {
+        assert_send_sync::<super::Tsdb>();
+    }
+}

@@ -1,0 +1,118 @@
+//! The gateway: Hestia's one public HTTP endpoint, with AMP's URL layout.
+//!
+//! `POST /workspaces/{id}/api/v1/remote_write` goes to a distributor as `POST /api/v1/push`;
+//! `/workspaces/{id}/api/v1/<rest>` goes to a querier as `/api/v1/<rest>`. The workspace id is
+//! validated before anything else (malformed → 404), and the tenant travels in `X-Scope-OrgID`,
+//! which the gateway always overwrites so clients can never choose it.
+//!
+//! Dev mode: until the control plane exists, every well-formed workspace id is accepted without
+//! authentication and the tenant id is the workspace id.
+
+mod error;
+pub mod metrics;
+mod upstream;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use axum::Router;
+use hestia_model::{TenantId, WorkspaceId};
+
+pub use error::GatewayError;
+pub use upstream::Upstream;
+
+/// The header carrying the tenant to internal services.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+pub struct Gateway {
+    distributor: Upstream,
+    querier: Upstream,
+}
+
+impl Gateway {
+    pub fn new(distributor: Upstream, querier: Upstream) -> Self {
+        Self {
+            distributor,
+            querier,
+        }
+    }
+}
+
+/// The public routes. Callers add `/metrics`, `/ready` and `/health`.
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route(
+            "/workspaces/{workspace}/api/v1/remote_write",
+            post(remote_write),
+        )
+        .route("/workspaces/{workspace}/api/v1/{*rest}", any(query_api))
+        .with_state(gw)
+}
+
+fn resolve(workspace: &str, api: ApiKind) -> Result<TenantId, GatewayError> {
+    let ws = WorkspaceId::parse(workspace).map_err(|_| GatewayError::WorkspaceNotFound {
+        workspace: workspace.to_string(),
+        api,
+    })?;
+    TenantId::for_workspace(None, &ws).map_err(|_| GatewayError::WorkspaceNotFound {
+        workspace: workspace.to_string(),
+        api,
+    })
+}
+
+/// Which API family a route belongs to; decides the error body format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ApiKind {
+    RemoteWrite,
+    Prometheus,
+}
+
+/// A fresh request for the upstream: internal path, tenant header set, and no extensions of the
+/// public router (its path parameters must not leak into the upstream's routing).
+fn forward_parts(req: Request, tenant: &TenantId, path: &str) -> Result<Request, GatewayError> {
+    let (parts, body) = req.into_parts();
+    let pq = match parts.uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    let uri = Uri::try_from(pq).map_err(|e| GatewayError::BadPath(e.to_string()))?;
+    let mut out = Request::new(body);
+    *out.method_mut() = parts.method;
+    *out.uri_mut() = uri;
+    *out.version_mut() = parts.version;
+    *out.headers_mut() = parts.headers;
+    let v =
+        HeaderValue::from_str(tenant.as_str()).map_err(|e| GatewayError::BadPath(e.to_string()))?;
+    out.headers_mut().insert(TENANT_HEADER, v);
+    Ok(out)
+}
+
+async fn remote_write(
+    State(gw): State<Arc<Gateway>>,
+    Path(workspace): Path<String>,
+    req: Request,
+) -> Response {
+    let result = async {
+        let tenant = resolve(&workspace, ApiKind::RemoteWrite)?;
+        let req = forward_parts(req, &tenant, "/api/v1/push")?;
+        gw.distributor.call(req).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn query_api(
+    State(gw): State<Arc<Gateway>>,
+    Path((workspace, rest)): Path<(String, String)>,
+    req: Request<Body>,
+) -> Response {
+    let result = async {
+        let tenant = resolve(&workspace, ApiKind::Prometheus)?;
+        let req = forward_parts(req, &tenant, &format!("/api/v1/{rest}"))?;
+        gw.querier.call(req).await
+    };
+    result.await.unwrap_or_else(IntoResponse::into_response)
+}

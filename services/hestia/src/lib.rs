@@ -1,0 +1,154 @@
+//! `hestia all`: gateway, distributor, ingester and querier in one process. The ingester still
+//! serves gRPC on a loopback port and the distributor and querier reach it through gRPC clients,
+//! exactly as in a cluster; only the gateway → distributor/querier hop is an in-process call.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use hestia_config::Config;
+use hestia_gateway::{Gateway, Upstream};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Command-line overrides of the configuration file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AllArgs {
+    /// TOML configuration file (see deploy/hestia.example.toml).
+    #[arg(long, env = "HESTIA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Public HTTP address [default: 127.0.0.1:8080].
+    #[arg(long, env = "HESTIA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for local state [default: ./data].
+    #[arg(long, env = "HESTIA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<hestia_config::LogFormat>,
+}
+
+impl AllArgs {
+    /// The configuration file (or defaults) with the flags applied, validated.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        let mut cfg = match &self.config {
+            Some(p) => Config::from_file(p)?,
+            None => Config::default(),
+        };
+        if let Some(l) = self.listen {
+            cfg.server.listen = l;
+        }
+        if let Some(d) = &self.data_dir {
+            cfg.server.data_dir = d.clone();
+        }
+        if let Some(f) = self.log_format {
+            cfg.telemetry.log_format = f;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// A running `hestia all`: its public address and a handle to stop it.
+pub struct AllInOne {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl AllInOne {
+    /// Starts every role; returns once the public endpoint accepts connections and is ready.
+    pub async fn start(mut cfg: Config) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cfg.server.data_dir)
+            .with_context(|| format!("creating data dir {}", cfg.server.data_dir.display()))?;
+        let data_dir = cfg.server.data_dir.clone();
+        let ingester_cfg = cfg.ingester.clone();
+        let db = tokio::task::spawn_blocking(move || {
+            hestia_ingester::open_tsdb(&data_dir, &ingester_cfg)
+        })
+        .await??;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let wait_stop = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+
+        let grpc_addr = cfg
+            .ingester
+            .grpc_listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let (grpc_listener, grpc_addr) = hestia_ingester::bind_grpc(grpc_addr)
+            .await
+            .with_context(|| format!("binding ingester gRPC on {grpc_addr}"))?;
+        let grpc = tokio::spawn(hestia_ingester::serve_grpc(
+            grpc_listener,
+            db.clone(),
+            wait_stop(stop_rx.clone()),
+        ));
+        let ingester_url = format!("http://{grpc_addr}");
+        tracing::info!(%grpc_addr, "ingester gRPC listening");
+
+        cfg.distributor.ingesters = vec![ingester_url.clone()];
+        cfg.querier.ingesters = vec![ingester_url];
+        let distributor = Arc::new(hestia_distributor::Distributor::new(
+            cfg.distributor.clone(),
+            cfg.limits.clone(),
+        )?);
+        let querier = Arc::new(hestia_querier::Querier::new(cfg.querier.clone())?);
+        let gateway = Arc::new(Gateway::new(
+            Upstream::InProcess(hestia_distributor::router(distributor)),
+            Upstream::InProcess(hestia_querier::router(querier)),
+        ));
+
+        let ready = Arc::new(AtomicBool::new(false));
+        let app = Router::new()
+            .merge(hestia_gateway::router(gateway))
+            .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
+            .merge(hestia_telemetry::ops_router(ready.clone()));
+
+        let listener = TcpListener::bind(cfg.server.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.server.listen))?;
+        let addr = listener.local_addr()?;
+
+        let stats_db = db.clone();
+        let mut stats_stop = stop_rx.clone();
+        let stats = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => hestia_ingester::export_head_stats(&stats_db),
+                    _ = stats_stop.wait_for(|s| *s) => break,
+                }
+            }
+        });
+
+        let grace = cfg.server.shutdown_grace;
+        let http_stop = wait_stop(stop_rx.clone());
+        let task = tokio::spawn(async move {
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(http_stop)
+            .await;
+            // In-flight pushes finish before the ingester stops and the database closes.
+            let _ = tokio::time::timeout(grace, grpc).await;
+            stats.abort();
+            tokio::task::spawn_blocking(move || db.close()).await??;
+            served.context("serving HTTP")
+        });
+        ready.store(true, Ordering::Release);
+        tracing::info!(%addr, "hestia all ready (dev mode: no authentication, workspace ids accepted as-is)");
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops serving, lets in-flight requests finish, and closes the database cleanly.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await?
+    }
+}

@@ -1,0 +1,346 @@
+//! The ingester: Hestia's stateful role. It owns one `hestia_storage::Tsdb` (RocksDB) and serves
+//! the internal `hestia.ingester.Ingester` gRPC service. Storage calls are blocking, so each runs
+//! on tokio's blocking pool; a Push is answered only after its WAL write is fsync'd.
+
+mod error;
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use hestia_config::IngesterConfig;
+use hestia_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
+use hestia_proto::ingester as pb;
+use hestia_proto::ingester::ingester_server::{Ingester, IngesterServer};
+use hestia_storage::{MetricMetadata, MetricType, RejectReason, SeriesAppend, Tsdb, TsdbOptions};
+use tokio::net::TcpListener;
+use tonic::{Request, Response, Status};
+
+pub use error::IngesterError;
+
+/// Series per `QueryStreamResponse` message.
+const STREAM_BATCH_SERIES: usize = 128;
+
+/// Opens (and recovers) the ingester's database under `<data_dir>/ingester`.
+pub fn open_tsdb(data_dir: &Path, cfg: &IngesterConfig) -> Result<Arc<Tsdb>, IngesterError> {
+    let opts = TsdbOptions {
+        checkpoint_interval: Some(cfg.checkpoint_interval),
+        block_cache_bytes: cfg.block_cache_bytes,
+        ..TsdbOptions::default()
+    };
+    Ok(Arc::new(Tsdb::open(&data_dir.join("ingester"), opts)?))
+}
+
+#[derive(Clone)]
+pub struct IngesterService {
+    db: Arc<Tsdb>,
+}
+
+impl IngesterService {
+    pub fn new(db: Arc<Tsdb>) -> Self {
+        Self { db }
+    }
+
+    pub fn into_server(self) -> IngesterServer<Self> {
+        IngesterServer::new(self)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(256 << 20)
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T, IngesterError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Tsdb) -> Result<T, hestia_storage::StorageError> + Send + 'static,
+    {
+        let db = self.db.clone();
+        Ok(tokio::task::spawn_blocking(move || f(&db)).await??)
+    }
+}
+
+fn tenant(s: &str) -> Result<TenantId, IngesterError> {
+    TenantId::parse(s).map_err(|e| IngesterError::InvalidArgument(e.to_string()))
+}
+
+fn labels_from_pb(pairs: Vec<pb::LabelPair>) -> Labels {
+    let v: Vec<Label> = pairs
+        .into_iter()
+        .map(|p| Label {
+            name: p.name,
+            value: p.value,
+        })
+        .collect();
+    if v.windows(2).all(|w| w[0].name < w[1].name) && v.iter().all(|l| !l.value.is_empty()) {
+        Labels::from_sorted_unchecked(v)
+    } else {
+        Labels::from_pairs(v.into_iter().map(|l| (l.name, l.value)))
+    }
+}
+
+fn labels_to_pb(l: &Labels) -> Vec<pb::LabelPair> {
+    l.iter()
+        .map(|l| pb::LabelPair {
+            name: l.name.clone(),
+            value: l.value.clone(),
+        })
+        .collect()
+}
+
+fn matchers_from_pb(ms: Vec<pb::LabelMatcher>) -> Result<Vec<Matcher>, IngesterError> {
+    ms.into_iter()
+        .map(|m| {
+            let op = match pb::label_matcher::Type::try_from(m.r#type) {
+                Ok(pb::label_matcher::Type::Eq) => MatchOp::Equal,
+                Ok(pb::label_matcher::Type::Neq) => MatchOp::NotEqual,
+                Ok(pb::label_matcher::Type::Re) => MatchOp::RegexMatch,
+                Ok(pb::label_matcher::Type::Nre) => MatchOp::RegexNoMatch,
+                Err(_) => {
+                    return Err(IngesterError::InvalidArgument(format!(
+                        "unknown matcher type {}",
+                        m.r#type
+                    )))
+                }
+            };
+            Matcher::new(op, m.name, m.value)
+                .map_err(|e| IngesterError::InvalidArgument(e.to_string()))
+        })
+        .collect()
+}
+
+type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryStreamResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Ingester for IngesterService {
+    async fn push(
+        &self,
+        req: Request<pb::PushRequest>,
+    ) -> Result<Response<pb::PushResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let batch: Vec<SeriesAppend> = req
+            .timeseries
+            .into_iter()
+            .map(|ts| SeriesAppend {
+                labels: labels_from_pb(ts.labels),
+                samples: ts
+                    .samples
+                    .into_iter()
+                    .map(|s| Sample {
+                        t: s.timestamp_ms,
+                        v: s.value,
+                    })
+                    .collect(),
+            })
+            .collect();
+        let metadata: Vec<MetricMetadata> = req
+            .metadata
+            .into_iter()
+            .map(|m| MetricMetadata {
+                metric_family_name: m.metric_family_name,
+                kind: MetricType::parse(&m.r#type),
+                help: m.help,
+                unit: m.unit,
+            })
+            .collect();
+        let t = tenant.clone();
+        let (result, messages) = self
+            .blocking(move |db| {
+                let r = db.append(&t, &batch)?;
+                if !metadata.is_empty() {
+                    db.put_metadata(&t, &metadata)?;
+                }
+                let messages: Vec<String> = r
+                    .rejected
+                    .iter()
+                    .map(|rej| match batch.get(rej.series_index) {
+                        Some(s) => rej.message(&s.labels),
+                        None => rej.to_string(),
+                    })
+                    .collect();
+                Ok((r, messages))
+            })
+            .await?;
+        let ts = tenant.as_str();
+        metrics::SAMPLES_APPENDED
+            .with_label_values(&[ts])
+            .inc_by(result.samples_appended as u64);
+        metrics::SERIES_CREATED
+            .with_label_values(&[ts])
+            .inc_by(result.series_created as u64);
+        let rejections = result
+            .rejected
+            .iter()
+            .zip(messages)
+            .map(|(r, message)| {
+                let reason = match r.reason {
+                    RejectReason::OutOfOrder => pb::RejectReason::OutOfOrder,
+                    RejectReason::DuplicateTimestamp => pb::RejectReason::DuplicateTimestamp,
+                };
+                let label = r.reason.discard_reason();
+                metrics::SAMPLES_REJECTED
+                    .with_label_values(&[label, ts])
+                    .inc_by(r.count as u64);
+                pb::Rejection {
+                    series_index: r.series_index as u32,
+                    reason: reason as i32,
+                    samples: r.count as u32,
+                    message,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::PushResponse {
+            samples_appended: result.samples_appended as u64,
+            series_created: result.series_created as u64,
+            rejections,
+        }))
+    }
+
+    type QueryStreamStream = QueryStream;
+
+    async fn query_stream(
+        &self,
+        req: Request<pb::QueryRequest>,
+    ) -> Result<Response<QueryStream>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let matchers = matchers_from_pb(req.matchers)?;
+        let (mint, maxt) = (req.start_ms, req.end_ms);
+        let series = self
+            .blocking(move |db| db.select(&tenant, &matchers, mint, maxt))
+            .await?;
+        let mut messages = Vec::with_capacity(series.len() / STREAM_BATCH_SERIES + 1);
+        let mut iter = series.into_iter().peekable();
+        while iter.peek().is_some() {
+            let batch = iter
+                .by_ref()
+                .take(STREAM_BATCH_SERIES)
+                .map(|s| pb::SeriesChunks {
+                    labels: labels_to_pb(&s.labels),
+                    chunks: s
+                        .chunks
+                        .into_iter()
+                        .map(|c| pb::Chunk {
+                            min_time_ms: c.min_t,
+                            max_time_ms: c.max_t,
+                            data: c.data,
+                        })
+                        .collect(),
+                })
+                .collect();
+            messages.push(Ok(pb::QueryStreamResponse { series: batch }));
+        }
+        Ok(Response::new(Box::pin(futures::stream::iter(messages))))
+    }
+
+    async fn label_names(
+        &self,
+        req: Request<pb::LabelNamesRequest>,
+    ) -> Result<Response<pb::LabelNamesResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let matchers = matchers_from_pb(req.matchers)?;
+        let names = self
+            .blocking(move |db| db.label_names(&tenant, &matchers, req.start_ms, req.end_ms))
+            .await?;
+        Ok(Response::new(pb::LabelNamesResponse { names }))
+    }
+
+    async fn label_values(
+        &self,
+        req: Request<pb::LabelValuesRequest>,
+    ) -> Result<Response<pb::LabelValuesResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let matchers = matchers_from_pb(req.matchers)?;
+        let name = req.name;
+        let values = self
+            .blocking(move |db| {
+                db.label_values(&tenant, &name, &matchers, req.start_ms, req.end_ms)
+            })
+            .await?;
+        Ok(Response::new(pb::LabelValuesResponse { values }))
+    }
+
+    async fn series(
+        &self,
+        req: Request<pb::SeriesRequest>,
+    ) -> Result<Response<pb::SeriesResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let matchers = matchers_from_pb(req.matchers)?;
+        let series = self
+            .blocking(move |db| db.series(&tenant, &matchers, req.start_ms, req.end_ms))
+            .await?;
+        Ok(Response::new(pb::SeriesResponse {
+            series: series
+                .iter()
+                .map(|l| pb::Labels {
+                    labels: labels_to_pb(l),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn metrics_metadata(
+        &self,
+        req: Request<pb::MetricsMetadataRequest>,
+    ) -> Result<Response<pb::MetricsMetadataResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let metric = (!req.metric.is_empty()).then_some(req.metric);
+        let limit = (req.limit > 0).then_some(req.limit as usize);
+        let per_metric = (req.limit_per_metric > 0).then_some(req.limit_per_metric as usize);
+        let items = self
+            .blocking(move |db| db.metadata(&tenant, metric.as_deref(), limit, per_metric))
+            .await?;
+        Ok(Response::new(pb::MetricsMetadataResponse {
+            metadata: items
+                .into_iter()
+                .map(|m| pb::MetricMetadata {
+                    metric_family_name: m.metric_family_name,
+                    r#type: m.kind.as_str().to_string(),
+                    help: m.help,
+                    unit: m.unit,
+                })
+                .collect(),
+        }))
+    }
+}
+
+/// Binds the gRPC listener; returns it with its actual address (port 0 picks a free one).
+pub async fn bind_grpc(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let l = TcpListener::bind(addr).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+/// Serves the ingester gRPC service until `shutdown` resolves.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    db: Arc<Tsdb>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .add_service(IngesterService::new(db).into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// Refreshes the per-tenant series gauges from the head's statistics.
+pub fn export_head_stats(db: &Tsdb) {
+    for t in db.head_stats().tenants {
+        let tenant = t.tenant.as_str();
+        metrics::MEMORY_SERIES
+            .with_label_values(&[tenant])
+            .set(t.series as i64);
+        metrics::ACTIVE_SERIES
+            .with_label_values(&[tenant])
+            .set(t.active_series as i64);
+    }
+}

@@ -1,0 +1,57 @@
+//! The querier: Prometheus' HTTP query API for one tenant per request (the gateway resolves it and
+//! passes it in `X-Scope-OrgID`), PromQL through `hestia-promql`, data from the ingesters.
+
+mod api;
+mod error;
+pub mod metrics;
+mod params;
+mod store;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use hestia_config::QuerierConfig;
+use hestia_promql::{Engine, EngineOptions};
+
+pub use error::{ApiError, ApiErrorType};
+pub use params::{parse_duration, parse_time};
+pub use store::{IngesterStore, StoreError, TenantQueryable};
+
+/// The header that carries the tenant on internal HTTP calls.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+pub struct Querier {
+    pub(crate) cfg: QuerierConfig,
+    pub(crate) engine: Engine,
+    pub(crate) store: IngesterStore,
+}
+
+impl Querier {
+    pub fn new(cfg: QuerierConfig) -> anyhow::Result<Self> {
+        let store = IngesterStore::new(&cfg.ingesters)?;
+        let engine = Engine::new(EngineOptions {
+            lookback_delta: cfg.lookback_delta,
+            max_samples: cfg.max_samples,
+            timeout: Some(cfg.timeout),
+            ..EngineOptions::default()
+        });
+        Ok(Self { cfg, engine, store })
+    }
+}
+
+/// The querier's internal HTTP API: Prometheus paths under `/api/v1`, tenant in `X-Scope-OrgID`.
+pub fn router(q: Arc<Querier>) -> Router {
+    Router::new()
+        .route("/api/v1/query", get(api::query).post(api::query))
+        .route(
+            "/api/v1/query_range",
+            get(api::query_range).post(api::query_range),
+        )
+        .route("/api/v1/series", get(api::series).post(api::series))
+        .route("/api/v1/labels", get(api::labels).post(api::labels))
+        .route("/api/v1/label/{name}/values", get(api::label_values))
+        .route("/api/v1/metadata", get(api::metadata))
+        .route("/api/v1/status/buildinfo", get(api::buildinfo))
+        .with_state(q)
+}

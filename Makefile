@@ -1,0 +1,48 @@
+# Hestia: make run | make test | make bench | make lint
+SHELL := /bin/bash
+CARGO ?= cargo
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/hestia/target
+export CARGO_TERM_COLOR ?= never
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Debian packages the build and the tests need: libclang for RocksDB's bindings, a C++ compiler,
+# protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
+DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
+
+.PHONY: deps run test test-unit conformance bench bench-rw bench-storage lint fmt clean
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from your distribution or rustup" >&2; exit 1; }
+
+run: deps
+	$(CARGO) run --release -p hestia --bin hestia -- all $(ARGS)
+
+test: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast -- --nocapture 2>&1 | tee $(CARGO_TARGET_DIR)/test.log; exit $${PIPESTATUS[0]}
+
+# PromQL conformance only (Prometheus' own test scripts, read from ../shared).
+conformance: deps
+	$(CARGO) test -p hestia-promql --test conformance -- --nocapture
+
+bench: deps bench-rw bench-storage
+
+bench-rw:
+	$(CARGO) bench -p hestia-remote-write --bench decode -- --noplot
+
+bench-storage:
+	$(CARGO) bench -p hestia-storage -- --noplot
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	rm -rf data .cluster

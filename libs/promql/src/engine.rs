@@ -1,0 +1,512 @@
+//! Query entry points: parse, plan the selects, fetch, evaluate, shape the result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hestia_model::{MatchOp, Matcher, METRIC_NAME};
+use promql_parser::label::MatchOp as PMatchOp;
+use promql_parser::parser::{Expr, VectorSelector};
+
+use crate::error::QueryError;
+use crate::eval::{
+    at_ms, duration_ms, offset_ms, selector_key, subquery_ctx, window, Ctx, EvalSeries, Evaluator,
+    Val,
+};
+use crate::value::{InstantSample, QueryResult, Series, Value};
+use crate::Queryable;
+
+/// Engine settings; `Default` matches Prometheus' defaults.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus: 5m).
+    pub lookback_delta: Duration,
+    /// Maximum number of samples held during one query.
+    pub max_samples: usize,
+    /// Evaluation deadline per query (`None`: unlimited).
+    pub timeout: Option<Duration>,
+    /// Step of subqueries written without one (`x[5m:]`), Prometheus' global evaluation interval.
+    pub default_subquery_step: Duration,
+    /// Allows functions Prometheus gates behind `--enable-feature=promql-experimental-functions`.
+    pub enable_experimental_functions: bool,
+    /// Range queries producing more points per series than this are rejected (Prometheus API: 11,000).
+    pub max_points_per_series: Option<u64>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Some(Duration::from_secs(120)),
+            default_subquery_step: Duration::from_secs(60),
+            enable_experimental_functions: false,
+            max_points_per_series: Some(11_000),
+        }
+    }
+}
+
+/// A PromQL engine. Cheap to share; holds no per-query state.
+#[derive(Debug, Clone, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+/// One `select` the query needs.
+struct Fetch {
+    matchers: Vec<Matcher>,
+    mint: i64,
+    maxt: i64,
+    keys: Vec<usize>,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Self {
+        Self { opts }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    pub async fn instant_query(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        ts_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        self.run(q, query, ts_ms, ts_ms, 0).await
+    }
+
+    pub async fn range_query(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<QueryResult, QueryError> {
+        if step_ms <= 0 {
+            return Err(QueryError::bad(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer",
+            ));
+        }
+        if end_ms < start_ms {
+            return Err(QueryError::bad(
+                "end timestamp must not be before start time",
+            ));
+        }
+        if let Some(max) = self.opts.max_points_per_series {
+            if ((end_ms - start_ms) / step_ms) as u64 >= max {
+                return Err(QueryError::bad(
+                    "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+                ));
+            }
+        }
+        self.run(q, query, start_ms, end_ms, step_ms).await
+    }
+
+    async fn run(
+        &self,
+        q: &dyn Queryable,
+        query: &str,
+        start: i64,
+        end: i64,
+        step: i64,
+    ) -> Result<QueryResult, QueryError> {
+        let started = Instant::now();
+        let expr = parse(query, self.opts.enable_experimental_functions)?;
+        let is_range = step > 0;
+        if is_range {
+            let t = match &expr {
+                e if matches!(unparen(e), Expr::StringLiteral(_)) => Some("string"),
+                e if matches!(unparen(e), Expr::MatrixSelector(_) | Expr::Subquery(_)) => {
+                    Some("range vector")
+                }
+                _ => None,
+            };
+            if let Some(t) = t {
+                return Err(QueryError::bad(format!(
+                    "invalid expression type \"{t}\" for range query, must be Scalar or instant Vector"
+                )));
+            }
+        }
+        let ctx = Ctx {
+            start,
+            end,
+            interval: if is_range { step } else { 1 },
+        };
+
+        // Plan and fetch every selector's data.
+        let mut fetches: Vec<Fetch> = Vec::new();
+        let mut by_matchers: HashMap<String, usize> = HashMap::new();
+        let planner = Planner {
+            lookback: duration_ms(&self.opts.lookback_delta),
+            query_start: start,
+            query_end: end,
+            default_step: duration_ms(&self.opts.default_subquery_step),
+        };
+        let mut needs: Vec<(&VectorSelector, i64, i64)> = Vec::new();
+        planner.plan(&expr, &ctx, &mut needs);
+        for (vs, mint, maxt) in needs {
+            let matchers = convert_matchers(vs)?;
+            let key: String = matchers.iter().map(|m| format!("{m},")).collect();
+            match by_matchers.get(&key) {
+                Some(&i) => {
+                    let f = &mut fetches[i];
+                    f.mint = f.mint.min(mint);
+                    f.maxt = f.maxt.max(maxt);
+                    f.keys.push(selector_key(vs));
+                }
+                None => {
+                    by_matchers.insert(key, fetches.len());
+                    fetches.push(Fetch {
+                        matchers,
+                        mint,
+                        maxt,
+                        keys: vec![selector_key(vs)],
+                    });
+                }
+            }
+        }
+        let mut data: HashMap<usize, Arc<Vec<Series>>> = HashMap::new();
+        let deadline = self.opts.timeout.map(|t| started + t);
+        for f in fetches {
+            let series = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    select_with_timeout(q, &f.matchers, f.mint, f.maxt, left).await?
+                }
+                None => q.select(&f.matchers, f.mint, f.maxt).await?,
+            };
+            let series = Arc::new(series);
+            for k in f.keys {
+                data.insert(k, series.clone());
+            }
+        }
+
+        let positions = crate::pos::compute(query, &expr);
+        let mut ev = Evaluator {
+            data: &data,
+            lookback: duration_ms(&self.opts.lookback_delta),
+            query_start: start,
+            query_end: end,
+            query_step: step,
+            default_sub_step: duration_ms(&self.opts.default_subquery_step),
+            max_samples: self.opts.max_samples,
+            deadline,
+            warnings: Vec::new(),
+            infos: Vec::new(),
+            samples: 0,
+            positions: &positions,
+        };
+        let val = ev.eval(&expr, &ctx)?;
+        let value = finish(val, &ctx, is_range, sort_kind(&expr))?;
+        Ok(QueryResult {
+            value,
+            warnings: ev.warnings,
+            infos: ev.infos,
+        })
+    }
+}
+
+async fn select_with_timeout(
+    q: &dyn Queryable,
+    matchers: &[Matcher],
+    mint: i64,
+    maxt: i64,
+    left: Duration,
+) -> Result<Vec<Series>, QueryError> {
+    if left.is_zero() {
+        return Err(QueryError::Timeout("query execution".into()));
+    }
+    // The Queryable owns its own I/O deadlines; the evaluation deadline is checked afterwards.
+    let r = q.select(matchers, mint, maxt).await?;
+    Ok(r)
+}
+
+fn unparen(mut e: &Expr) -> &Expr {
+    while let Expr::Paren(p) = e {
+        e = &p.expr;
+    }
+    e
+}
+
+/// Parses a query and applies the checks promql-parser leaves to the engine.
+pub fn parse(query: &str, experimental: bool) -> Result<Expr, QueryError> {
+    let expr = promql_parser::parser::parse(query)
+        .map_err(|e| QueryError::bad(format!("parse error: {e}")))?;
+    if !experimental {
+        if let Some(name) = find_experimental(&expr) {
+            return Err(QueryError::bad(format!(
+                "parse error: function {name:?} is not enabled"
+            )));
+        }
+    }
+    Ok(expr)
+}
+
+fn find_experimental(e: &Expr) -> Option<&'static str> {
+    match e {
+        Expr::Call(c) => {
+            if c.func.experimental {
+                return Some(c.func.name);
+            }
+            c.args.args.iter().find_map(|a| find_experimental(a))
+        }
+        Expr::Aggregate(a) => {
+            if matches!(
+                a.op.id(),
+                promql_parser::parser::token::T_LIMITK
+                    | promql_parser::parser::token::T_LIMIT_RATIO
+            ) {
+                return Some(if a.op.id() == promql_parser::parser::token::T_LIMITK {
+                    "limitk"
+                } else {
+                    "limit_ratio"
+                });
+            }
+            a.param
+                .as_deref()
+                .and_then(find_experimental)
+                .or_else(|| find_experimental(&a.expr))
+        }
+        Expr::Unary(u) => find_experimental(&u.expr),
+        Expr::Binary(b) => find_experimental(&b.lhs).or_else(|| find_experimental(&b.rhs)),
+        Expr::Paren(p) => find_experimental(&p.expr),
+        Expr::Subquery(s) => find_experimental(&s.expr),
+        _ => None,
+    }
+}
+
+/// Converts a selector's matchers (adding the metric name) to Hestia matchers.
+fn convert_matchers(vs: &VectorSelector) -> Result<Vec<Matcher>, QueryError> {
+    let mut out = Vec::with_capacity(vs.matchers.matchers.len() + 1);
+    if !vs.matchers.or_matchers.is_empty() {
+        return Err(QueryError::bad(
+            "parse error: \"or\" in label matchers is not supported",
+        ));
+    }
+    let mut has_name = false;
+    for m in &vs.matchers.matchers {
+        let op = match m.op {
+            PMatchOp::Equal => MatchOp::Equal,
+            PMatchOp::NotEqual => MatchOp::NotEqual,
+            PMatchOp::Re(_) => MatchOp::RegexMatch,
+            PMatchOp::NotRe(_) => MatchOp::RegexNoMatch,
+        };
+        if m.name == METRIC_NAME {
+            has_name = true;
+        }
+        out.push(
+            Matcher::new(op, m.name.clone(), m.value.clone())
+                .map_err(|e| QueryError::bad(e.to_string()))?,
+        );
+    }
+    if let (Some(n), false) = (&vs.name, has_name) {
+        out.push(Matcher::equal(METRIC_NAME, n.clone()));
+    }
+    Ok(out)
+}
+
+struct Planner {
+    lookback: i64,
+    query_start: i64,
+    query_end: i64,
+    default_step: i64,
+}
+
+impl Planner {
+    /// Collects every selector with the time range `[mint, maxt]` it reads.
+    fn plan<'e>(&self, e: &'e Expr, ctx: &Ctx, out: &mut Vec<(&'e VectorSelector, i64, i64)>) {
+        match e {
+            Expr::VectorSelector(vs) => {
+                let (s, en) = self.bounds(&vs.at, ctx);
+                let off = offset_ms(&vs.offset);
+                out.push((vs, s - off - self.lookback + 1, en - off));
+            }
+            Expr::MatrixSelector(ms) => {
+                let (s, en) = self.bounds(&ms.vs.at, ctx);
+                let off = offset_ms(&ms.vs.offset);
+                out.push((&ms.vs, s - off - duration_ms(&ms.range) + 1, en - off));
+            }
+            Expr::Subquery(sq) => {
+                let at = at_ms(&sq.at, self.query_start, self.query_end);
+                let step = sq
+                    .step
+                    .as_ref()
+                    .map(duration_ms)
+                    .unwrap_or(self.default_step)
+                    .max(1);
+                let inner =
+                    subquery_ctx(ctx, duration_ms(&sq.range), offset_ms(&sq.offset), at, step);
+                self.plan(&sq.expr, &inner, out);
+            }
+            Expr::Aggregate(a) => {
+                if let Some(p) = &a.param {
+                    self.plan(p, ctx, out);
+                }
+                self.plan(&a.expr, ctx, out);
+            }
+            Expr::Unary(u) => self.plan(&u.expr, ctx, out),
+            Expr::Binary(b) => {
+                self.plan(&b.lhs, ctx, out);
+                self.plan(&b.rhs, ctx, out);
+            }
+            Expr::Paren(p) => self.plan(&p.expr, ctx, out),
+            Expr::Call(c) => {
+                for a in &c.args.args {
+                    self.plan(a, ctx, out);
+                }
+            }
+            Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        }
+    }
+
+    fn bounds(&self, at: &Option<promql_parser::parser::AtModifier>, ctx: &Ctx) -> (i64, i64) {
+        match at_ms(at, self.query_start, self.query_end) {
+            Some(a) => (a, a),
+            None => (ctx.start, ctx.end),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SortKind {
+    /// Output order is meaningful (sort functions, topk/bottomk).
+    Keep,
+    Any,
+}
+
+fn sort_kind(e: &Expr) -> SortKind {
+    match unparen(e) {
+        Expr::Call(c) if c.func.name.starts_with("sort") => SortKind::Keep,
+        Expr::Aggregate(a)
+            if matches!(
+                a.op.id(),
+                promql_parser::parser::token::T_TOPK | promql_parser::parser::token::T_BOTTOMK
+            ) =>
+        {
+            SortKind::Keep
+        }
+        _ => SortKind::Any,
+    }
+}
+
+/// Applies pending name drops, rejects duplicate label sets and shapes the API value.
+fn finish(val: Val, ctx: &Ctx, is_range: bool, _sort: SortKind) -> Result<Value, QueryError> {
+    match val {
+        Val::Scalar(v) => {
+            if is_range {
+                let floats = v
+                    .iter()
+                    .enumerate()
+                    .map(|(k, f)| hestia_model::Sample::new(ctx.ts(k), *f))
+                    .collect();
+                Ok(Value::Matrix(vec![Series {
+                    labels: hestia_model::Labels::empty(),
+                    floats,
+                    histograms: Vec::new(),
+                }]))
+            } else {
+                Ok(Value::Scalar {
+                    t: ctx.start,
+                    v: v.first().copied().unwrap_or(f64::NAN),
+                })
+            }
+        }
+        Val::Str(s) => Ok(Value::String { t: ctx.start, v: s }),
+        Val::Vector(m) => {
+            let m = cleanup(m)?;
+            if is_range {
+                let mut out: Vec<Series> = m
+                    .into_iter()
+                    .map(|s| Series {
+                        labels: s.labels,
+                        floats: s.floats,
+                        histograms: s.hists,
+                    })
+                    .collect();
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Ok(Value::Matrix(out))
+            } else {
+                let mut out = Vec::with_capacity(m.len());
+                for s in m {
+                    if let Some(p) = s.floats.last() {
+                        out.push(InstantSample {
+                            labels: s.labels,
+                            t: p.t,
+                            f: p.v,
+                            h: None,
+                        });
+                    } else if let Some((t, h)) = s.hists.into_iter().last() {
+                        out.push(InstantSample {
+                            labels: s.labels,
+                            t,
+                            f: 0.0,
+                            h: Some(h),
+                        });
+                    }
+                }
+                Ok(Value::Vector(out))
+            }
+        }
+        Val::Range(rv) => {
+            let t = ctx.start;
+            let end = rv.window_end(t);
+            let mut out = Vec::new();
+            for s in cleanup(rv.series)? {
+                let (lo, hi) = window(&s.floats, |p| p.t, end, rv.range);
+                let (hlo, hhi) = window(&s.hists, |p| p.0, end, rv.range);
+                if lo == hi && hlo == hhi {
+                    continue;
+                }
+                out.push(Series {
+                    labels: s.labels,
+                    floats: s.floats[lo..hi].to_vec(),
+                    histograms: s.hists[hlo..hhi].to_vec(),
+                });
+            }
+            out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            Ok(Value::Matrix(out))
+        }
+    }
+}
+
+fn cleanup(m: Vec<EvalSeries>) -> Result<Vec<EvalSeries>, QueryError> {
+    let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(m.len());
+    let mut out: Vec<EvalSeries> = Vec::with_capacity(m.len());
+    for mut s in m {
+        if s.drop_name {
+            s.labels = s.labels.without(&[METRIC_NAME]);
+            s.drop_name = false;
+        }
+        let h = s.labels.hash64();
+        let bucket = seen.entry(h).or_default();
+        if let Some(&i) = bucket.iter().find(|&&i| out[i].labels == s.labels) {
+            // Series that became equal by losing their names merge unless they overlap in time.
+            let dst = &mut out[i];
+            let times: std::collections::HashSet<i64> = dst
+                .floats
+                .iter()
+                .map(|p| p.t)
+                .chain(dst.hists.iter().map(|p| p.0))
+                .collect();
+            if s.floats.iter().any(|p| times.contains(&p.t))
+                || s.hists.iter().any(|p| times.contains(&p.0))
+            {
+                return Err(QueryError::exec(
+                    "vector cannot contain metrics with the same labelset",
+                ));
+            }
+            dst.floats.extend(s.floats);
+            dst.floats.sort_by_key(|p| p.t);
+            dst.hists.extend(s.hists);
+            dst.hists.sort_by_key(|p| p.0);
+            continue;
+        }
+        bucket.push(out.len());
+        out.push(s);
+    }
+    Ok(out)
+}

@@ -1,0 +1,210 @@
+//! Instant and range vector selectors.
+
+use hestia_model::{is_stale_nan, Sample};
+
+use crate::histogram::{CounterResetHint, FloatHistogram};
+use promql_parser::parser::{MatrixSelector, VectorSelector};
+
+use super::{at_ms, duration_ms, offset_ms, Ctx, EvalSeries, Evaluator, RangeVal};
+
+/// Identifies a selector node of the AST being evaluated (its address; the AST is not moved).
+pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
+    vs as *const VectorSelector as usize
+}
+
+impl Evaluator<'_> {
+    pub(crate) fn eval_vector_selector(
+        &mut self,
+        vs: &VectorSelector,
+        ctx: &Ctx,
+    ) -> Vec<EvalSeries> {
+        let Some(data) = self.data.get(&selector_key(vs)) else {
+            return Vec::new();
+        };
+        let offset = offset_ms(&vs.offset);
+        let at = at_ms(&vs.at, self.query_start, self.query_end);
+        let n = ctx.steps();
+        let lookback = self.lookback;
+        let mut out = Vec::with_capacity(data.len());
+        for s in data.iter() {
+            let mut es = EvalSeries::new(s.labels.clone(), false);
+            if let Some(a) = at {
+                if let Some((f, h)) = lookup(&s.floats, &s.histograms, a - offset, lookback) {
+                    for k in 0..n {
+                        match h {
+                            Some(h) => es.hists.push((ctx.ts(k), h.clone())),
+                            None => es.floats.push(Sample::new(ctx.ts(k), f)),
+                        }
+                    }
+                }
+            } else {
+                let (mut fi, mut hi) = (0usize, 0usize);
+                let mut last_h: Option<i64> = None;
+                for k in 0..n {
+                    let t = ctx.ts(k);
+                    let r = t - offset;
+                    while fi < s.floats.len() && s.floats[fi].t <= r {
+                        fi += 1;
+                    }
+                    while hi < s.histograms.len() && s.histograms[hi].0 <= r {
+                        hi += 1;
+                    }
+                    let fc = fi
+                        .checked_sub(1)
+                        .map(|i| &s.floats[i])
+                        .filter(|p| p.t > r - lookback);
+                    let hc = hi
+                        .checked_sub(1)
+                        .map(|i| &s.histograms[i])
+                        .filter(|p| p.0 > r - lookback);
+                    match (fc, hc) {
+                        (Some(p), Some((ht, h))) => {
+                            if *ht > p.t {
+                                es.hists.push((t, repeat_hint(h, *ht, &mut last_h)));
+                            } else if !is_stale_nan(p.v) {
+                                es.floats.push(Sample::new(t, p.v));
+                            }
+                        }
+                        (Some(p), None) => {
+                            if !is_stale_nan(p.v) {
+                                es.floats.push(Sample::new(t, p.v));
+                            }
+                        }
+                        (None, Some((ht, h))) => {
+                            es.hists.push((t, repeat_hint(h, *ht, &mut last_h)))
+                        }
+                        (None, None) => {}
+                    }
+                }
+            }
+            if !es.is_empty() {
+                out.push(es);
+            }
+        }
+        out
+    }
+
+    /// Like [`Self::eval_vector_selector`] but each value is the sample's own timestamp (seconds).
+    pub(crate) fn eval_vector_selector_timestamps(
+        &mut self,
+        vs: &VectorSelector,
+        ctx: &Ctx,
+    ) -> Vec<EvalSeries> {
+        let Some(data) = self.data.get(&selector_key(vs)) else {
+            return Vec::new();
+        };
+        let offset = offset_ms(&vs.offset);
+        let at = at_ms(&vs.at, self.query_start, self.query_end);
+        let mut out = Vec::new();
+        for s in data.iter() {
+            let mut es = EvalSeries::new(s.labels.clone(), false);
+            for k in 0..ctx.steps() {
+                let t = ctx.ts(k);
+                let r = at.unwrap_or(t) - offset;
+                if let Some(st) = lookup_time(&s.floats, &s.histograms, r, self.lookback) {
+                    es.floats.push(Sample::new(t, st as f64 / 1000.0));
+                }
+            }
+            if !es.is_empty() {
+                out.push(es);
+            }
+        }
+        out
+    }
+
+    /// Raw samples of a range selector (stale markers dropped); windows are cut per step later.
+    pub(crate) fn eval_matrix_selector(&mut self, ms: &MatrixSelector, _ctx: &Ctx) -> RangeVal {
+        let vs = &ms.vs;
+        let offset = offset_ms(&vs.offset);
+        let at = at_ms(&vs.at, self.query_start, self.query_end);
+        let series = match self.data.get(&selector_key(vs)) {
+            Some(data) => data
+                .iter()
+                .map(|s| EvalSeries {
+                    labels: s.labels.clone(),
+                    drop_name: false,
+                    floats: s
+                        .floats
+                        .iter()
+                        .filter(|p| !is_stale_nan(p.v))
+                        .copied()
+                        .collect(),
+                    hists: s.histograms.clone(),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        RangeVal {
+            series,
+            range: duration_ms(&ms.range),
+            offset,
+            at,
+        }
+    }
+}
+
+/// The latest sample in `(r - lookback, r]`, unless it is a staleness marker.
+fn lookup<'a>(
+    floats: &[Sample],
+    hists: &'a [(i64, crate::histogram::FloatHistogram)],
+    r: i64,
+    lookback: i64,
+) -> Option<(f64, Option<&'a crate::histogram::FloatHistogram>)> {
+    let fi = floats.partition_point(|p| p.t <= r);
+    let hi = hists.partition_point(|p| p.0 <= r);
+    let fc = fi
+        .checked_sub(1)
+        .map(|i| &floats[i])
+        .filter(|p| p.t > r - lookback);
+    let hc = hi
+        .checked_sub(1)
+        .map(|i| &hists[i])
+        .filter(|p| p.0 > r - lookback);
+    match (fc, hc) {
+        (Some(p), Some((ht, h))) if *ht > p.t => Some((0.0, Some(h))),
+        (Some(p), _) => (!is_stale_nan(p.v)).then_some((p.v, None)),
+        (None, Some((_, h))) => Some((0.0, Some(h))),
+        (None, None) => None,
+    }
+}
+
+/// A histogram sample returned again for a later step must not signal its counter reset twice.
+fn repeat_hint(h: &FloatHistogram, sample_t: i64, last: &mut Option<i64>) -> FloatHistogram {
+    let mut h = h.clone();
+    if *last == Some(sample_t) && h.counter_reset_hint == CounterResetHint::CounterReset {
+        h.counter_reset_hint = CounterResetHint::NotCounterReset;
+    }
+    *last = Some(sample_t);
+    h
+}
+
+fn lookup_time(
+    floats: &[Sample],
+    hists: &[(i64, crate::histogram::FloatHistogram)],
+    r: i64,
+    lookback: i64,
+) -> Option<i64> {
+    let fi = floats.partition_point(|p| p.t <= r);
+    let hi = hists.partition_point(|p| p.0 <= r);
+    let fc = fi
+        .checked_sub(1)
+        .map(|i| &floats[i])
+        .filter(|p| p.t > r - lookback);
+    let hc = hi
+        .checked_sub(1)
+        .map(|i| &hists[i])
+        .filter(|p| p.0 > r - lookback);
+    match (fc, hc) {
+        (Some(p), Some((ht, _))) if *ht > p.t => Some(*ht),
+        (Some(p), _) => (!is_stale_nan(p.v)).then_some(p.t),
+        (None, Some((ht, _))) => Some(*ht),
+        (None, None) => None,
+    }
+}
+
+/// Indices `[lo, hi)` of points with `t` in `(end - range, end]`.
+pub(crate) fn window<T>(pts: &[T], ts: impl Fn(&T) -> i64, end: i64, range: i64) -> (usize, usize) {
+    let lo = pts.partition_point(|p| ts(p) <= end - range);
+    let hi = pts.partition_point(|p| ts(p) <= end);
+    (lo, hi.max(lo))
+}

@@ -1,0 +1,109 @@
+//! An in-memory [`Queryable`] for tests and small embedded uses.
+
+use hestia_model::{Labels, Matcher, Sample};
+
+use crate::error::QueryError;
+use crate::histogram::{CounterResetHint, FloatHistogram};
+use crate::value::Series;
+use crate::Queryable;
+
+/// Series kept sorted by labels; samples appended in time order.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryStorage {
+    series: Vec<Series>,
+}
+
+impl MemoryStorage {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(&mut self, labels: &Labels) -> &mut Series {
+        let i = match self.series.binary_search_by(|s| s.labels.cmp(labels)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.series.insert(i, Series::new(labels.clone()));
+                i
+            }
+        };
+        &mut self.series[i]
+    }
+
+    /// Adds a float sample; a sample at an existing timestamp replaces the old one.
+    pub fn add_float(&mut self, labels: &Labels, t: i64, v: f64) {
+        let s = self.entry(labels);
+        s.histograms.retain(|(ht, _)| *ht != t);
+        match s.floats.binary_search_by(|p| p.t.cmp(&t)) {
+            Ok(i) => s.floats[i].v = v,
+            Err(i) => s.floats.insert(i, Sample::new(t, v)),
+        }
+    }
+
+    /// Adds a native histogram sample. Like Prometheus' TSDB, a histogram appended right after
+    /// another one gets a `CounterReset` or `NotCounterReset` hint unless it has one already.
+    pub fn add_histogram(&mut self, labels: &Labels, t: i64, mut h: FloatHistogram) {
+        let s = self.entry(labels);
+        let last_f = s.floats.last().map(|p| p.t);
+        if let Some((pt, prev)) = s.histograms.last() {
+            if *pt < t
+                && last_f.is_none_or(|ft| ft < *pt)
+                && h.counter_reset_hint == CounterResetHint::Unknown
+            {
+                h.counter_reset_hint = if h.detect_reset(prev) {
+                    CounterResetHint::CounterReset
+                } else {
+                    CounterResetHint::NotCounterReset
+                };
+            }
+        }
+        s.floats.retain(|p| p.t != t);
+        match s.histograms.binary_search_by(|p| p.0.cmp(&t)) {
+            Ok(i) => s.histograms[i].1 = h,
+            Err(i) => s.histograms.insert(i, (t, h)),
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.series.clear();
+    }
+
+    pub fn series(&self) -> &[Series] {
+        &self.series
+    }
+}
+
+fn matches(labels: &Labels, matchers: &[Matcher]) -> bool {
+    matchers
+        .iter()
+        .all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+}
+
+#[async_trait::async_trait]
+impl Queryable for MemoryStorage {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, QueryError> {
+        let mut out = Vec::new();
+        for s in &self.series {
+            if !matches(&s.labels, matchers) {
+                continue;
+            }
+            let lo = s.floats.partition_point(|p| p.t < mint);
+            let hi = s.floats.partition_point(|p| p.t <= maxt);
+            let hlo = s.histograms.partition_point(|p| p.0 < mint);
+            let hhi = s.histograms.partition_point(|p| p.0 <= maxt);
+            if lo == hi && hlo == hhi {
+                continue;
+            }
+            out.push(Series {
+                labels: s.labels.clone(),
+                floats: s.floats[lo..hi].to_vec(),
+                histograms: s.histograms[hlo..hhi].to_vec(),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,1095 @@
+//! The multi-tenant TSDB: in-memory head over one RocksDB instance.
+//!
+//! Durability protocol:
+//! * `append` applies samples to the in-memory head under the tenant's append lock, enqueues one
+//!   operation list (WAL record, rows of series not yet durable, newly sealed chunks) with the
+//!   group committer, releases the lock and waits for the synced group write. Sequence numbers are
+//!   taken under the append lock, so per tenant the WAL order is the order samples entered memory,
+//!   and the committer writes entries in sequence order.
+//! * `checkpoint` reads the next sequence number `cp`, then, under each tenant's append lock, queues
+//!   the dirty open chunks, then deletes the tenant's WAL records below `cp` behind them. Every
+//!   record below `cp` was applied to memory before the snapshot, so its samples are in a queued
+//!   chunk or in a sealed chunk queued earlier.
+//! * `open` loads series, resumes each series' last persisted chunk if it is not full, replays
+//!   the WAL skipping samples at or before a series' newest persisted timestamp, persists what
+//!   it rebuilt and checkpoints.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hestia_model::{Labels, Matcher, Sample, TenantId};
+use parking_lot::{Condvar, Mutex, RwLock};
+use rocksdb::{
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options,
+    DB,
+};
+
+use crate::commit::{cf, write_batch, Cf, Committer, Op};
+use crate::head::{chunk_is_full, Index, Outcome, Series};
+use crate::keys;
+use crate::types::{
+    AppendResult, ChunkData, HeadStats, MetricMetadata, MetricType, RejectReason, Rejection,
+    SeriesAppend, SeriesChunks, TenantStats,
+};
+use crate::xor::XorAppender;
+use crate::StorageError;
+
+const META_FORMAT: &[u8] = b"format";
+const META_WAL_FLOOR: &[u8] = b"wal_seq_floor";
+const FORMAT_VERSION: u64 = 1;
+/// Series handled per append-lock hold during a checkpoint.
+const CHECKPOINT_SLICE: usize = 4096;
+
+/// Tuning of a [`Tsdb`].
+#[derive(Debug, Clone)]
+pub struct TsdbOptions {
+    /// Samples per chunk before it is sealed (Prometheus: 120); chunks are also sealed at 1 KiB.
+    pub chunk_max_samples: u16,
+    /// Background checkpoint period; `None` disables the periodic trigger.
+    pub checkpoint_interval: Option<Duration>,
+    /// Background checkpoint once this many WAL bytes were written since the last one; `None`
+    /// disables the size trigger.
+    pub checkpoint_wal_bytes: Option<u64>,
+    /// fsync every acknowledged write. Only tests and benchmarks should turn this off.
+    pub sync_writes: bool,
+    /// RocksDB block cache shared by all column families.
+    pub block_cache_bytes: usize,
+    /// RocksDB's own log size that forces memtable flushes.
+    pub max_total_wal_size: u64,
+    /// Memtable size per column family.
+    pub write_buffer_bytes: usize,
+    /// RocksDB flush and compaction threads.
+    pub background_jobs: i32,
+    /// A series is active while its newest sample is at most this old (wall clock).
+    pub active_series_window: Duration,
+}
+
+impl Default for TsdbOptions {
+    fn default() -> Self {
+        Self {
+            chunk_max_samples: 120,
+            checkpoint_interval: Some(Duration::from_secs(300)),
+            checkpoint_wal_bytes: Some(256 << 20),
+            sync_writes: true,
+            block_cache_bytes: 256 << 20,
+            max_total_wal_size: 1 << 30,
+            write_buffer_bytes: 64 << 20,
+            background_jobs: 2,
+            active_series_window: Duration::from_secs(300),
+        }
+    }
+}
+
+impl TsdbOptions {
+    fn validate(&self) -> Result<(), StorageError> {
+        if self.chunk_max_samples == 0 {
+            return Err(StorageError::InvalidOptions(
+                "chunk_max_samples must be at least 1".into(),
+            ));
+        }
+        if self.checkpoint_interval == Some(Duration::ZERO) {
+            return Err(StorageError::InvalidOptions(
+                "checkpoint_interval must be positive".into(),
+            ));
+        }
+        if self.background_jobs < 1 {
+            return Err(StorageError::InvalidOptions(
+                "background_jobs must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+struct Tenant {
+    id: TenantId,
+    prefix: Vec<u8>,
+    /// Serialises in-memory appends (and checkpoint snapshots) of this tenant; never held
+    /// across a disk write.
+    append_lock: Mutex<()>,
+    index: RwLock<Index>,
+    /// (metric family, type) → (help, unit).
+    metadata: Mutex<BTreeMap<(String, MetricType), (String, String)>>,
+    samples_appended: AtomicU64,
+    samples_duplicate: AtomicU64,
+    samples_out_of_order: AtomicU64,
+    samples_duplicate_timestamp: AtomicU64,
+}
+
+impl Tenant {
+    fn new(id: TenantId) -> Self {
+        Self {
+            prefix: keys::tenant_prefix(&id),
+            id,
+            append_lock: Mutex::new(()),
+            index: RwLock::new(Index::default()),
+            metadata: Mutex::new(BTreeMap::new()),
+            samples_appended: AtomicU64::new(0),
+            samples_duplicate: AtomicU64::new(0),
+            samples_out_of_order: AtomicU64::new(0),
+            samples_duplicate_timestamp: AtomicU64::new(0),
+        }
+    }
+
+    /// Series selected by `matchers` whose samples overlap `[mint, maxt]`.
+    fn select_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Arc<Series>> {
+        let idx = self.index.read();
+        let ids = idx.postings_for_matchers(matchers);
+        let mut out = idx.resolve(&ids);
+        drop(idx);
+        out.retain(|s| s.overlaps(mint, maxt));
+        out
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: DB,
+    opts: TsdbOptions,
+    tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
+    commit: Committer,
+    next_series_id: AtomicU64,
+    wal_bytes: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_lock: Mutex<()>,
+    closed: AtomicBool,
+    bg_stop: Mutex<bool>,
+    bg_cv: Condvar,
+}
+
+/// The ingester's time-series database. Cheap to share (`Send + Sync`); all methods block, so
+/// async callers use `spawn_blocking`.
+pub struct Tsdb {
+    pub(crate) inner: Arc<Inner>,
+    bg: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Tsdb {
+    /// Opens (or creates) the database at `path` and recovers the head from it.
+    pub fn open(path: impl AsRef<Path>, opts: TsdbOptions) -> Result<Self, StorageError> {
+        opts.validate()?;
+        let started = Instant::now();
+        std::fs::create_dir_all(path.as_ref())?;
+        let db = open_rocksdb(path.as_ref(), &opts)?;
+        let meta = cf(&db, Cf::Meta)?;
+        match db.get_cf(meta, META_FORMAT)? {
+            None => db.put_cf(meta, META_FORMAT, FORMAT_VERSION.to_be_bytes())?,
+            Some(v) if v.as_slice() == FORMAT_VERSION.to_be_bytes() => {}
+            Some(_) => {
+                return Err(StorageError::corrupt(
+                    "database",
+                    "unsupported format version",
+                ));
+            }
+        }
+        let wal_floor = db
+            .get_cf(meta, META_WAL_FLOOR)?
+            .and_then(|v| keys::read_u64(&v))
+            .unwrap_or(0);
+        let inner = Inner {
+            commit: Committer::new(0, opts.sync_writes),
+            db,
+            opts,
+            tenants: RwLock::new(HashMap::new()),
+            next_series_id: AtomicU64::new(1),
+            wal_bytes: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_lock: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            bg_stop: Mutex::new(false),
+            bg_cv: Condvar::new(),
+        };
+        let inner = Arc::new(recover(inner, wal_floor)?);
+        let series: usize = inner
+            .tenants
+            .read()
+            .values()
+            .map(|t| t.index.read().len())
+            .sum();
+        tracing::info!(
+            series,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "tsdb opened"
+        );
+        let bg = if inner.opts.checkpoint_interval.is_some()
+            || inner.opts.checkpoint_wal_bytes.is_some()
+        {
+            let bg_inner = inner.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("tsdb-checkpoint".into())
+                    .spawn(move || bg_inner.background())?,
+            )
+        } else {
+            None
+        };
+        Ok(Self {
+            inner,
+            bg: Mutex::new(bg),
+        })
+    }
+
+    /// Appends samples; returns once every accepted sample is durable.
+    ///
+    /// Series are created as needed. Per series, samples must be newer than the newest stored
+    /// one: older samples are rejected as out of order, a repeat of the newest sample is accepted
+    /// as a duplicate, and a different value at the newest timestamp is rejected. Rejections do
+    /// not affect other samples of the call.
+    pub fn append(
+        &self,
+        tenant: &TenantId,
+        batch: &[SeriesAppend],
+    ) -> Result<AppendResult, StorageError> {
+        self.inner.append(tenant, batch)
+    }
+
+    /// Persists every open chunk that has unpersisted samples, then drops the WAL behind it.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        self.inner.checkpoint()
+    }
+
+    /// Chunks of the matching series overlapping `[mint, maxt]`, series sorted by labels.
+    pub fn select(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesChunks>, StorageError> {
+        self.inner.select(tenant, matchers, mint, maxt)
+    }
+
+    /// Label sets of the matching series with samples in `[mint, maxt]`, sorted.
+    pub fn series(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StorageError> {
+        let Some(t) = self.inner.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<Labels> = t
+            .select_series(matchers, mint, maxt)
+            .iter()
+            .map(|s| s.labels.clone())
+            .collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Sorted label names of the matching series (all series when `matchers` is empty) with
+    /// samples in `[mint, maxt]`.
+    pub fn label_names(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let Some(t) = self.inner.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        if matchers.is_empty() {
+            let idx = t.index.read();
+            let mut names: Vec<String> = idx
+                .label_names()
+                .filter(|(_, values)| {
+                    values
+                        .values()
+                        .flatten()
+                        .any(|id| idx.by_id(*id).is_some_and(|s| s.overlaps(mint, maxt)))
+                })
+                .map(|(n, _)| n.clone())
+                .collect();
+            names.sort_unstable();
+            return Ok(names);
+        }
+        let mut names = BTreeSet::new();
+        for s in t.select_series(matchers, mint, maxt) {
+            for l in &s.labels {
+                if !names.contains(&l.name) {
+                    names.insert(l.name.clone());
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Sorted values of label `name` among the matching series (all series when `matchers` is
+    /// empty) with samples in `[mint, maxt]`.
+    pub fn label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StorageError> {
+        let Some(t) = self.inner.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        if matchers.is_empty() {
+            let idx = t.index.read();
+            let mut values: Vec<String> = idx
+                .values(name)
+                .into_iter()
+                .flatten()
+                .filter(|(_, ids)| {
+                    ids.iter()
+                        .any(|id| idx.by_id(*id).is_some_and(|s| s.overlaps(mint, maxt)))
+                })
+                .map(|(v, _)| v.clone())
+                .collect();
+            values.sort_unstable();
+            return Ok(values);
+        }
+        let mut values = BTreeSet::new();
+        for s in t.select_series(matchers, mint, maxt) {
+            if let Some(v) = s.labels.get(name) {
+                if !values.contains(v) {
+                    values.insert(v.to_string());
+                }
+            }
+        }
+        Ok(values.into_iter().collect())
+    }
+
+    /// Stores metric metadata, keeping the latest help and unit per metric family and type.
+    /// Metadata is written without fsync: it survives a process crash, not a power loss.
+    pub fn put_metadata(
+        &self,
+        tenant: &TenantId,
+        metadata: &[MetricMetadata],
+    ) -> Result<(), StorageError> {
+        self.inner.put_metadata(tenant, metadata)
+    }
+
+    /// Metadata sorted by metric family name, optionally of one metric, with at most `limit`
+    /// metric families and `limit_per_metric` entries per family.
+    pub fn metadata(
+        &self,
+        tenant: &TenantId,
+        metric: Option<&str>,
+        limit: Option<usize>,
+        limit_per_metric: Option<usize>,
+    ) -> Result<Vec<MetricMetadata>, StorageError> {
+        let Some(t) = self.inner.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        let md = t.metadata.lock();
+        let mut out = Vec::new();
+        let mut families = 0usize;
+        let mut current: Option<&str> = None;
+        let mut in_family = 0usize;
+        let range = match metric {
+            Some(m) => (
+                Bound::Included((m.to_string(), MetricType::Counter)),
+                Bound::Included((m.to_string(), MetricType::Unknown)),
+            ),
+            None => (Bound::Unbounded, Bound::Unbounded),
+        };
+        for ((name, kind), (help, unit)) in md.range(range) {
+            if current != Some(name.as_str()) {
+                if limit.is_some_and(|l| families >= l) {
+                    break;
+                }
+                families += 1;
+                in_family = 0;
+                current = Some(name.as_str());
+            }
+            if limit_per_metric.is_some_and(|l| in_family >= l) {
+                continue;
+            }
+            in_family += 1;
+            out.push(MetricMetadata {
+                metric_family_name: name.clone(),
+                kind: *kind,
+                help: help.clone(),
+                unit: unit.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Statistics of one tenant, if it has data.
+    pub fn tenant_stats(&self, tenant: &TenantId) -> Option<TenantStats> {
+        let since = active_since(self.inner.opts.active_series_window);
+        self.inner.tenant(tenant).map(|t| stats_of(&t, since))
+    }
+
+    /// Statistics of every tenant, sorted by tenant.
+    pub fn head_stats(&self) -> HeadStats {
+        let tenants: Vec<Arc<Tenant>> = self.inner.tenants.read().values().cloned().collect();
+        let since = active_since(self.inner.opts.active_series_window);
+        let mut tenants: Vec<TenantStats> = tenants.iter().map(|t| stats_of(t, since)).collect();
+        tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        HeadStats {
+            series: tenants.iter().map(|t| t.series).sum(),
+            samples_appended: tenants.iter().map(|t| t.samples_appended).sum(),
+            tenants,
+            wal_bytes: self.inner.wal_bytes.load(Ordering::Relaxed),
+            checkpoints: self.inner.checkpoints.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Refuses further appends, checkpoints, stops the background thread and flushes RocksDB.
+    /// Reads keep working until the `Tsdb` is dropped.
+    pub fn close(&self) -> Result<(), StorageError> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.stop_background();
+        self.inner.checkpoint()?;
+        for c in Cf::ALL {
+            self.inner.db.flush_cf(cf(&self.inner.db, c)?)?;
+        }
+        Ok(())
+    }
+
+    fn stop_background(&self) {
+        *self.inner.bg_stop.lock() = true;
+        self.inner.bg_cv.notify_all();
+        if let Some(h) = self.bg.lock().take() {
+            if h.join().is_err() {
+                tracing::error!("tsdb checkpoint thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Tsdb {
+    fn drop(&mut self) {
+        self.stop_background();
+    }
+}
+
+/// The oldest newest-sample timestamp (ms) of an active series.
+fn active_since(window: Duration) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    now.saturating_sub(window.as_millis() as i64)
+}
+
+fn stats_of(t: &Tenant, active_since: i64) -> TenantStats {
+    let idx = t.index.read();
+    TenantStats {
+        tenant: t.id.clone(),
+        series: idx.len(),
+        active_series: idx.count_where(|s| s.max_time() >= active_since),
+        samples_appended: t.samples_appended.load(Ordering::Relaxed),
+        samples_duplicate: t.samples_duplicate.load(Ordering::Relaxed),
+        samples_out_of_order: t.samples_out_of_order.load(Ordering::Relaxed),
+        samples_duplicate_timestamp: t.samples_duplicate_timestamp.load(Ordering::Relaxed),
+    }
+}
+
+fn open_rocksdb(path: &Path, opts: &TsdbOptions) -> Result<DB, StorageError> {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_total_wal_size(opts.max_total_wal_size);
+    db_opts.set_max_background_jobs(opts.background_jobs);
+    db_opts.set_wal_recovery_mode(DBRecoveryMode::PointInTime);
+    db_opts.set_bytes_per_sync(1 << 20);
+    db_opts.set_keep_log_file_num(4);
+    let cache = Cache::new_lru_cache(opts.block_cache_bytes);
+    let cf_opts = |compression: DBCompressionType| {
+        let mut bb = BlockBasedOptions::default();
+        bb.set_block_cache(&cache);
+        bb.set_cache_index_and_filter_blocks(true);
+        let mut o = Options::default();
+        o.set_block_based_table_factory(&bb);
+        o.set_compression_type(compression);
+        o.set_write_buffer_size(opts.write_buffer_bytes);
+        o.set_level_compaction_dynamic_level_bytes(true);
+        o
+    };
+    let descriptors = Cf::ALL.iter().map(|c| {
+        // XOR chunks and float-heavy WAL records barely compress; labels and help text do.
+        let compression = match c {
+            Cf::Chunks | Cf::Wal => DBCompressionType::None,
+            Cf::Series | Cf::Metadata | Cf::Meta => DBCompressionType::Lz4,
+        };
+        ColumnFamilyDescriptor::new(c.name(), cf_opts(compression))
+    });
+    Ok(DB::open_cf_descriptors(&db_opts, path, descriptors)?)
+}
+
+/// Rebuilds the head from the series, chunks and WAL column families.
+fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
+    let db = &inner.db;
+    let max = inner.opts.chunk_max_samples;
+
+    // Series and postings.
+    let mut max_sid = 0u64;
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Series)?);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let (tenant, rest) = keys::split_tenant(k)?;
+        let sid =
+            keys::read_u64(rest).ok_or_else(|| StorageError::corrupt("series key", "too short"))?;
+        let labels = keys::decode_labels(v)?;
+        max_sid = max_sid.max(sid);
+        let t = inner.tenant_or_create(&tenant);
+        let hash = labels.hash64();
+        t.index
+            .write()
+            .insert(hash, Arc::new(Series::new(sid, labels, true)));
+        it.next();
+    }
+    it.status()?;
+    drop(it);
+    inner.next_series_id = AtomicU64::new(max_sid + 1);
+
+    // Time ranges and open chunks.
+    let tenants: Vec<Arc<Tenant>> = inner.tenants.read().values().cloned().collect();
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Chunks)?);
+    for t in &tenants {
+        let all = t.index.read().all_series();
+        for s in all {
+            let sp = keys::series_prefix(&t.prefix, s.id);
+            it.seek(keys::chunk_key(&t.prefix, s.id, i64::MIN));
+            let first_min = match it.key() {
+                Some(k) if k.starts_with(&sp) => {
+                    keys::parse_chunk_key_rest(&k[t.prefix.len()..])?.1
+                }
+                _ => continue,
+            };
+            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id, i64::MAX));
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                continue;
+            };
+            if !k.starts_with(&sp) {
+                continue;
+            }
+            let (max_t, data) = keys::decode_chunk_value(v)?;
+            let mut st = s.state.lock();
+            match XorAppender::resume(data) {
+                Ok(app) => {
+                    s.set_recovered(&mut st, first_min, max_t, app.last_value_bits());
+                    if !app.is_empty() && !chunk_is_full(&app, max) {
+                        st.head_persisted = app.num_samples();
+                        st.head = Some(app);
+                    }
+                }
+                Err(e) => {
+                    // Keep the series usable: new samples start a new chunk after max_t.
+                    tracing::error!(series = s.id, error = %e, "corrupt last chunk; not resuming it");
+                    s.set_recovered(&mut st, first_min, max_t, f64::NAN.to_bits());
+                }
+            }
+        }
+    }
+    it.status()?;
+    drop(it);
+
+    // Metadata.
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Metadata)?);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let (tenant, rest) = keys::split_tenant(k)?;
+        let mut d = keys::Decoder::new(rest, "metadata key");
+        let name = d.string()?;
+        let kind = MetricType::from_u8(d.u8()?)
+            .ok_or_else(|| StorageError::corrupt("metadata key", "unknown metric type"))?;
+        let mut d = keys::Decoder::new(v, "metadata value");
+        let (help, unit) = (d.string()?, d.string()?);
+        inner
+            .tenant_or_create(&tenant)
+            .metadata
+            .lock()
+            .insert((name, kind), (help, unit));
+        it.next();
+    }
+    it.status()?;
+    drop(it);
+
+    // WAL replay.
+    let mut max_seq = None;
+    let mut replayed = 0u64;
+    let mut sealed_ops = Vec::new();
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Wal)?);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let (tenant, rest) = keys::split_tenant(k)?;
+        let seq =
+            keys::read_u64(rest).ok_or_else(|| StorageError::corrupt("wal key", "too short"))?;
+        max_seq = max_seq.max(Some(seq));
+        let t = inner.tenant_or_create(&tenant);
+        let idx = t.index.read();
+        let mut err = None;
+        keys::decode_wal_record(v, |sid, samples| {
+            let Some(s) = idx.by_id(sid) else {
+                tracing::warn!(tenant = %tenant, series = sid, "WAL references unknown series");
+                return;
+            };
+            let mut st = s.state.lock();
+            for &smp in samples {
+                match s.append(&mut st, smp, max) {
+                    Ok((Outcome::Appended, sealed)) => {
+                        replayed += 1;
+                        if let Some(c) = sealed {
+                            sealed_ops.push(Op::Put(
+                                Cf::Chunks,
+                                keys::chunk_key(&t.prefix, sid, c.min_t),
+                                keys::encode_chunk_value(c.max_t, &c.data),
+                            ));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => err = Some(e),
+                }
+            }
+            st.sealed.clear();
+        })?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        drop(idx);
+        it.next();
+    }
+    it.status()?;
+    drop(it);
+    let next_seq = wal_floor.max(max_seq.map_or(0, |s| s + 1));
+    inner.commit = Committer::new(next_seq, inner.opts.sync_writes);
+    if !sealed_ops.is_empty() {
+        write_batch(&inner.db, &sealed_ops, false)?;
+    }
+    tracing::info!(
+        samples = replayed,
+        chunks_sealed = sealed_ops.len(),
+        "WAL replayed"
+    );
+    // Persist the rebuilt heads and drop the replayed WAL.
+    inner.checkpoint()?;
+    Ok(inner)
+}
+
+impl Inner {
+    fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+        self.tenants.read().get(id).cloned()
+    }
+
+    fn tenant_or_create(&self, id: &TenantId) -> Arc<Tenant> {
+        if let Some(t) = self.tenant(id) {
+            return t;
+        }
+        self.tenants
+            .write()
+            .entry(id.clone())
+            .or_insert_with(|| Arc::new(Tenant::new(id.clone())))
+            .clone()
+    }
+
+    fn check_writable(&self) -> Result<(), StorageError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StorageError::Closed);
+        }
+        if let Some(e) = self.commit.failure() {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn append(
+        &self,
+        tenant: &TenantId,
+        batch: &[SeriesAppend],
+    ) -> Result<AppendResult, StorageError> {
+        self.check_writable()?;
+        let mut result = AppendResult::default();
+        if batch.iter().all(|s| s.samples.is_empty()) {
+            return Ok(result);
+        }
+        let t = self.tenant_or_create(tenant);
+
+        // Resolve series; create missing ones under the index write lock.
+        let hashes: Vec<u64> = batch.iter().map(|s| s.labels.hash64()).collect();
+        let mut refs: Vec<Option<Arc<Series>>> = {
+            let idx = t.index.read();
+            batch
+                .iter()
+                .zip(&hashes)
+                .map(|(sa, h)| {
+                    if sa.samples.is_empty() {
+                        None
+                    } else {
+                        idx.get(*h, &sa.labels).cloned()
+                    }
+                })
+                .collect()
+        };
+        if refs
+            .iter()
+            .zip(batch)
+            .any(|(r, sa)| r.is_none() && !sa.samples.is_empty())
+        {
+            let mut idx = t.index.write();
+            for ((r, sa), h) in refs.iter_mut().zip(batch).zip(&hashes) {
+                if r.is_some() || sa.samples.is_empty() {
+                    continue;
+                }
+                if let Some(s) = idx.get(*h, &sa.labels) {
+                    *r = Some(s.clone());
+                    continue;
+                }
+                let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
+                let s = Arc::new(Series::new(id, sa.labels.clone(), false));
+                idx.insert(*h, s.clone());
+                *r = Some(s);
+                result.series_created += 1;
+            }
+        }
+
+        // Apply in memory and queue the write, under the append lock.
+        let max = self.opts.chunk_max_samples;
+        let mut ops: Vec<Op> = Vec::new();
+        let mut body = Vec::with_capacity(batch.len() * 16);
+        let mut entries = 0u64;
+        let mut accepted: Vec<Sample> = Vec::new();
+        let mut rows: Vec<Arc<Series>> = Vec::new();
+        let mut sealed: Vec<(Arc<Series>, i64)> = Vec::new();
+        let (mut dup, mut ooo, mut dup_ts) = (0u64, 0u64, 0u64);
+        // An append error cannot happen with valid options, but if it did, what was applied so far
+        // must still be written, so it is reported only after the commit.
+        let mut failure: Option<StorageError> = None;
+        let guard = t.append_lock.lock();
+        for (i, (sa, r)) in batch.iter().zip(&refs).enumerate() {
+            let Some(s) = r else { continue };
+            accepted.clear();
+            let mut st = s.state.lock();
+            let mut rejected: [Option<Rejection>; 2] = [None, None];
+            for &smp in &sa.samples {
+                let (outcome, chunk) = match s.append(&mut st, smp, max) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                };
+                let reason = match outcome {
+                    Outcome::Appended => {
+                        accepted.push(smp);
+                        if let Some(c) = chunk {
+                            ops.push(Op::Put(
+                                Cf::Chunks,
+                                keys::chunk_key(&t.prefix, s.id, c.min_t),
+                                keys::encode_chunk_value(c.max_t, &c.data),
+                            ));
+                            sealed.push((s.clone(), c.min_t));
+                        }
+                        continue;
+                    }
+                    Outcome::Duplicate => {
+                        dup += 1;
+                        continue;
+                    }
+                    Outcome::OutOfOrder => {
+                        ooo += 1;
+                        0
+                    }
+                    Outcome::DuplicateTimestamp => {
+                        dup_ts += 1;
+                        1
+                    }
+                };
+                let slot = &mut rejected[reason];
+                match slot {
+                    Some(r) => r.count += 1,
+                    None => {
+                        *slot = Some(Rejection {
+                            series_index: i,
+                            reason: if reason == 0 {
+                                RejectReason::OutOfOrder
+                            } else {
+                                RejectReason::DuplicateTimestamp
+                            },
+                            count: 1,
+                            first_timestamp: smp.t,
+                        })
+                    }
+                }
+            }
+            drop(st);
+            result.rejected.extend(rejected.into_iter().flatten());
+            if !accepted.is_empty() {
+                result.samples_appended += accepted.len();
+                keys::put_wal_series(&mut body, s.id, &accepted);
+                entries += 1;
+                if !s.row_durable.load(Ordering::Acquire) {
+                    ops.push(Op::Put(
+                        Cf::Series,
+                        keys::series_prefix(&t.prefix, s.id),
+                        keys::encode_labels(&s.labels),
+                    ));
+                    rows.push(s.clone());
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+        }
+        result.samples_duplicate = dup as usize;
+        let mut wal_len = 0;
+        let seq = if entries > 0 {
+            let mut record = Vec::with_capacity(body.len() + 11);
+            record.push(keys::WAL_V1);
+            keys::put_uvarint(&mut record, entries);
+            record.extend_from_slice(&body);
+            wal_len = record.len();
+            let prefix = &t.prefix;
+            Some(self.commit.enqueue(|seq| {
+                ops.push(Op::Put(Cf::Wal, keys::with_u64(prefix, seq), record));
+                ops
+            })?)
+        } else {
+            None
+        };
+        drop(guard);
+
+        if let Some(seq) = seq {
+            self.commit.wait(&self.db, seq)?;
+            for s in rows {
+                s.row_durable.store(true, Ordering::Release);
+            }
+            for (s, min_t) in sealed {
+                s.state.lock().sealed.retain(|c| c.min_t != min_t);
+            }
+            let total =
+                self.wal_bytes.fetch_add(wal_len as u64, Ordering::Relaxed) + wal_len as u64;
+            if self
+                .opts
+                .checkpoint_wal_bytes
+                .is_some_and(|limit| total >= limit)
+            {
+                self.bg_cv.notify_all();
+            }
+        }
+        t.samples_appended
+            .fetch_add(result.samples_appended as u64, Ordering::Relaxed);
+        t.samples_duplicate.fetch_add(dup, Ordering::Relaxed);
+        t.samples_out_of_order.fetch_add(ooo, Ordering::Relaxed);
+        t.samples_duplicate_timestamp
+            .fetch_add(dup_ts, Ordering::Relaxed);
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(result),
+        }
+    }
+
+    fn checkpoint(&self) -> Result<(), StorageError> {
+        let _one = self.checkpoint_lock.lock();
+        if let Some(e) = self.commit.failure() {
+            return Err(e);
+        }
+        let started = Instant::now();
+        let wal_bytes = self.wal_bytes.load(Ordering::Relaxed);
+        // Every WAL record below `cp` was applied in memory before the snapshots below.
+        let cp = self.commit.next_seq();
+        let tenants: Vec<Arc<Tenant>> = self.tenants.read().values().cloned().collect();
+        let mut chunks = 0usize;
+        for t in &tenants {
+            let all = t.index.read().all_series();
+            for slice in all.chunks(CHECKPOINT_SLICE) {
+                let guard = t.append_lock.lock();
+                let mut ops = Vec::new();
+                for s in slice {
+                    let mut st = s.state.lock();
+                    let dirty = st
+                        .head
+                        .as_ref()
+                        .filter(|h| h.num_samples() > st.head_persisted);
+                    if let Some(h) = dirty {
+                        let n = h.num_samples();
+                        ops.push(Op::Put(
+                            Cf::Chunks,
+                            keys::chunk_key(&t.prefix, s.id, h.min_time()),
+                            keys::encode_chunk_value(h.max_time(), h.bytes()),
+                        ));
+                        st.head_persisted = n;
+                    }
+                }
+                if !ops.is_empty() {
+                    chunks += ops.len();
+                    self.commit.enqueue(|_| ops)?;
+                }
+                drop(guard);
+            }
+        }
+        // WAL deletions queue behind the chunks; the final synced write makes all of it durable.
+        let last = self.commit.enqueue(|_| {
+            let mut ops: Vec<Op> = tenants
+                .iter()
+                .map(|t| {
+                    Op::DeleteRange(
+                        Cf::Wal,
+                        keys::with_u64(&t.prefix, 0),
+                        keys::with_u64(&t.prefix, cp),
+                    )
+                })
+                .collect();
+            ops.push(Op::Put(
+                Cf::Meta,
+                META_WAL_FLOOR.to_vec(),
+                cp.to_be_bytes().to_vec(),
+            ));
+            ops
+        })?;
+        self.commit.wait(&self.db, last)?;
+        self.wal_bytes.fetch_sub(wal_bytes, Ordering::Relaxed);
+        self.checkpoints.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            chunks,
+            wal_seq = cp,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "checkpoint done"
+        );
+        Ok(())
+    }
+
+    fn select(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesChunks>, StorageError> {
+        let Some(t) = self.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        let mut series = t.select_series(matchers, mint, maxt);
+        series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        let mut out = Vec::with_capacity(series.len());
+        let mut it = self.db.raw_iterator_cf(cf(&self.db, Cf::Chunks)?);
+        for s in series {
+            // Memory first: a chunk sealed after this snapshot is either in it or on disk below.
+            let mut chunks = s.memory_chunks(mint, maxt);
+            let in_memory: Vec<i64> = chunks.iter().map(|c| c.min_t).collect();
+            let sp = keys::series_prefix(&t.prefix, s.id);
+            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id, mint));
+            if !it.key().is_some_and(|k| k.starts_with(&sp)) {
+                it.seek(&sp);
+            }
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&sp) {
+                    break;
+                }
+                let (_, min_t) = keys::parse_chunk_key_rest(&k[t.prefix.len()..])?;
+                if min_t > maxt {
+                    break;
+                }
+                let (max_t, data) = keys::decode_chunk_value(v)?;
+                // The open chunk supersedes a partial copy written by a checkpoint.
+                if max_t >= mint && !in_memory.contains(&min_t) {
+                    chunks.push(ChunkData {
+                        min_t,
+                        max_t,
+                        data: Bytes::copy_from_slice(data),
+                    });
+                }
+                it.next();
+            }
+            it.status()?;
+            if chunks.is_empty() {
+                continue;
+            }
+            chunks.sort_unstable_by_key(|c| c.min_t);
+            out.push(SeriesChunks {
+                labels: s.labels.clone(),
+                chunks,
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_metadata(
+        &self,
+        tenant: &TenantId,
+        metadata: &[MetricMetadata],
+    ) -> Result<(), StorageError> {
+        self.check_writable()?;
+        if metadata.is_empty() {
+            return Ok(());
+        }
+        let t = self.tenant_or_create(tenant);
+        let mut md = t.metadata.lock();
+        let mut ops = Vec::new();
+        for m in metadata {
+            let key = (m.metric_family_name.clone(), m.kind);
+            if md
+                .get(&key)
+                .is_some_and(|(h, u)| *h == m.help && *u == m.unit)
+            {
+                continue;
+            }
+            ops.push(Op::Put(
+                Cf::Metadata,
+                metadata_key(&t.prefix, &m.metric_family_name, m.kind),
+                metadata_value(&m.help, &m.unit),
+            ));
+            md.insert(key, (m.help.clone(), m.unit.clone()));
+        }
+        if !ops.is_empty() {
+            // Under the lock, so concurrent updates of one key reach disk in memory order.
+            write_batch(&self.db, &ops, false)?;
+        }
+        Ok(())
+    }
+
+    fn background(&self) {
+        let mut last = Instant::now();
+        let tick = self
+            .opts
+            .checkpoint_interval
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        loop {
+            {
+                let mut stop = self.bg_stop.lock();
+                if *stop {
+                    return;
+                }
+                self.bg_cv.wait_for(&mut stop, tick);
+                if *stop {
+                    return;
+                }
+            }
+            let due_time = self
+                .opts
+                .checkpoint_interval
+                .is_some_and(|i| last.elapsed() >= i);
+            let due_size = self
+                .opts
+                .checkpoint_wal_bytes
+                .is_some_and(|b| self.wal_bytes.load(Ordering::Relaxed) >= b);
+            if !(due_time || due_size) {
+                continue;
+            }
+            last = Instant::now();
+            if let Err(e) = self.checkpoint() {
+                tracing::error!(error = %e, "background checkpoint failed");
+            }
+        }
+    }
+}
+
+fn metadata_key(prefix: &[u8], name: &str, kind: MetricType) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + name.len() + 4);
+    k.extend_from_slice(prefix);
+    keys::put_bytes(&mut k, name.as_bytes());
+    k.push(kind.to_u8());
+    k
+}
+
+fn metadata_value(help: &str, unit: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(help.len() + unit.len() + 4);
+    keys::put_bytes(&mut v, help.as_bytes());
+    keys::put_bytes(&mut v, unit.as_bytes());
+    v
+}

@@ -1,0 +1,644 @@
+//! Tests of `Tsdb`: reads, write rules, tenants, recovery and a real kill -9.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hestia_model::{Labels, MatchOp, Matcher, Sample, TenantId};
+
+use crate::commit::{cf, Cf};
+use crate::xor::XorIter;
+use crate::*;
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::parse(s).unwrap()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    Labels::from_pairs(pairs.iter().copied())
+}
+
+fn opts() -> TsdbOptions {
+    TsdbOptions {
+        checkpoint_interval: None,
+        checkpoint_wal_bytes: None,
+        block_cache_bytes: 8 << 20,
+        write_buffer_bytes: 4 << 20,
+        ..TsdbOptions::default()
+    }
+}
+
+fn one(l: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) -> SeriesAppend {
+    SeriesAppend {
+        labels: l.clone(),
+        samples: samples
+            .into_iter()
+            .map(|(t, v)| Sample::new(t, v))
+            .collect(),
+    }
+}
+
+/// Decodes a series' chunks, checking they are ordered and disjoint.
+fn decode(sc: &SeriesChunks) -> Vec<(i64, f64)> {
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    for c in &sc.chunks {
+        let mut it = XorIter::new(&c.data).unwrap();
+        let samples: Vec<(i64, f64)> = it.by_ref().collect();
+        assert!(it.err().is_none());
+        assert_eq!(samples.first().map(|s| s.0), Some(c.min_t), "chunk min_t");
+        assert_eq!(samples.last().map(|s| s.0), Some(c.max_t), "chunk max_t");
+        if let Some(last) = out.last() {
+            assert!(last.0 < c.min_t, "chunks overlap");
+        }
+        out.extend(samples);
+    }
+    out
+}
+
+fn all_samples(db: &Tsdb, t: &TenantId, l: &Labels) -> Vec<(i64, f64)> {
+    let ms: Vec<Matcher> = l
+        .iter()
+        .map(|l| Matcher::equal(&l.name, &l.value))
+        .collect();
+    let res = db.select(t, &ms, i64::MIN, i64::MAX).unwrap();
+    let found: Vec<&SeriesChunks> = res.iter().filter(|s| s.labels == *l).collect();
+    assert!(found.len() <= 1);
+    found.first().map(|s| decode(s)).unwrap_or_default()
+}
+
+fn wal_records(db: &Tsdb) -> usize {
+    let d = &db.inner.db;
+    d.iterator_cf(cf(d, Cf::Wal).unwrap(), rocksdb::IteratorMode::Start)
+        .count()
+}
+
+#[test]
+fn append_select_across_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let t = tenant("t1");
+    let l = labels(&[("__name__", "up"), ("job", "a")]);
+    let want: Vec<(i64, f64)> = (0..300).map(|i| (i * 15_000, (i % 7) as f64)).collect();
+    for batch in want.chunks(37) {
+        let r = db.append(&t, &[one(&l, batch.iter().copied())]).unwrap();
+        assert_eq!(r.samples_appended, batch.len());
+        assert!(r.rejected.is_empty());
+    }
+    assert_eq!(all_samples(&db, &t, &l), want);
+    let res = db
+        .select(&t, &[Matcher::equal("job", "a")], 0, i64::MAX)
+        .unwrap();
+    assert_eq!(res[0].chunks.len(), 3, "120 + 120 + 60");
+    // Only overlapping chunks: [2_000_000, 2_100_000] lies in the second chunk.
+    let res = db
+        .select(&t, &[Matcher::equal("job", "a")], 2_000_000, 2_100_000)
+        .unwrap();
+    assert_eq!(res[0].chunks.len(), 1);
+    assert_eq!(res[0].chunks[0].min_t, 120 * 15_000);
+    // Boundaries are inclusive.
+    let res = db
+        .select(
+            &t,
+            &[Matcher::equal("job", "a")],
+            119 * 15_000,
+            120 * 15_000,
+        )
+        .unwrap();
+    assert_eq!(res[0].chunks.len(), 2);
+    assert!(db
+        .select(&t, &[Matcher::equal("job", "a")], 300 * 15_000, i64::MAX)
+        .unwrap()
+        .is_empty());
+    assert!(db
+        .select(&t, &[Matcher::equal("job", "a")], i64::MIN, -1)
+        .unwrap()
+        .is_empty());
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!((stats.series, stats.samples_appended), (1, 300));
+}
+
+#[test]
+fn prometheus_append_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let t = tenant("t1");
+    let a = labels(&[("__name__", "a")]);
+    let b = labels(&[("__name__", "b")]);
+    let stale = f64::from_bits(hestia_model::STALE_NAN_BITS);
+    let r = db
+        .append(
+            &t,
+            &[one(&a, [(10, 1.0), (20, stale)]), one(&b, [(5, 1.0)])],
+        )
+        .unwrap();
+    assert_eq!((r.samples_appended, r.series_created), (3, 2));
+    let r = db
+        .append(
+            &t,
+            &[
+                // exact retry, out of order, new value at the newest timestamp, then a new sample
+                one(
+                    &a,
+                    [
+                        (10, 1.0),
+                        (20, stale),
+                        (15, 3.0),
+                        (20, 4.0),
+                        (19, 1.0),
+                        (30, 5.0),
+                    ],
+                ),
+                one(&b, [(5, 1.0), (6, 2.0)]),
+            ],
+        )
+        .unwrap();
+    assert_eq!(r.samples_appended, 2);
+    assert_eq!(r.samples_duplicate, 2, "(20, stale) and (5, 1.0)");
+    assert_eq!(r.series_created, 0);
+    assert_eq!(
+        r.rejected,
+        vec![
+            Rejection {
+                series_index: 0,
+                reason: RejectReason::OutOfOrder,
+                count: 3,
+                first_timestamp: 10
+            },
+            Rejection {
+                series_index: 0,
+                reason: RejectReason::DuplicateTimestamp,
+                count: 1,
+                first_timestamp: 20
+            },
+        ]
+    );
+    let got = all_samples(&db, &t, &a);
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[1].1.to_bits(), hestia_model::STALE_NAN_BITS);
+    assert_eq!(got[2], (30, 5.0));
+    assert_eq!(all_samples(&db, &t, &b), vec![(5, 1.0), (6, 2.0)]);
+    let s = db.tenant_stats(&t).unwrap();
+    assert_eq!(
+        (
+            s.samples_out_of_order,
+            s.samples_duplicate_timestamp,
+            s.samples_duplicate
+        ),
+        (3, 1, 2)
+    );
+    // Empty input is a no-op.
+    assert_eq!(db.append(&t, &[]).unwrap(), AppendResult::default());
+    assert_eq!(
+        db.append(&t, &[one(&labels(&[("x", "y")]), [])])
+            .unwrap()
+            .series_created,
+        0
+    );
+}
+
+#[test]
+fn tenants_are_isolated() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let (a, ab) = (tenant("a"), tenant("ab"));
+    let l = labels(&[("__name__", "up")]);
+    db.append(&a, &[one(&l, [(1, 1.0)])]).unwrap();
+    db.append(
+        &ab,
+        &[
+            one(&l, [(1, 2.0)]),
+            one(&labels(&[("__name__", "x")]), [(1, 1.0)]),
+        ],
+    )
+    .unwrap();
+    assert_eq!(all_samples(&db, &a, &l), vec![(1, 1.0)]);
+    assert_eq!(all_samples(&db, &ab, &l), vec![(1, 2.0)]);
+    assert_eq!(
+        db.label_values(&a, "__name__", &[], i64::MIN, i64::MAX)
+            .unwrap(),
+        vec!["up"]
+    );
+    assert_eq!(
+        db.label_values(&ab, "__name__", &[], i64::MIN, i64::MAX)
+            .unwrap(),
+        vec!["up", "x"]
+    );
+    assert!(db
+        .series(&tenant("other"), &[], i64::MIN, i64::MAX)
+        .unwrap()
+        .is_empty());
+    drop(db);
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    assert_eq!(all_samples(&db, &a, &l), vec![(1, 1.0)]);
+    assert_eq!(all_samples(&db, &ab, &l), vec![(1, 2.0)]);
+    assert_eq!(db.head_stats().series, 3);
+}
+
+#[test]
+fn label_queries_with_matchers_and_ranges() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let t = tenant("t");
+    let s1 = labels(&[("__name__", "up"), ("job", "api"), ("env", "prod")]);
+    let s2 = labels(&[("__name__", "up"), ("job", "web")]);
+    let s3 = labels(&[
+        ("__name__", "requests_total"),
+        ("job", "api"),
+        ("code", "200"),
+    ]);
+    db.append(
+        &t,
+        &[
+            one(&s1, [(100, 1.0), (200, 1.0)]),
+            one(&s2, [(1000, 1.0)]),
+            one(&s3, [(300, 1.0)]),
+        ],
+    )
+    .unwrap();
+    let all = (i64::MIN, i64::MAX);
+    assert_eq!(
+        db.label_names(&t, &[], all.0, all.1).unwrap(),
+        vec!["__name__", "code", "env", "job"]
+    );
+    assert_eq!(
+        db.label_names(&t, &[], 0, 250).unwrap(),
+        vec!["__name__", "env", "job"]
+    );
+    let up = Matcher::equal("__name__", "up");
+    assert_eq!(
+        db.label_names(&t, std::slice::from_ref(&up), all.0, all.1)
+            .unwrap(),
+        vec!["__name__", "env", "job"]
+    );
+    assert_eq!(
+        db.label_values(&t, "job", &[], 250, 400).unwrap(),
+        vec!["api"]
+    );
+    assert_eq!(
+        db.label_values(&t, "job", std::slice::from_ref(&up), all.0, all.1)
+            .unwrap(),
+        vec!["api", "web"]
+    );
+    assert_eq!(
+        db.label_values(&t, "job", std::slice::from_ref(&up), 500, 2000)
+            .unwrap(),
+        vec!["web"]
+    );
+    assert!(db
+        .label_values(&t, "nope", &[], all.0, all.1)
+        .unwrap()
+        .is_empty());
+    let no_env = Matcher::new(MatchOp::Equal, "env", "").unwrap();
+    assert_eq!(
+        db.series(&t, &[up.clone(), no_env], all.0, all.1).unwrap(),
+        vec![s2.clone()]
+    );
+    let re = Matcher::new(MatchOp::RegexMatch, "job", "a.*").unwrap();
+    assert_eq!(
+        db.series(&t, &[re], all.0, all.1).unwrap(),
+        vec![s3.clone(), s1.clone()]
+    );
+    let not_api = Matcher::new(MatchOp::NotEqual, "job", "api").unwrap();
+    assert_eq!(
+        db.series(&t, &[not_api], all.0, all.1).unwrap(),
+        vec![s2.clone()]
+    );
+    // Sorted by labels; series outside the range are left out.
+    let res = db
+        .select(
+            &t,
+            &[Matcher::new(MatchOp::RegexMatch, "__name__", ".+").unwrap()],
+            150,
+            400,
+        )
+        .unwrap();
+    assert_eq!(
+        res.iter().map(|s| s.labels.clone()).collect::<Vec<_>>(),
+        vec![s3, s1]
+    );
+}
+
+#[test]
+fn recovery_from_wal_checkpoints_and_partial_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let a = labels(&[("__name__", "a")]);
+    let b = labels(&[("__name__", "b")]);
+    let mut want_a = Vec::new();
+    let mut want_b = Vec::new();
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        for i in 0..50 {
+            want_a.push((i * 10, i as f64));
+            db.append(&t, &[one(&a, [(i * 10, i as f64)])]).unwrap();
+        }
+        db.checkpoint().unwrap(); // a: partial chunk of 50 on disk
+        assert_eq!(wal_records(&db), 0);
+        for i in 50..200 {
+            want_a.push((i * 10, i as f64 * 0.5));
+            want_b.push((i, -(i as f64)));
+            db.append(
+                &t,
+                &[
+                    one(&a, [(i * 10, i as f64 * 0.5)]),
+                    one(&b, [(i, -(i as f64))]),
+                ],
+            )
+            .unwrap();
+        }
+        assert_eq!(wal_records(&db), 150);
+        // Dropped without close: the 80-sample open chunks exist only in the WAL.
+    }
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        assert_eq!(all_samples(&db, &t, &a), want_a);
+        assert_eq!(all_samples(&db, &t, &b), want_b);
+        assert_eq!(wal_records(&db), 0, "open checkpoints the replayed WAL");
+        // Appending continues the recovered open chunk.
+        for i in 200..260 {
+            want_a.push((i * 10, 1.0));
+            db.append(&t, &[one(&a, [(i * 10, 1.0)])]).unwrap();
+        }
+        db.checkpoint().unwrap();
+        for i in 260..270 {
+            want_a.push((i * 10, 2.0));
+            db.append(&t, &[one(&a, [(i * 10, 2.0)])]).unwrap();
+        }
+        // Retried samples at or before the newest one are idempotent.
+        let r = db.append(&t, &[one(&a, [(2690, 2.0)])]).unwrap();
+        assert_eq!((r.samples_appended, r.samples_duplicate), (0, 1));
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    assert_eq!(all_samples(&db, &t, &a), want_a);
+    assert_eq!(all_samples(&db, &t, &b), want_b);
+    let res = db
+        .select(&t, &[Matcher::equal("__name__", "a")], i64::MIN, i64::MAX)
+        .unwrap();
+    let sizes: Vec<usize> = res[0]
+        .chunks
+        .iter()
+        .map(|c| XorIter::new(&c.data).unwrap().count())
+        .collect();
+    assert_eq!(sizes, vec![120, 120, 30]);
+    // Samples older than the newest are still refused after recovery.
+    let r = db.append(&t, &[one(&a, [(5, 1.0)])]).unwrap();
+    assert_eq!(r.rejected[0].reason, RejectReason::OutOfOrder);
+    db.close().unwrap();
+    assert!(matches!(
+        db.append(&t, &[one(&a, [(1 << 40, 1.0)])]),
+        Err(StorageError::Closed)
+    ));
+    assert_eq!(all_samples(&db, &t, &a), want_a, "reads work after close");
+}
+
+#[test]
+fn open_chunk_supersedes_checkpointed_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let t = tenant("t");
+    let a = labels(&[("__name__", "a")]);
+    db.append(&t, &[one(&a, (0..10).map(|i| (i, 1.0)))])
+        .unwrap();
+    db.checkpoint().unwrap();
+    db.append(&t, &[one(&a, (10..20).map(|i| (i, 2.0)))])
+        .unwrap();
+    let res = db.select(&t, &[], i64::MIN, i64::MAX);
+    // No matchers selects everything too.
+    assert_eq!(res.unwrap()[0].chunks.len(), 1);
+    assert_eq!(all_samples(&db, &t, &a).len(), 20);
+}
+
+#[test]
+fn metadata_latest_per_family_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let md = |name: &str, kind, help: &str| MetricMetadata {
+        metric_family_name: name.into(),
+        kind,
+        help: help.into(),
+        unit: String::new(),
+    };
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        db.put_metadata(
+            &t,
+            &[
+                md("http_requests", MetricType::Counter, "old"),
+                md("http_requests", MetricType::Counter, "Requests."),
+                md("http_requests", MetricType::Gauge, "Odd."),
+                md("up", MetricType::Gauge, "Up."),
+                md("a_metric", MetricType::Unknown, ""),
+            ],
+        )
+        .unwrap();
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let all = db.metadata(&t, None, None, None).unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[0].metric_family_name, "a_metric");
+    assert_eq!(
+        all[1],
+        md("http_requests", MetricType::Counter, "Requests.")
+    );
+    assert_eq!(
+        db.metadata(&t, Some("http_requests"), None, None)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        db.metadata(&t, Some("http_requests"), None, Some(1))
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(db.metadata(&t, None, Some(2), None).unwrap().len(), 3);
+    assert_eq!(db.metadata(&t, None, Some(2), Some(1)).unwrap().len(), 2);
+    assert!(db
+        .metadata(&t, Some("nope"), None, None)
+        .unwrap()
+        .is_empty());
+    assert!(db
+        .metadata(&tenant("x"), None, None, None)
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn concurrent_appends_and_checkpoints_recover_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let o = TsdbOptions {
+        chunk_max_samples: 16,
+        ..opts()
+    };
+    {
+        let db = Arc::new(Tsdb::open(dir.path(), o.clone()).unwrap());
+        let mut handles = Vec::new();
+        for w in 0..4i64 {
+            let db = db.clone();
+            let t = t.clone();
+            handles.push(std::thread::spawn(move || {
+                for i in 0..300i64 {
+                    // Every writer also touches a shared series; its rejections are expected.
+                    let own = labels(&[("__name__", "own"), ("w", &w.to_string())]);
+                    let shared = labels(&[("__name__", "shared")]);
+                    db.append(
+                        &t,
+                        &[one(&own, [(i, i as f64)]), one(&shared, [(i * 4 + w, 1.0)])],
+                    )
+                    .unwrap();
+                }
+            }));
+        }
+        let cp = {
+            let db = db.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    db.checkpoint().unwrap();
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        for h in handles {
+            h.join().unwrap();
+        }
+        cp.join().unwrap();
+        let shared = all_samples(&db, &t, &labels(&[("__name__", "shared")]));
+        assert!(shared.windows(2).all(|w| w[0].0 < w[1].0));
+        drop(db);
+    }
+    let db = Tsdb::open(dir.path(), o).unwrap();
+    for w in 0..4 {
+        let own = labels(&[("__name__", "own"), ("w", &w.to_string())]);
+        let want: Vec<(i64, f64)> = (0..300).map(|i| (i, i as f64)).collect();
+        assert_eq!(all_samples(&db, &t, &own), want);
+    }
+    let shared = all_samples(&db, &t, &labels(&[("__name__", "shared")]));
+    assert!(shared.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(shared.last().is_some_and(|s| s.0 >= 299 * 4));
+}
+
+const CRASH_DIR_ENV: &str = "HESTIA_STORAGE_CRASH_DIR";
+const CRASH_BASE_ENV: &str = "HESTIA_STORAGE_CRASH_BASE";
+const CRASH_WRITERS: usize = 3;
+const CRASH_SERIES: usize = 20;
+
+fn crash_series(w: usize, k: usize) -> Labels {
+    labels(&[
+        ("__name__", "crash"),
+        ("w", &w.to_string()),
+        ("k", &k.to_string()),
+    ])
+}
+
+fn crash_opts() -> TsdbOptions {
+    TsdbOptions {
+        chunk_max_samples: 7,
+        checkpoint_interval: Some(Duration::from_millis(20)),
+        checkpoint_wal_bytes: Some(16 << 10),
+        ..opts()
+    }
+}
+
+/// Child half of `kill_9_loses_no_acknowledged_sample`: appends forever, printing each ack.
+#[test]
+fn crash_child() {
+    let Ok(dir) = std::env::var(CRASH_DIR_ENV) else {
+        return;
+    };
+    let base: i64 = std::env::var(CRASH_BASE_ENV).unwrap().parse().unwrap();
+    let db = Arc::new(Tsdb::open(dir, crash_opts()).unwrap());
+    let t = tenant("crash");
+    let writers: Vec<_> = (0..CRASH_WRITERS)
+        .map(|w| {
+            let db = db.clone();
+            let t = t.clone();
+            std::thread::spawn(move || {
+                for i in 0.. {
+                    let ts = base + i;
+                    let batch: Vec<SeriesAppend> = (0..CRASH_SERIES)
+                        .map(|k| one(&crash_series(w, k), [(ts, (ts * 31 + k as i64) as f64)]))
+                        .collect();
+                    let r = db.append(&t, &batch).unwrap();
+                    assert_eq!(r.samples_appended, CRASH_SERIES);
+                    println!("ACK {w} {ts}");
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_sample() {
+    if std::env::var(CRASH_DIR_ENV).is_ok() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let t = tenant("crash");
+    let mut acked = [None::<i64>; CRASH_WRITERS];
+    for round in 0..3i64 {
+        let base = round * 1_000_000;
+        let mut child = Command::new(&exe)
+            .args([
+                "--exact",
+                "tsdb_tests::crash_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CRASH_DIR_ENV, dir.path())
+            .env(CRASH_BASE_ENV, base.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut n = 0;
+        // Kill at a different point each round, while checkpoints are running.
+        let kill_after = 300 + round as usize * 250;
+        while let Some(Ok(line)) = lines.next() {
+            let Some(rest) = line.strip_prefix("ACK ") else {
+                continue;
+            };
+            let mut parts = rest.split(' ');
+            let w: usize = parts.next().unwrap().parse().unwrap();
+            let ts: i64 = parts.next().unwrap().parse().unwrap();
+            acked[w] = acked[w].max(Some(ts));
+            n += 1;
+            if n == kill_after {
+                child.kill().unwrap(); // SIGKILL
+                break;
+            }
+        }
+        child.wait().unwrap();
+        assert_eq!(n, kill_after, "child stopped early");
+
+        let db = Tsdb::open(dir.path(), crash_opts()).unwrap();
+        for (w, last) in acked.iter().enumerate() {
+            let last = last.unwrap();
+            for k in 0..CRASH_SERIES {
+                let got = all_samples(&db, &t, &crash_series(w, k));
+                let got_round: Vec<(i64, f64)> = got
+                    .into_iter()
+                    .filter(|s| s.0 >= base && s.0 <= last)
+                    .collect();
+                let want: Vec<(i64, f64)> = (base..=last)
+                    .map(|ts| (ts, (ts * 31 + k as i64) as f64))
+                    .collect();
+                assert_eq!(
+                    got_round.len(),
+                    want.len(),
+                    "round {round} writer {w} series {k}"
+                );
+                assert_eq!(got_round, want);
+            }
+        }
+        drop(db);
+    }
+}

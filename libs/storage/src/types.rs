@@ -1,0 +1,318 @@
+//! Values passed in and out of [`crate::Tsdb`].
+
+use std::fmt;
+
+use bytes::Bytes;
+use hestia_model::{Labels, Sample, TenantId};
+
+/// Samples for one series, in timestamp order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesAppend {
+    pub labels: Labels,
+    pub samples: Vec<Sample>,
+}
+
+/// Why samples were refused (Prometheus semantics with an out-of-order window of 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Older than the series' newest sample.
+    OutOfOrder,
+    /// Same timestamp as the newest sample but a different value.
+    DuplicateTimestamp,
+}
+
+impl RejectReason {
+    /// Mimir's error id.
+    pub fn error_id(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "err-mimir-sample-out-of-order",
+            RejectReason::DuplicateTimestamp => "err-mimir-sample-duplicate-timestamp",
+        }
+    }
+
+    /// The `reason` label of Mimir's `cortex_discarded_samples_total`.
+    pub fn discard_reason(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "sample-out-of-order",
+            RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
+        }
+    }
+
+    /// Prometheus' storage error text.
+    pub fn prometheus_error(self) -> &'static str {
+        match self {
+            RejectReason::OutOfOrder => "out of order sample",
+            RejectReason::DuplicateTimestamp => "duplicate sample for timestamp",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    /// Mimir's wording, with its error id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let msg = match self {
+            RejectReason::OutOfOrder => {
+                "the sample has been rejected because another sample with a more recent timestamp \
+                 has already been ingested and out-of-order samples are not allowed"
+            }
+            RejectReason::DuplicateTimestamp => {
+                "the sample has been rejected because another sample with the same timestamp, but a \
+                 different value, has already been ingested"
+            }
+        };
+        write!(f, "{msg} ({})", self.error_id())
+    }
+}
+
+/// Samples of one input series refused for one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Index into the `SeriesAppend` slice given to `append`.
+    pub series_index: usize,
+    pub reason: RejectReason,
+    pub count: usize,
+    /// Timestamp of the first refused sample.
+    pub first_timestamp: i64,
+}
+
+impl Rejection {
+    /// Mimir's full message for this series, e.g. `the sample has been rejected because … (err-mimir-
+    /// sample-out-of-order). The affected sample has timestamp 1970-01-01T00:00:01Z and is from
+    /// series {__name__="up", job="a"}`.
+    pub fn message(&self, labels: &Labels) -> String {
+        let mut series = String::from("{");
+        for (i, l) in labels.iter().enumerate() {
+            if i > 0 {
+                series.push_str(", ");
+            }
+            series.push_str(&format!("{}={:?}", l.name, l.value));
+        }
+        series.push('}');
+        format!("{self} and is from series {series}")
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}. The affected sample has timestamp {}",
+            self.reason,
+            format_rfc3339_millis(self.first_timestamp)
+        )
+    }
+}
+
+/// Outcome of one `append` call. Everything counted here is durable when it is returned.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AppendResult {
+    pub samples_appended: usize,
+    /// Exact repeats of a series' newest sample, accepted without being stored again.
+    pub samples_duplicate: usize,
+    pub series_created: usize,
+    pub rejected: Vec<Rejection>,
+}
+
+impl AppendResult {
+    pub fn samples_rejected(&self) -> usize {
+        self.rejected.iter().map(|r| r.count).sum()
+    }
+}
+
+/// One encoded XOR chunk (Prometheus format) covering `[min_t, max_t]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkData {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub data: Bytes,
+}
+
+/// A series and its chunks in time order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeriesChunks {
+    pub labels: Labels,
+    pub chunks: Vec<ChunkData>,
+}
+
+/// Prometheus metric types as the metadata API names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+    Histogram,
+    GaugeHistogram,
+    Summary,
+    Info,
+    StateSet,
+    Unknown,
+}
+
+impl MetricType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
+            MetricType::GaugeHistogram => "gaugehistogram",
+            MetricType::Summary => "summary",
+            MetricType::Info => "info",
+            MetricType::StateSet => "stateset",
+            MetricType::Unknown => "unknown",
+        }
+    }
+
+    /// Parses the API name; anything unrecognised is `Unknown`.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "counter" => MetricType::Counter,
+            "gauge" => MetricType::Gauge,
+            "histogram" => MetricType::Histogram,
+            "gaugehistogram" => MetricType::GaugeHistogram,
+            "summary" => MetricType::Summary,
+            "info" => MetricType::Info,
+            "stateset" => MetricType::StateSet,
+            _ => MetricType::Unknown,
+        }
+    }
+
+    pub(crate) fn to_u8(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_u8(b: u8) -> Option<Self> {
+        const ALL: [MetricType; 8] = [
+            MetricType::Counter,
+            MetricType::Gauge,
+            MetricType::Histogram,
+            MetricType::GaugeHistogram,
+            MetricType::Summary,
+            MetricType::Info,
+            MetricType::StateSet,
+            MetricType::Unknown,
+        ];
+        ALL.get(b as usize).copied()
+    }
+}
+
+impl fmt::Display for MetricType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Metadata of one metric family, as sent in remote-write requests.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct MetricMetadata {
+    pub metric_family_name: String,
+    pub kind: MetricType,
+    pub help: String,
+    pub unit: String,
+}
+
+/// Head statistics of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantStats {
+    pub tenant: TenantId,
+    /// Series in memory.
+    pub series: usize,
+    /// Series with a sample within `TsdbOptions::active_series_window` of now.
+    pub active_series: usize,
+    pub samples_appended: u64,
+    pub samples_duplicate: u64,
+    pub samples_out_of_order: u64,
+    pub samples_duplicate_timestamp: u64,
+}
+
+/// Statistics of the whole head, for the ingester's metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadStats {
+    pub tenants: Vec<TenantStats>,
+    pub series: usize,
+    pub samples_appended: u64,
+    /// WAL bytes written since the last checkpoint.
+    pub wal_bytes: u64,
+    pub checkpoints: u64,
+}
+
+/// Formats milliseconds since the epoch like Go's `time.RFC3339Nano` in UTC (trailing zeros of the
+/// fraction dropped), as Mimir prints sample timestamps.
+pub(crate) fn format_rfc3339_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let sod = secs.rem_euclid(86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let mut s = format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    );
+    if millis != 0 {
+        let frac = format!("{millis:03}");
+        s.push('.');
+        s.push_str(frac.trim_end_matches('0'));
+    }
+    s.push('Z');
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339() {
+        assert_eq!(format_rfc3339_millis(0), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            format_rfc3339_millis(1_700_000_000_120),
+            "2023-11-14T22:13:20.12Z"
+        );
+        assert_eq!(
+            format_rfc3339_millis(951_782_400_001),
+            "2000-02-29T00:00:00.001Z"
+        );
+        assert_eq!(format_rfc3339_millis(-1), "1969-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn mimir_messages() {
+        let r = Rejection {
+            series_index: 0,
+            reason: RejectReason::OutOfOrder,
+            count: 2,
+            first_timestamp: 1000,
+        };
+        let labels = Labels::from_pairs([("__name__", "up"), ("job", "a")]);
+        assert_eq!(
+            r.message(&labels),
+            "the sample has been rejected because another sample with a more recent timestamp has \
+             already been ingested and out-of-order samples are not allowed \
+             (err-mimir-sample-out-of-order). The affected sample has timestamp \
+             1970-01-01T00:00:01Z and is from series {__name__=\"up\", job=\"a\"}"
+        );
+        assert_eq!(
+            RejectReason::DuplicateTimestamp.prometheus_error(),
+            "duplicate sample for timestamp"
+        );
+    }
+
+    #[test]
+    fn metric_types() {
+        for b in 0..8u8 {
+            let t = MetricType::from_u8(b).unwrap();
+            assert_eq!(t.to_u8(), b);
+            assert_eq!(MetricType::parse(t.as_str()), t);
+        }
+        assert_eq!(MetricType::from_u8(8), None);
+    }
+}

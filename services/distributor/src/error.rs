@@ -1,0 +1,55 @@
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// Everything a push can fail with, and the one place that maps it to an HTTP status.
+#[derive(Debug, thiserror::Error)]
+pub enum DistributorError {
+    #[error("missing tenant: the X-Scope-OrgID header is required")]
+    MissingTenant,
+    #[error("invalid tenant: {0}")]
+    InvalidTenant(String),
+    #[error("unsupported Content-Encoding {0:?}: remote write requires snappy")]
+    UnsupportedEncoding(String),
+    #[error("unsupported Content-Type {0:?}: expected application/x-protobuf (remote write 1.0)")]
+    UnsupportedContentType(String),
+    #[error("request body too large: limit is {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("reading request body: {0}")]
+    Body(String),
+    #[error("{0}")]
+    Decode(#[from] hestia_remote_write::DecodeError),
+    /// Some series or samples were invalid; the valid ones were stored.
+    #[error("{0}")]
+    Invalid(String),
+    /// An ingester could not store its share: the sender must retry.
+    #[error("failed pushing to ingester {ingester}: {message}")]
+    Ingester { ingester: String, message: String },
+    #[error("ingester {ingester} did not answer within {timeout_ms} ms")]
+    IngesterTimeout { ingester: String, timeout_ms: u128 },
+}
+
+impl DistributorError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MissingTenant => StatusCode::UNAUTHORIZED,
+            Self::InvalidTenant(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedEncoding(_) | Self::UnsupportedContentType(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(_) | Self::Decode(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
+            Self::Ingester { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::IngesterTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for DistributorError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "push failed");
+        }
+        (status, self.to_string()).into_response()
+    }
+}

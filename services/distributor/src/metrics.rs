@@ -1,0 +1,56 @@
+use once_cell::sync::Lazy;
+use prometheus::{register_int_counter_vec, IntCounterVec};
+
+pub static RECEIVED_SAMPLES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_received_samples_total",
+        "Samples received in remote-write requests, before validation.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static RECEIVED_METADATA: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_received_metadata_total",
+        "Metadata entries received in remote-write requests, before validation.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DISCARDED_SAMPLES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_discarded_samples_total",
+        "Samples refused, by reason.",
+        &["reason", "tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DISCARDED_METADATA: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_discarded_metadata_total",
+        "Metadata entries refused, by reason.",
+        &["reason", "tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_requests_total",
+        "Remote-write requests by outcome status code.",
+        &["tenant", "status_code"]
+    )
+    .expect("metric registers once")
+});
+
+pub static INGESTER_PUSH_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_ingester_push_failures_total",
+        "Pushes to an ingester that failed (the request was answered 5xx).",
+        &["ingester"]
+    )
+    .expect("metric registers once")
+});

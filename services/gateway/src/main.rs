@@ -1,0 +1,55 @@
+//! `hestia-gateway`: the public endpoint of a cluster, proxying to a distributor and a querier.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use hestia_config::Config;
+use hestia_gateway::{Gateway, Upstream};
+
+#[derive(Parser)]
+#[command(name = "hestia-gateway", version)]
+struct Args {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, env = "HESTIA_GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    #[arg(long)]
+    distributor_url: Option<String>,
+    #[arg(long)]
+    querier_url: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut cfg = args
+        .config
+        .as_deref()
+        .map(Config::from_file)
+        .transpose()?
+        .unwrap_or_default();
+    cfg.gateway.distributor_url = args.distributor_url.or(cfg.gateway.distributor_url);
+    cfg.gateway.querier_url = args.querier_url.or(cfg.gateway.querier_url);
+    cfg.validate()?;
+    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let (Some(d), Some(q)) = (&cfg.gateway.distributor_url, &cfg.gateway.querier_url) else {
+        anyhow::bail!("gateway: --distributor-url and --querier-url (or [gateway] in the config) are required");
+    };
+    let gw = Arc::new(Gateway::new(
+        Upstream::remote("distributor", d)?,
+        Upstream::remote("querier", q)?,
+    ));
+    let app = hestia_gateway::router(gw)
+        .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
+        .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
+            true,
+        ))));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(addr = %args.listen, "gateway listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,39 @@
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hestia",
+    version,
+    about = "Hestia: a self-hostable, Prometheus-compatible metrics service"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process (gateway, distributor, ingester, querier).
+    All(hestia::AllArgs),
+    /// Print the effective configuration (file + flags + defaults) as TOML.
+    Config(hestia::AllArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::All(args) => {
+            let cfg = args.load()?;
+            hestia_telemetry::init_tracing(&cfg.telemetry);
+            let running = hestia::AllInOne::start(cfg).await?;
+            println!("Hestia listening on http://{}", running.addr);
+            hestia_telemetry::shutdown_signal().await;
+            running.shutdown().await
+        }
+        Command::Config(args) => {
+            let cfg = args.load()?;
+            print!("{}", hestia_config::to_toml(&cfg)?);
+            Ok(())
+        }
+    }
+}

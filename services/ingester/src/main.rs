@@ -1,0 +1,60 @@
+//! `hestia-ingester`: the ingester role alone (gRPC for distributors and queriers, HTTP for ops).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use hestia_config::Config;
+
+#[derive(Parser)]
+#[command(name = "hestia-ingester", version)]
+struct Args {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// gRPC address for distributors and queriers.
+    #[arg(long, default_value = "127.0.0.1:9095")]
+    grpc_listen: SocketAddr,
+    /// HTTP address for /metrics, /ready, /health.
+    #[arg(long, default_value = "127.0.0.1:9094")]
+    http_listen: SocketAddr,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut cfg = args
+        .config
+        .as_deref()
+        .map(Config::from_file)
+        .transpose()?
+        .unwrap_or_default();
+    if let Some(d) = args.data_dir {
+        cfg.server.data_dir = d;
+    }
+    cfg.validate()?;
+    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let (data_dir, icfg) = (cfg.server.data_dir.clone(), cfg.ingester.clone());
+    let db =
+        tokio::task::spawn_blocking(move || hestia_ingester::open_tsdb(&data_dir, &icfg)).await??;
+    let ready = Arc::new(AtomicBool::new(true));
+    let http = tokio::net::TcpListener::bind(args.http_listen).await?;
+    let ops = hestia_telemetry::ops_router(ready.clone());
+    tokio::spawn(async move { axum::serve(http, ops).await });
+    let (grpc, addr) = hestia_ingester::bind_grpc(args.grpc_listen).await?;
+    tracing::info!(%addr, "ingester gRPC listening");
+    let stats_db = db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            hestia_ingester::export_head_stats(&stats_db);
+        }
+    });
+    hestia_ingester::serve_grpc(grpc, db.clone(), hestia_telemetry::shutdown_signal()).await?;
+    ready.store(false, Ordering::Release);
+    tokio::task::spawn_blocking(move || db.close()).await??;
+    Ok(())
+}

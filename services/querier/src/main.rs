@@ -1,0 +1,48 @@
+//! `hestia-querier`: the Prometheus query API alone (tenant from `X-Scope-OrgID`).
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use hestia_config::Config;
+
+#[derive(Parser)]
+#[command(name = "hestia-querier", version)]
+struct Args {
+    #[arg(long)]
+    config: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    listen: SocketAddr,
+    /// Ingester gRPC endpoint (repeatable), e.g. http://127.0.0.1:9095.
+    #[arg(long = "ingester")]
+    ingesters: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut cfg = args
+        .config
+        .as_deref()
+        .map(Config::from_file)
+        .transpose()?
+        .unwrap_or_default();
+    if !args.ingesters.is_empty() {
+        cfg.querier.ingesters = args.ingesters;
+    }
+    cfg.validate()?;
+    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let q = Arc::new(hestia_querier::Querier::new(cfg.querier)?);
+    let app = hestia_querier::router(q)
+        .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
+        .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
+            true,
+        ))));
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    tracing::info!(addr = %args.listen, "querier listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! Reads from the ingesters over gRPC: every call fans out to all ingesters in parallel and merges
+//! their answers, so the querier never returns a partial result as success.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hestia_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
+use hestia_promql::{QueryError, Queryable, Series};
+use hestia_proto::ingester as pb;
+use hestia_proto::ingester::ingester_client::IngesterClient;
+use tonic::transport::Channel;
+
+use crate::ApiError;
+
+#[derive(Clone)]
+pub struct IngesterStore {
+    clients: Vec<(String, IngesterClient<Channel>)>,
+}
+
+impl IngesterStore {
+    pub fn new(addrs: &[String]) -> anyhow::Result<Self> {
+        if addrs.is_empty() {
+            anyhow::bail!("querier: no ingesters configured");
+        }
+        let clients = addrs
+            .iter()
+            .map(|a| {
+                let ch = Channel::from_shared(a.clone())?
+                    .connect_timeout(Duration::from_secs(5))
+                    .tcp_nodelay(true)
+                    .connect_lazy();
+                Ok((
+                    a.clone(),
+                    IngesterClient::new(ch).max_decoding_message_size(256 << 20),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { clients })
+    }
+
+    /// Series matching `matchers` with their samples in [mint, maxt], merged across ingesters.
+    pub async fn select(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, StoreError> {
+        let req = pb::QueryRequest {
+            tenant: tenant.to_string(),
+            start_ms: mint,
+            end_ms: maxt,
+            matchers: matchers.iter().map(to_pb_matcher).collect(),
+        };
+        let calls = self.clients.iter().map(|(addr, c)| {
+            let mut c = c.clone();
+            let req = req.clone();
+            async move {
+                let mut stream = c
+                    .query_stream(req)
+                    .await
+                    .map_err(|s| StoreError::from_status(addr, s))?
+                    .into_inner();
+                let mut out = Vec::new();
+                while let Some(msg) = stream
+                    .message()
+                    .await
+                    .map_err(|s| StoreError::from_status(addr, s))?
+                {
+                    out.extend(msg.series);
+                }
+                Ok::<_, StoreError>(out)
+            }
+        });
+        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        for res in futures::future::join_all(calls).await {
+            for s in res? {
+                let labels = from_pb_labels(s.labels);
+                let samples = merged.entry(labels).or_default();
+                for c in &s.chunks {
+                    decode_chunk(&c.data, mint, maxt, samples)?;
+                }
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(labels, mut floats)| {
+                floats.sort_by_key(|s| s.t);
+                floats.dedup_by_key(|s| s.t);
+                (!floats.is_empty()).then(|| Series {
+                    labels,
+                    floats,
+                    histograms: Vec::new(),
+                })
+            })
+            .collect())
+    }
+
+    pub async fn label_names(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let req = pb::LabelNamesRequest {
+            tenant: tenant.to_string(),
+            start_ms: mint,
+            end_ms: maxt,
+            matchers: matchers.iter().map(to_pb_matcher).collect(),
+        };
+        let calls = self.clients.iter().map(|(addr, c)| {
+            let mut c = c.clone();
+            let req = req.clone();
+            async move {
+                c.label_names(req)
+                    .await
+                    .map(|r| r.into_inner().names)
+                    .map_err(|s| StoreError::from_status(addr, s))
+            }
+        });
+        union_sorted(futures::future::join_all(calls).await)
+    }
+
+    pub async fn label_values(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let req = pb::LabelValuesRequest {
+            tenant: tenant.to_string(),
+            name: name.to_string(),
+            start_ms: mint,
+            end_ms: maxt,
+            matchers: matchers.iter().map(to_pb_matcher).collect(),
+        };
+        let calls = self.clients.iter().map(|(addr, c)| {
+            let mut c = c.clone();
+            let req = req.clone();
+            async move {
+                c.label_values(req)
+                    .await
+                    .map(|r| r.into_inner().values)
+                    .map_err(|s| StoreError::from_status(addr, s))
+            }
+        });
+        union_sorted(futures::future::join_all(calls).await)
+    }
+
+    pub async fn series(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Labels>, StoreError> {
+        let req = pb::SeriesRequest {
+            tenant: tenant.to_string(),
+            start_ms: mint,
+            end_ms: maxt,
+            matchers: matchers.iter().map(to_pb_matcher).collect(),
+        };
+        let calls = self.clients.iter().map(|(addr, c)| {
+            let mut c = c.clone();
+            let req = req.clone();
+            async move {
+                c.series(req)
+                    .await
+                    .map(|r| r.into_inner().series)
+                    .map_err(|s| StoreError::from_status(addr, s))
+            }
+        });
+        let mut out = Vec::new();
+        for r in futures::future::join_all(calls).await {
+            out.extend(r?.into_iter().map(|l| from_pb_labels(l.labels)));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    pub async fn metadata(
+        &self,
+        tenant: &TenantId,
+        metric: Option<&str>,
+        limit_per_metric: usize,
+    ) -> Result<Vec<pb::MetricMetadata>, StoreError> {
+        let req = pb::MetricsMetadataRequest {
+            tenant: tenant.to_string(),
+            metric: metric.unwrap_or_default().to_string(),
+            limit: 0,
+            limit_per_metric: u32::try_from(limit_per_metric).unwrap_or(u32::MAX),
+        };
+        let calls = self.clients.iter().map(|(addr, c)| {
+            let mut c = c.clone();
+            let req = req.clone();
+            async move {
+                c.metrics_metadata(req)
+                    .await
+                    .map(|r| r.into_inner().metadata)
+                    .map_err(|s| StoreError::from_status(addr, s))
+            }
+        });
+        let mut out = Vec::new();
+        for r in futures::future::join_all(calls).await {
+            out.extend(r?);
+        }
+        out.sort_by(|a, b| {
+            (&a.metric_family_name, &a.r#type, &a.help, &a.unit).cmp(&(
+                &b.metric_family_name,
+                &b.r#type,
+                &b.help,
+                &b.unit,
+            ))
+        });
+        out.dedup();
+        Ok(out)
+    }
+}
+
+fn union_sorted(results: Vec<Result<Vec<String>, StoreError>>) -> Result<Vec<String>, StoreError> {
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r?);
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn decode_chunk(
+    data: &[u8],
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<Sample>,
+) -> Result<(), StoreError> {
+    let mut iter =
+        hestia_storage::xor::XorIter::new(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    for (t, v) in iter.by_ref() {
+        if t > maxt {
+            break;
+        }
+        if t >= mint {
+            out.push(Sample { t, v });
+        }
+    }
+    match iter.err() {
+        Some(e) => Err(StoreError::Corrupt(e.to_string())),
+        None => Ok(()),
+    }
+}
+
+pub fn to_pb_matcher(m: &Matcher) -> pb::LabelMatcher {
+    let t = match m.op {
+        MatchOp::Equal => pb::label_matcher::Type::Eq,
+        MatchOp::NotEqual => pb::label_matcher::Type::Neq,
+        MatchOp::RegexMatch => pb::label_matcher::Type::Re,
+        MatchOp::RegexNoMatch => pb::label_matcher::Type::Nre,
+    };
+    pb::LabelMatcher {
+        r#type: t as i32,
+        name: m.name.clone(),
+        value: m.value.clone(),
+    }
+}
+
+fn from_pb_labels(pairs: Vec<pb::LabelPair>) -> Labels {
+    let mut v: Vec<Label> = pairs
+        .into_iter()
+        .map(|p| Label {
+            name: p.name,
+            value: p.value,
+        })
+        .collect();
+    if !v.windows(2).all(|w| w[0].name < w[1].name) {
+        return Labels::from_pairs(v.into_iter().map(|l| (l.name, l.value)));
+    }
+    v.retain(|l| !l.value.is_empty());
+    Labels::from_sorted_unchecked(v)
+}
+
+/// A failed read from an ingester.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("ingester {addr}: {message}")]
+    Unavailable { addr: String, message: String },
+    #[error("ingester {addr} refused the request: {message}")]
+    Invalid { addr: String, message: String },
+    #[error("corrupt chunk received from an ingester: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    fn from_status(addr: &str, s: tonic::Status) -> Self {
+        match s.code() {
+            tonic::Code::InvalidArgument => Self::Invalid {
+                addr: addr.to_string(),
+                message: s.message().to_string(),
+            },
+            _ => Self::Unavailable {
+                addr: addr.to_string(),
+                message: s.message().to_string(),
+            },
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid { message, .. } => ApiError::bad_data(message),
+            StoreError::Corrupt(_) => ApiError::internal(e.to_string()),
+            StoreError::Unavailable { .. } => ApiError::unavailable(e.to_string()),
+        }
+    }
+}
+
+/// The PromQL engine's view of one tenant's data.
+pub struct TenantQueryable<'a> {
+    pub store: &'a IngesterStore,
+    pub tenant: &'a TenantId,
+}
+
+#[async_trait::async_trait]
+impl Queryable for TenantQueryable<'_> {
+    async fn select(
+        &self,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Series>, QueryError> {
+        self.store
+            .select(self.tenant, matchers, mint, maxt)
+            .await
+            .map_err(|e| QueryError::Storage(e.to_string()))
+    }
+}
