@@ -155,6 +155,10 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// A tracing-subscriber filter, e.g. `info` or `hestia_ingester=debug,info`. `RUST_LOG` wins.
     pub log_level: String,
+    /// OTLP/HTTP traces endpoint (e.g. `http://127.0.0.1:4318/v1/traces`); unset = no export.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of exported spans.
+    pub service_name: String,
 }
 
 impl Default for TelemetryConfig {
@@ -162,6 +166,8 @@ impl Default for TelemetryConfig {
         Self {
             log_format: LogFormat::Text,
             log_level: "info".to_string(),
+            otlp_endpoint: None,
+            service_name: "hestia".to_string(),
         }
     }
 }
@@ -202,6 +208,11 @@ impl Config {
         }
         if self.ingester.checkpoint_interval < Duration::from_secs(1) {
             return bad("ingester.checkpoint_interval must be at least 1s");
+        }
+        if let Some(e) = &self.telemetry.otlp_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return bad("telemetry.otlp_endpoint must be an http:// or https:// URL");
+            }
         }
         self.limits.validate().map_err(ConfigError::Invalid)
     }

@@ -17,20 +17,72 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 pub use metrics::track_http;
 
-/// Installs the global tracing subscriber. `RUST_LOG` overrides the configured level.
-/// Calling it twice is harmless (the second call keeps the first subscriber).
-pub fn init_tracing(cfg: &TelemetryConfig) {
+/// Keeps the OpenTelemetry exporter alive; dropping it flushes pending spans.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.provider.take() {
+            let _ = p.shutdown();
+        }
+    }
+}
+
+/// Installs the global tracing subscriber (text or JSON logs; `RUST_LOG` overrides the configured
+/// level) and, when `otlp_endpoint` is set, exports spans over OTLP/HTTP. A second call keeps the
+/// first subscriber.
+pub fn init_tracing(cfg: &TelemetryConfig) -> TelemetryGuard {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::WithExportConfig;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
-    let builder = fmt().with_env_filter(filter).with_target(true);
-    let _ = match cfg.log_format {
-        LogFormat::Json => builder
+    let logs = match cfg.log_format {
+        LogFormat::Json => fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+            .boxed(),
+        LogFormat::Text => fmt::layer().with_target(true).boxed(),
     };
+    let mut provider = None;
+    let otel = cfg.otlp_endpoint.as_ref().and_then(|endpoint| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint.clone())
+            .build();
+        match exporter {
+            Ok(exporter) => {
+                let p = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                    .with_batch_exporter(exporter)
+                    .with_resource(
+                        opentelemetry_sdk::Resource::builder()
+                            .with_service_name(cfg.service_name.clone())
+                            .build(),
+                    )
+                    .build();
+                let tracer = p.tracer("hestia");
+                provider = Some(p);
+                Some(tracing_opentelemetry::layer().with_tracer(tracer))
+            }
+            Err(e) => {
+                eprintln!("OTLP trace export disabled: {e}");
+                None
+            }
+        }
+    });
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(logs)
+        .with(otel)
+        .try_init();
+    TelemetryGuard { provider }
 }
 
 /// `GET /metrics`: the process' registry in Prometheus text format.

@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.distributor.ingesters = args.ingesters;
     }
     cfg.validate()?;
-    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let d = Arc::new(hestia_distributor::Distributor::new(
         cfg.distributor,
         cfg.limits,

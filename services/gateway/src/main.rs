@@ -33,7 +33,7 @@ async fn main() -> anyhow::Result<()> {
     cfg.gateway.distributor_url = args.distributor_url.or(cfg.gateway.distributor_url);
     cfg.gateway.querier_url = args.querier_url.or(cfg.gateway.querier_url);
     cfg.validate()?;
-    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let (Some(d), Some(q)) = (&cfg.gateway.distributor_url, &cfg.gateway.querier_url) else {
         anyhow::bail!("gateway: --distributor-url and --querier-url (or [gateway] in the config) are required");
     };

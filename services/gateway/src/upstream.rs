@@ -16,11 +16,14 @@ use crate::{metrics, GatewayError};
 #[derive(Clone)]
 pub enum Upstream {
     InProcess(Router),
-    Remote {
-        name: &'static str,
-        base: http::Uri,
-        client: Client<HttpConnector, Body>,
-    },
+    Remote(Box<Remote>),
+}
+
+#[derive(Clone)]
+pub struct Remote {
+    name: &'static str,
+    base: http::Uri,
+    client: Client<HttpConnector, Body>,
 }
 
 impl Upstream {
@@ -32,7 +35,7 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Self::Remote { name, base, client })
+        Ok(Self::Remote(Box::new(Remote { name, base, client })))
     }
 
     pub async fn call(&self, mut req: Request) -> Result<Response, GatewayError> {
@@ -41,7 +44,8 @@ impl Upstream {
                 let resp: Result<Response, Infallible> = router.clone().oneshot(req).await;
                 Ok(resp.into_response())
             }
-            Upstream::Remote { name, base, client } => {
+            Upstream::Remote(r) => {
+                let Remote { name, base, client } = r.as_ref();
                 let pq = req
                     .uri()
                     .path_and_query()

@@ -29,6 +29,9 @@ pub struct AllArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<hestia_config::LogFormat>,
+    /// Export traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318/v1/traces).
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl AllArgs {
@@ -46,6 +49,9 @@ impl AllArgs {
         }
         if let Some(f) = self.log_format {
             cfg.telemetry.log_format = f;
+        }
+        if let Some(e) = &self.otlp_endpoint {
+            cfg.telemetry.otlp_endpoint = Some(e.clone());
         }
         cfg.validate()?;
         Ok(cfg)

@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::All(args) => {
             let cfg = args.load()?;
-            hestia_telemetry::init_tracing(&cfg.telemetry);
+            let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
             let running = hestia::AllInOne::start(cfg).await?;
             println!("Hestia listening on http://{}", running.addr);
             hestia_telemetry::shutdown_signal().await;

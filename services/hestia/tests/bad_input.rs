@@ -62,7 +62,7 @@ async fn bad_input_is_refused_precisely_and_nothing_valid_is_lost() {
     assert!(m.contains("protobuf"), "{m}");
 
     // Compressed body over 1 MB → 413.
-    let big: Vec<u8> = (0..(1_100_000u32))
+    let big: Vec<u8> = (0..1_100_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let (s, m) = remote_write(&c, &base, WS, big).await;

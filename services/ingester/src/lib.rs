@@ -32,7 +32,7 @@ pub fn open_tsdb(data_dir: &Path, cfg: &IngesterConfig) -> Result<Arc<Tsdb>, Ing
         block_cache_bytes: cfg.block_cache_bytes,
         ..TsdbOptions::default()
     };
-    Ok(Arc::new(Tsdb::open(&data_dir.join("ingester"), opts)?))
+    Ok(Arc::new(Tsdb::open(data_dir.join("ingester"), opts)?))
 }
 
 #[derive(Clone)]

@@ -35,7 +35,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.server.data_dir = d;
     }
     cfg.validate()?;
-    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let (data_dir, icfg) = (cfg.server.data_dir.clone(), cfg.ingester.clone());
     let db =
         tokio::task::spawn_blocking(move || hestia_ingester::open_tsdb(&data_dir, &icfg)).await??;

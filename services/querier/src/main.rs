@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.querier.ingesters = args.ingesters;
     }
     cfg.validate()?;
-    hestia_telemetry::init_tracing(&cfg.telemetry);
+    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let q = Arc::new(hestia_querier::Querier::new(cfg.querier)?);
     let app = hestia_querier::router(q)
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
