@@ -7,7 +7,7 @@ use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_LIMITK, T_LIMIT_RATIO, T_MAX, T_MIN,
     T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
 };
-use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::QueryError;
 use crate::eval::{Ctx, EvalSeries, Evaluator, MatrixBuilder, StepCursor, StepPoint, Val};
@@ -88,15 +88,12 @@ pub(crate) fn kahan_inc(inc: f64, sum: f64, c: f64) -> (f64, f64) {
 }
 
 /// The output labels of a group.
-fn group_labels(l: &Labels, drop_name: bool, modifier: Option<&LabelModifier>) -> Labels {
+/// With delayed name removal the name still partitions `by (__name__)` groups; the group
+/// inherits a pending name drop from its members.
+fn group_labels(l: &Labels, modifier: Option<&LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(names)) => {
-            let n: Vec<&str> = names
-                .labels
-                .iter()
-                .map(String::as_str)
-                .filter(|n| !(drop_name && *n == METRIC_NAME))
-                .collect();
+            let n: Vec<&str> = names.labels.iter().map(String::as_str).collect();
             l.keep_only(&n)
         }
         Some(LabelModifier::Exclude(names)) => {
@@ -119,7 +116,13 @@ struct Group {
     mean: f64,
     incremental: bool,
     hist: Option<FloatHistogram>,
+    /// Kahan compensation of the histogram sum field.
+    hist_sum_comp: f64,
+    /// Running mean for `avg`, used when the plain sum overflows.
+    hist_mean: Option<FloatHistogram>,
     hist_failed: bool,
+    reconciled: bool,
+    collision: bool,
     values: Vec<f64>,
 }
 
@@ -161,6 +164,7 @@ pub(crate) fn eval_aggregate(
                     ))
                 }
             };
+            ev.check_label_name(&label)?;
             count_values(&label, input, modifier, ctx)
         }
         _ => {
@@ -193,25 +197,32 @@ pub(crate) fn fmt_g(v: f64) -> String {
 }
 
 /// Assigns every input series to an output group.
-fn grouping(input: &[EvalSeries], modifier: Option<&LabelModifier>) -> (Vec<usize>, Vec<Labels>) {
+fn grouping(
+    input: &[EvalSeries],
+    modifier: Option<&LabelModifier>,
+) -> (Vec<usize>, Vec<Labels>, Vec<bool>) {
     let mut ids = Vec::with_capacity(input.len());
     let mut labels: Vec<Labels> = Vec::new();
+    let mut drops: Vec<bool> = Vec::new();
     let mut index: HashMap<u64, Vec<usize>> = HashMap::new();
     for s in input {
-        let gl = group_labels(&s.labels, s.drop_name, modifier);
+        let gl = group_labels(&s.labels, modifier);
         let h = gl.hash64();
         let bucket = index.entry(h).or_default();
         let id = match bucket.iter().find(|&&g| labels[g] == gl) {
             Some(&g) => g,
             None => {
                 labels.push(gl);
+                drops.push(false);
                 bucket.push(labels.len() - 1);
                 labels.len() - 1
             }
         };
+        let keeps_name = matches!(modifier, Some(LabelModifier::Include(n)) if n.labels.iter().any(|x| x == METRIC_NAME));
+        drops[id] |= s.drop_name && keeps_name;
         ids.push(id);
     }
-    (ids, labels)
+    (ids, labels, drops)
 }
 
 fn simple(
@@ -223,10 +234,11 @@ fn simple(
     modifier: Option<&LabelModifier>,
     ctx: &Ctx,
 ) -> Result<Val, QueryError> {
-    let (gids, glabels) = grouping(&input, modifier);
+    let (gids, glabels, gdrops) = grouping(&input, modifier);
     let mut out: Vec<EvalSeries> = glabels
         .into_iter()
-        .map(|l| EvalSeries::new(l, false))
+        .zip(gdrops)
+        .map(|(l, d)| EvalSeries::new(l, d))
         .collect();
     let mut groups: Vec<Group> = vec![Group::default(); out.len()];
     let mut touched: Vec<usize> = Vec::new();
@@ -269,6 +281,16 @@ fn simple(
                     "encountered a mix of histograms and floats for aggregation".into(),
                     &a.expr,
                 );
+            } else if g.collision {
+                ev.warn_at(
+                    "conflicting counter resets during histogram aggregation".into(),
+                    &a.expr,
+                );
+            } else if g.reconciled && !g.hist_failed {
+                ev.info_at(
+                    "mismatched custom buckets were reconciled during aggregation".into(),
+                    &a.expr,
+                );
             } else if g.hist_failed {
                 ev.warn_at(
                     "vector contains a mix of histograms with exponential and custom buckets schemas for metric name \"\"".into(),
@@ -295,12 +317,24 @@ fn accumulate(op: AggOp, g: &mut Group, p: &StepPoint, ignored_hist: &mut bool) 
             match op {
                 AggOp::Sum | AggOp::Avg => {
                     g.count += 1.0;
+                    if op == AggOp::Avg {
+                        match &mut g.hist_mean {
+                            None => g.hist_mean = Some(h.clone()),
+                            Some(m) => {
+                                let _ = m.update_mean(h, g.count);
+                            }
+                        }
+                    }
                     match &mut g.hist {
                         None => g.hist = Some(h.clone()),
                         Some(acc) => {
-                            if acc.add(h).is_err() {
-                                g.hist_failed = true;
+                            g.collision |= acc.hint_collision(h);
+                            let before = acc.sum;
+                            match acc.add(h) {
+                                Ok(r) => g.reconciled |= r,
+                                Err(_) => g.hist_failed = true,
                             }
+                            (acc.sum, g.hist_sum_comp) = kahan_inc(h.sum, before, g.hist_sum_comp);
                         }
                     }
                 }
@@ -382,9 +416,18 @@ fn finish(op: AggOp, g: &mut Group, q: f64) -> Option<Result<f64, FloatHistogram
                     return None;
                 }
                 let mut h = g.hist.take()?;
+                if g.hist_sum_comp.is_finite() {
+                    h.sum += g.hist_sum_comp;
+                }
                 if op == AggOp::Avg {
                     h.div(g.count);
+                    if !(h.count.is_finite() && h.sum.is_finite()) {
+                        if let Some(m) = g.hist_mean.take() {
+                            h = m;
+                        }
+                    }
                 }
+                g.hist_mean = None;
                 h.compact();
                 return Some(Err(h));
             }
@@ -453,7 +496,7 @@ fn select_k(
     ctx: &Ctx,
 ) -> Result<Val, QueryError> {
     let modifier = a.modifier.as_ref();
-    let (gids, glabels) = grouping(&input, modifier);
+    let (gids, glabels, _) = grouping(&input, modifier);
     let mut out: Vec<EvalSeries> = input
         .iter()
         .map(|s| EvalSeries::new(s.labels.clone(), s.drop_name))
@@ -595,7 +638,7 @@ fn count_values(
     }
     let base: Vec<Labels> = input
         .iter()
-        .map(|s| group_labels(&s.labels, s.drop_name, modifier))
+        .map(|s| group_labels(&s.labels, modifier))
         .collect();
     let mut mb = MatrixBuilder::new();
     let mut cur = StepCursor::new(&input);
@@ -628,6 +671,3 @@ fn count_values(
 pub(crate) fn is_valid_label_name(s: &str) -> bool {
     !s.is_empty() && std::str::from_utf8(s.as_bytes()).is_ok()
 }
-
-#[allow(dead_code)]
-fn unused(_: &Expr) {}

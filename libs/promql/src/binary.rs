@@ -158,7 +158,18 @@ fn elem_op(
             let mut h = a.clone();
             let r = if op == BinOp::Add { h.add(b) } else { h.sub(b) };
             match r {
-                Ok(()) => {
+                Ok(reconciled) => {
+                    if reconciled {
+                        let what = if op == BinOp::Add {
+                            "addition"
+                        } else {
+                            "subtraction"
+                        };
+                        ev.info_at(
+                            format!("mismatched custom buckets were reconciled during {what}"),
+                            e,
+                        );
+                    }
                     h.compact();
                     if op == BinOp::Sub {
                         h.counter_reset_hint = crate::histogram::CounterResetHint::Gauge;
@@ -357,12 +368,12 @@ pub(crate) fn signature(l: &Labels, matching: Option<&LabelModifier>) -> u64 {
     match matching {
         Some(LabelModifier::Include(names)) => hestia_model_hash(
             l.iter()
-                .filter(|x| names.labels.iter().any(|n| *n == x.name))
+                .filter(|x| names.labels.contains(&x.name))
                 .map(|x| (x.name.as_str(), x.value.as_str())),
         ),
         Some(LabelModifier::Exclude(names)) => hestia_model_hash(
             l.iter()
-                .filter(|x| x.name != METRIC_NAME && !names.labels.iter().any(|n| *n == x.name))
+                .filter(|x| x.name != METRIC_NAME && !names.labels.contains(&x.name))
                 .map(|x| (x.name.as_str(), x.value.as_str())),
         ),
         None => hestia_model_hash(

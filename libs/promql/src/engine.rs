@@ -186,6 +186,7 @@ impl Engine {
         }
 
         let positions = crate::pos::compute(query, &expr);
+        let invalid_strings = invalid_utf8_literals(query);
         let mut ev = Evaluator {
             data: &data,
             lookback: duration_ms(&self.opts.lookback_delta),
@@ -199,9 +200,10 @@ impl Engine {
             infos: Vec::new(),
             samples: 0,
             positions: &positions,
+            invalid_strings: &invalid_strings,
         };
         let val = ev.eval(&expr, &ctx)?;
-        let value = finish(val, &ctx, is_range, sort_kind(&expr))?;
+        let value = finish(val, &ctx, is_range)?;
         Ok(QueryResult {
             value,
             warnings: ev.warnings,
@@ -223,6 +225,55 @@ async fn select_with_timeout(
     // The Queryable owns its own I/O deadlines; the evaluation deadline is checked afterwards.
     let r = q.select(matchers, mint, maxt).await?;
     Ok(r)
+}
+
+/// promql-parser decodes `\xNN` escapes as the character U+00NN, while Prometheus (Go) yields
+/// the raw byte. Finds literals whose Go decoding is not UTF-8, as (parsed form, written form).
+fn invalid_utf8_literals(query: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let b = query.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let q = b[i];
+        if q != b'"' && q != b'\'' {
+            i += 1;
+            continue;
+        }
+        let start = i + 1;
+        let mut j = start;
+        let (mut bytes, mut parsed, mut has_x) = (Vec::new(), String::new(), false);
+        while j < b.len() && b[j] != q {
+            if b[j] == b'\\' && j + 1 < b.len() {
+                let hex = query
+                    .get(j + 2..j + 4)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (b[j + 1], hex) {
+                    (b'x', Some(v)) => {
+                        has_x = true;
+                        bytes.push(v);
+                        parsed.push(char::from(v));
+                        j += 4;
+                    }
+                    (c, _) => {
+                        bytes.extend_from_slice(&[b'\\', c]);
+                        parsed.push(char::from(c));
+                        j += 2;
+                    }
+                }
+                continue;
+            }
+            let ch = query[j..].chars().next().unwrap_or(' ');
+            let mut buf = [0u8; 4];
+            bytes.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+            parsed.push(ch);
+            j += ch.len_utf8();
+        }
+        if has_x && std::str::from_utf8(&bytes).is_err() {
+            out.push((parsed, query[start..j.min(b.len())].to_string()));
+        }
+        i = j + 1;
+    }
+    out
 }
 
 fn unparen(mut e: &Expr) -> &Expr {
@@ -371,30 +422,8 @@ impl Planner {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum SortKind {
-    /// Output order is meaningful (sort functions, topk/bottomk).
-    Keep,
-    Any,
-}
-
-fn sort_kind(e: &Expr) -> SortKind {
-    match unparen(e) {
-        Expr::Call(c) if c.func.name.starts_with("sort") => SortKind::Keep,
-        Expr::Aggregate(a)
-            if matches!(
-                a.op.id(),
-                promql_parser::parser::token::T_TOPK | promql_parser::parser::token::T_BOTTOMK
-            ) =>
-        {
-            SortKind::Keep
-        }
-        _ => SortKind::Any,
-    }
-}
-
 /// Applies pending name drops, rejects duplicate label sets and shapes the API value.
-fn finish(val: Val, ctx: &Ctx, is_range: bool, _sort: SortKind) -> Result<Value, QueryError> {
+fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
     match val {
         Val::Scalar(v) => {
             if is_range {
@@ -509,4 +538,121 @@ fn cleanup(m: Vec<EvalSeries>) -> Result<Vec<EvalSeries>, QueryError> {
         out.push(s);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use hestia_model::{Labels, STALE_NAN_BITS};
+
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::MemoryStorage;
+
+    fn storage() -> MemoryStorage {
+        let mut s = MemoryStorage::new();
+        for (inst, step) in [("a", 1.0), ("b", 2.0)] {
+            let l = Labels::from_pairs([
+                ("__name__", "reqs_total"),
+                ("job", "api"),
+                ("instance", inst),
+            ]);
+            for k in 0..=10 {
+                s.add_float(&l, k * 60_000, k as f64 * step * 60.0);
+            }
+        }
+        let g = Labels::from_pairs([("__name__", "gauge")]);
+        s.add_float(&g, 0, 1.0);
+        s.add_float(&g, 60_000, f64::from_bits(STALE_NAN_BITS));
+        s
+    }
+
+    fn run(q: &str, t: i64) -> Result<QueryResult, QueryError> {
+        let s = storage();
+        let e = Engine::new(EngineOptions::default());
+        futures_lite(e.instant_query(&s, q, t))
+    }
+
+    /// Minimal executor: the engine's futures only await the in-memory storage.
+    fn futures_lite<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn query_futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let s = storage();
+        let e = Engine::new(EngineOptions::default());
+        let f = e.instant_query(&s, "up", 0);
+        assert_send(&f);
+        let g = e.range_query(&s, "up", 0, 60_000, 15_000);
+        assert_send(&g);
+    }
+
+    #[test]
+    fn rate_sum_and_json() {
+        let r = run("sum by (job) (rate(reqs_total[5m]))", 600_000).unwrap();
+        assert_eq!(
+            r.data_json(),
+            r#"{"resultType":"vector","result":[{"metric":{"job":"api"},"value":[600,"3"]}]}"#
+        );
+    }
+
+    #[test]
+    fn staleness_marker_ends_series() {
+        let r = run("gauge", 30_000).unwrap();
+        assert!(matches!(r.value, Value::Vector(ref v) if v.len() == 1));
+        let r = run("gauge", 90_000).unwrap();
+        assert!(matches!(r.value, Value::Vector(ref v) if v.is_empty()));
+    }
+
+    #[test]
+    fn range_query_matrix_sorted() {
+        let s = storage();
+        let e = Engine::new(EngineOptions::default());
+        let r = futures_lite(e.range_query(&s, "reqs_total offset 1m", 120_000, 240_000, 60_000))
+            .unwrap();
+        let Value::Matrix(m) = r.value else {
+            panic!("not a matrix")
+        };
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].labels.get("instance"), Some("a"));
+        assert_eq!(m[0].floats.len(), 3);
+        assert_eq!(m[0].floats[0].v, 60.0);
+    }
+
+    #[test]
+    fn errors_have_kinds() {
+        assert_eq!(run("sum(", 0).unwrap_err().kind(), ErrorKind::BadData);
+        let s = storage();
+        let e = Engine::new(EngineOptions {
+            max_samples: 5,
+            ..Default::default()
+        });
+        let err = futures_lite(e.instant_query(&s, "reqs_total[10m]", 600_000)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooManySamples);
+        assert_eq!(
+            err.to_string(),
+            "query processing would load too many samples into memory in query execution"
+        );
+        let err = futures_lite(e.range_query(&s, "1", 10, 0, 1)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadData);
+    }
+
+    #[test]
+    fn vector_matching_group_left() {
+        let r = run(
+            "reqs_total * on (instance) group_left (job) (reqs_total{instance=\"a\"} * 0 + 1)",
+            600_000,
+        )
+        .unwrap();
+        let Value::Vector(v) = r.value else {
+            panic!("not a vector")
+        };
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].f, 600.0);
+        assert_eq!(v[0].labels.get("__name__"), None);
+    }
 }

@@ -31,7 +31,7 @@ pub(crate) enum Out {
     H(FloatHistogram),
 }
 
-fn arg<'a>(c: &'a Call, i: usize) -> Result<&'a Expr, QueryError> {
+fn arg(c: &Call, i: usize) -> Result<&Expr, QueryError> {
     c.args
         .args
         .get(i)
@@ -482,12 +482,10 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
             let out = over_windows(ev, &rv, ctx, false, |ev, l, w| {
                 if counter && w.hists.is_empty() && w.floats.len() > 1 {
                     let n = metric_name(l);
-                    if !(n.ends_with("_total")
-                        || n.ends_with("_sum")
-                        || n.ends_with("_count")
-                        || n.ends_with("_bucket"))
-                        && !not_counter.iter().any(|x| x == n)
-                    {
+                    let counter_like = ["_total", "_sum", "_count", "_bucket"]
+                        .iter()
+                        .any(|s| n.ends_with(s));
+                    if !counter_like && !not_counter.iter().any(|x| x == n) {
                         not_counter.push(n.to_string());
                     }
                 }
@@ -524,8 +522,25 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
                 }
                 if !w.hists.is_empty() {
                     let mut acc = w.hists[0].1.clone();
+                    let mut comp = 0.0;
                     for (_, h) in &w.hists[1..] {
-                        if acc.add(h).is_err() {
+                        let before = acc.sum;
+                        if acc.hint_collision(h) {
+                            ev.warn_at(
+                                "conflicting counter resets during histogram aggregation".into(),
+                                a0,
+                            );
+                        }
+                        let r = acc.add(h);
+                        (acc.sum, comp) = kahan_inc(h.sum, before, comp);
+                        if r == Ok(true) {
+                            ev.info_at(
+                                "mismatched custom buckets were reconciled during aggregation"
+                                    .into(),
+                                a0,
+                            );
+                        }
+                        if r.is_err() {
                             ev.warn_at(
                                 format!(
                                     "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {:?}",
@@ -536,11 +551,21 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
                             return None;
                         }
                     }
+                    if comp.is_finite() {
+                        acc.sum += comp;
+                    }
                     if avg {
                         acc.div(w.hists.len() as f64);
+                        if !(acc.count.is_finite() && acc.sum.is_finite()) {
+                            // The sum overflowed: use an incremental mean instead.
+                            let mut m = w.hists[0].1.clone();
+                            for (i, (_, h)) in w.hists.iter().enumerate().skip(1) {
+                                let _ = m.update_mean(h, (i + 1) as f64);
+                            }
+                            acc = m;
+                        }
                     }
                     acc.compact();
-                    acc.counter_reset_hint = CounterResetHint::Gauge;
                     return Some(Out::H(acc));
                 }
                 Some(Out::F(if avg {
@@ -989,8 +1014,14 @@ fn extrapolated_rate(
     if to_start >= threshold {
         to_start = avg_dur / 2.0;
     }
-    if counter && result_f > 0.0 && !w.floats.is_empty() && w.floats[0].v >= 0.0 {
-        let to_zero = sampled * (w.floats[0].v / result_f);
+    // Counters cannot be negative: do not extrapolate below the zero point of the first value
+    // (for histograms, of their count).
+    let (first_v, delta) = match &result_h {
+        Some(h) => (w.hists[0].1.count, h.count),
+        None => (w.floats[0].v, result_f),
+    };
+    if counter && delta > 0.0 && first_v >= 0.0 {
+        let to_zero = sampled * (first_v / delta);
         if to_zero < to_start {
             to_start = to_zero;
         }
@@ -1048,16 +1079,32 @@ fn histogram_rate(
         );
     }
     let mut res = last.clone();
-    if res.sub(prev).is_err() {
-        mixed_schema_warning(ev, a0, l);
-        return None;
+    match res.sub(prev) {
+        Ok(true) => ev.info_at(
+            "mismatched custom buckets were reconciled during subtraction".into(),
+            a0,
+        ),
+        Ok(false) => {}
+        Err(_) => {
+            mixed_schema_warning(ev, a0, l);
+            return None;
+        }
     }
     if counter {
         let mut prev = prev;
         for (_, h) in &hs[1..] {
-            if h.detect_reset(prev) && res.add(prev).is_err() {
-                mixed_schema_warning(ev, a0, l);
-                return None;
+            if h.detect_reset(prev) {
+                match res.add(prev) {
+                    Ok(true) => ev.info_at(
+                        "mismatched custom buckets were reconciled during addition".into(),
+                        a0,
+                    ),
+                    Ok(false) => {}
+                    Err(_) => {
+                        mixed_schema_warning(ev, a0, l);
+                        return None;
+                    }
+                }
             }
             prev = h;
         }
@@ -1137,9 +1184,18 @@ fn instant_value(
                     a0,
                 );
             }
-            if (!is_rate || !lh.detect_reset(ph)) && r.sub(ph).is_err() {
-                mixed_schema_warning(ev, a0, l);
-                return None;
+            if !is_rate || !lh.detect_reset(ph) {
+                match r.sub(ph) {
+                    Ok(true) => ev.info_at(
+                        "mismatched custom buckets were reconciled during subtraction".into(),
+                        a0,
+                    ),
+                    Ok(false) => {}
+                    Err(_) => {
+                        mixed_schema_warning(ev, a0, l);
+                        return None;
+                    }
+                }
             }
             r.counter_reset_hint = CounterResetHint::Gauge;
             if dt == 0 {
@@ -1201,6 +1257,7 @@ fn label_replace(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryEr
                 "invalid regular expression in label_replace(): {re_s}: {e}"
             ))
         })?;
+    ev.check_label_name(&dst)?;
     if !valid_label_name(&dst) {
         return Err(QueryError::exec(format!(
             "invalid destination label name in label_replace(): {dst}"
@@ -1264,6 +1321,7 @@ fn label_join(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryError
     for i in 3..c.args.len() {
         srcs.push(string_arg(ev, c, i, ctx)?);
     }
+    ev.check_label_name(&dst)?;
     if !valid_label_name(&dst) {
         return Err(QueryError::exec(format!(
             "invalid destination label name in label_join(): {dst}"
@@ -1460,12 +1518,15 @@ fn fraction_of(
         }
         rank += b.count;
     }
-    if !ls || lr > total {
-        lr = total;
+    // Unset bounds lie above all buckets; NaN observations (count minus buckets) are excluded.
+    if !ls {
+        lr = rank;
     }
-    if !us || ur > total {
-        ur = total;
+    if !us {
+        ur = rank;
     }
+    lr = lr.min(total);
+    ur = ur.min(total);
     (ur - lr) / total
 }
 
@@ -1591,7 +1652,8 @@ pub(crate) fn hist_quantile(q: f64, h: &FloatHistogram) -> f64 {
         count = h.count;
     }
     if count < rank {
-        return b.upper;
+        // Beyond all non-NaN observations.
+        return if h.sum.is_nan() { f64::NAN } else { b.upper };
     }
     if forward {
         rank -= count - b.count;
@@ -1787,7 +1849,23 @@ fn histogram_estimate(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, Qu
                     Estimate::Quantiles(qs) => (hist_quantile(qs[qi][k], h), qs[qi][k]),
                     Estimate::Fraction(lo, hi) => (hist_fraction(lo[k], hi[k], h), 0.0),
                 };
+                if h.sum.is_nan() {
+                    let what = match (&est, v.is_nan()) {
+                        (Estimate::Fraction(..), _) => "histogram_fraction has NaN observations, which are excluded from all fractions",
+                        (_, true) => "histogram_quantile has NaN observations, result is NaN",
+                        (_, false) => "histogram_quantile has NaN observations, result is skewed higher",
+                    };
+                    ev.info_at(
+                        format!("input to {what} for metric name {:?}", metric_name(labels)),
+                        input_expr,
+                    );
+                }
                 let i = mb.index_of(out_labels(labels, qi, qv), true);
+                if mb.has_point(i, t) {
+                    return Err(QueryError::exec(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
+                }
                 mb.push_f(i, t, v);
             }
         }
@@ -1824,6 +1902,11 @@ fn histogram_estimate(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, Qu
                     }
                 };
                 let i = mb.index_of(out_labels(&groups[g], qi, qv), true);
+                if mb.has_point(i, t) {
+                    return Err(QueryError::exec(
+                        "vector cannot contain metrics with the same labelset",
+                    ));
+                }
                 mb.push_f(i, t, v);
             }
         }

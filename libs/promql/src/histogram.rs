@@ -183,17 +183,49 @@ impl FloatHistogram {
         (self.negative_spans, self.negative_buckets) = spans_from_indexes(&n);
     }
 
-    /// `self += sign * other`. Zero thresholds are widened to the larger one.
-    fn combine(&mut self, other: &FloatHistogram, sign: f64) -> Result<(), HistogramError> {
+    /// Maps custom buckets onto `bounds`, a subset of our bounds: each bucket goes to the
+    /// first target bucket whose upper bound is at least its own.
+    fn custom_buckets_onto(&self, bounds: &[f64]) -> Vec<(i32, f64)> {
+        let mut out: Vec<(i32, f64)> = Vec::new();
+        for (i, c) in self.positive() {
+            let upper = self
+                .custom_values
+                .get(i as usize)
+                .copied()
+                .unwrap_or(f64::INFINITY);
+            let j = bounds.partition_point(|b| *b < upper) as i32;
+            match out.last_mut() {
+                Some(l) if l.0 == j => l.1 += c,
+                _ => out.push((j, c)),
+            }
+        }
+        out
+    }
+
+    /// `self += sign * other`. Zero thresholds are widened to the larger one; custom buckets
+    /// with different bounds are reconciled to their common bounds (returns true then).
+    fn combine(&mut self, other: &FloatHistogram, sign: f64) -> Result<bool, HistogramError> {
         if self.uses_custom_buckets() != other.uses_custom_buckets() {
             return Err(HistogramError::MixedSchemas);
         }
+        let mut reconciled = false;
         if self.uses_custom_buckets() {
-            if self.custom_values != other.custom_values {
-                return Err(HistogramError::IncompatibleBounds);
+            let mut p: Vec<(i32, f64)>;
+            if self.custom_values == other.custom_values {
+                p = self.positive().collect();
+                merge(&mut p, other.positive(), sign);
+            } else {
+                let common: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|v| other.custom_values.contains(v))
+                    .collect();
+                p = self.custom_buckets_onto(&common);
+                merge(&mut p, other.custom_buckets_onto(&common).into_iter(), sign);
+                self.custom_values = common;
+                reconciled = true;
             }
-            let mut p: Vec<_> = self.positive().collect();
-            merge(&mut p, other.positive(), sign);
             (self.positive_spans, self.positive_buckets) = spans_from_indexes_keep(&p);
         } else {
             let schema = self.schema.min(other.schema);
@@ -227,14 +259,17 @@ impl FloatHistogram {
         }
         self.count += sign * other.count;
         self.sum += sign * other.sum;
-        Ok(())
+        self.counter_reset_hint = combined_hint(self.counter_reset_hint, other.counter_reset_hint);
+        Ok(reconciled)
     }
 
-    pub fn add(&mut self, other: &FloatHistogram) -> Result<(), HistogramError> {
+    /// Adds `other`; `Ok(true)` means mismatched custom bounds were reconciled.
+    pub fn add(&mut self, other: &FloatHistogram) -> Result<bool, HistogramError> {
         self.combine(other, 1.0)
     }
 
-    pub fn sub(&mut self, other: &FloatHistogram) -> Result<(), HistogramError> {
+    /// Subtracts `other`; `Ok(true)` means mismatched custom bounds were reconciled.
+    pub fn sub(&mut self, other: &FloatHistogram) -> Result<bool, HistogramError> {
         self.combine(other, -1.0)
     }
 
@@ -255,6 +290,28 @@ impl FloatHistogram {
         self.negative_buckets.iter_mut().for_each(|b| *b /= f);
     }
 
+    /// Moves a running mean of `n - 1` histograms towards `h`, the `n`-th (avoids overflowing sums).
+    pub fn update_mean(&mut self, h: &FloatHistogram, n: f64) -> Result<bool, HistogramError> {
+        let mut left = h.clone();
+        left.div(n);
+        let mut right = self.clone();
+        right.div(n);
+        let r1 = left.sub(&right)?;
+        let hint = self.counter_reset_hint;
+        let r2 = self.add(&left)?;
+        self.counter_reset_hint = combined_hint(hint, h.counter_reset_hint);
+        Ok(r1 || r2)
+    }
+
+    /// Whether adding `other` combines a counter reset with an explicit non-reset.
+    pub fn hint_collision(&self, other: &FloatHistogram) -> bool {
+        use CounterResetHint::*;
+        matches!(
+            (self.counter_reset_hint, other.counter_reset_hint),
+            (CounterReset, NotCounterReset) | (NotCounterReset, CounterReset)
+        )
+    }
+
     /// Whether `self` (the later histogram) shows a counter reset relative to `prev`.
     pub fn detect_reset(&self, prev: &FloatHistogram) -> bool {
         match self.counter_reset_hint {
@@ -270,7 +327,16 @@ impl FloatHistogram {
         }
         if self.uses_custom_buckets() {
             if self.custom_values != prev.custom_values {
-                return true;
+                let common: Vec<f64> = self
+                    .custom_values
+                    .iter()
+                    .copied()
+                    .filter(|v| prev.custom_values.contains(v))
+                    .collect();
+                return bucket_decreased(
+                    &prev.custom_buckets_onto(&common),
+                    &self.custom_buckets_onto(&common),
+                );
             }
         } else if self.schema > prev.schema || self.zero_threshold < prev.zero_threshold {
             return true;
@@ -365,6 +431,16 @@ impl FloatHistogram {
         };
         eqb(self.positive().collect(), other.positive().collect())
             && eqb(self.negative().collect(), other.negative().collect())
+    }
+}
+
+/// The hint of a sum: equal hints stay, gauges win, anything else becomes unknown.
+fn combined_hint(a: CounterResetHint, b: CounterResetHint) -> CounterResetHint {
+    use CounterResetHint::*;
+    match (a, b) {
+        (x, y) if x == y => x,
+        (Gauge, _) | (_, Gauge) => Gauge,
+        _ => Unknown,
     }
 }
 

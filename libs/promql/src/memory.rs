@@ -40,7 +40,7 @@ impl MemoryStorage {
     }
 
     /// Adds a native histogram sample. Like Prometheus' TSDB, a histogram appended right after
-    /// another one gets a `CounterReset` or `NotCounterReset` hint unless it has one already.
+    /// another one without a reset reads back as `NotCounterReset` unless it has a hint already.
     pub fn add_histogram(&mut self, labels: &Labels, t: i64, mut h: FloatHistogram) {
         let s = self.entry(labels);
         let last_f = s.floats.last().map(|p| p.t);
@@ -49,8 +49,9 @@ impl MemoryStorage {
                 && last_f.is_none_or(|ft| ft < *pt)
                 && h.counter_reset_hint == CounterResetHint::Unknown
             {
+                // A detected reset starts a new chunk, whose first sample reads back as unknown.
                 h.counter_reset_hint = if h.detect_reset(prev) {
-                    CounterResetHint::CounterReset
+                    CounterResetHint::Unknown
                 } else {
                     CounterResetHint::NotCounterReset
                 };

@@ -9,11 +9,11 @@ mod selector;
 use std::collections::HashMap;
 use std::time::Instant;
 
-use hestia_model::{Labels, Sample, METRIC_NAME};
+use hestia_model::{Labels, Sample};
 use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr};
 
 use crate::error::QueryError;
-use crate::histogram::FloatHistogram;
+use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::value::Series;
 
 pub(crate) use selector::{selector_key, window};
@@ -112,6 +112,8 @@ pub(crate) struct Evaluator<'a> {
     pub infos: Vec<String>,
     pub samples: usize,
     pub positions: &'a crate::pos::Positions,
+    /// String literals that were not valid UTF-8 in the query: (as parsed, as written).
+    pub invalid_strings: &'a [(String, String)],
 }
 
 pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
@@ -185,6 +187,14 @@ impl Evaluator<'_> {
         }
     }
 
+    /// Rejects label names that came from string literals with invalid UTF-8 escapes.
+    pub fn check_label_name(&self, name: &str) -> Result<(), QueryError> {
+        match self.invalid_strings.iter().find(|(p, _)| p == name) {
+            Some((_, raw)) => Err(QueryError::exec(format!("invalid label name \"{raw}\""))),
+            None => Ok(()),
+        }
+    }
+
     fn check_limits(&mut self, added: usize) -> Result<(), QueryError> {
         self.samples = self.samples.saturating_add(added);
         if self.samples > self.max_samples {
@@ -212,7 +222,10 @@ impl Evaluator<'_> {
                     for s in &mut m {
                         s.drop_name = true;
                         s.floats.iter_mut().for_each(|p| p.v = -p.v);
-                        s.hists.iter_mut().for_each(|(_, h)| h.mul(-1.0));
+                        s.hists.iter_mut().for_each(|(_, h)| {
+                            h.mul(-1.0);
+                            h.counter_reset_hint = CounterResetHint::Gauge;
+                        });
                     }
                     Val::Vector(m)
                 }
@@ -271,6 +284,16 @@ impl Evaluator<'_> {
                 ))
             }
         };
+        // A sample may appear at several subquery steps and steps may skip samples, so stored
+        // counter reset hints do not apply; resets are detected by comparing counts.
+        let mut series = series;
+        for s in &mut series {
+            for (_, h) in &mut s.hists {
+                if h.counter_reset_hint != CounterResetHint::Gauge {
+                    h.counter_reset_hint = CounterResetHint::Unknown;
+                }
+            }
+        }
         Ok(RangeVal {
             series,
             range,

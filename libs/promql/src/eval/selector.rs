@@ -2,7 +2,6 @@
 
 use hestia_model::{is_stale_nan, Sample};
 
-use crate::histogram::{CounterResetHint, FloatHistogram};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::{at_ms, duration_ms, offset_ms, Ctx, EvalSeries, Evaluator, RangeVal};
@@ -39,7 +38,6 @@ impl Evaluator<'_> {
                 }
             } else {
                 let (mut fi, mut hi) = (0usize, 0usize);
-                let mut last_h: Option<i64> = None;
                 for k in 0..n {
                     let t = ctx.ts(k);
                     let r = t - offset;
@@ -60,7 +58,7 @@ impl Evaluator<'_> {
                     match (fc, hc) {
                         (Some(p), Some((ht, h))) => {
                             if *ht > p.t {
-                                es.hists.push((t, repeat_hint(h, *ht, &mut last_h)));
+                                es.hists.push((t, h.clone()));
                             } else if !is_stale_nan(p.v) {
                                 es.floats.push(Sample::new(t, p.v));
                             }
@@ -70,9 +68,7 @@ impl Evaluator<'_> {
                                 es.floats.push(Sample::new(t, p.v));
                             }
                         }
-                        (None, Some((ht, h))) => {
-                            es.hists.push((t, repeat_hint(h, *ht, &mut last_h)))
-                        }
+                        (None, Some((_, h))) => es.hists.push((t, h.clone())),
                         (None, None) => {}
                     }
                 }
@@ -166,16 +162,6 @@ fn lookup<'a>(
         (None, Some((_, h))) => Some((0.0, Some(h))),
         (None, None) => None,
     }
-}
-
-/// A histogram sample returned again for a later step must not signal its counter reset twice.
-fn repeat_hint(h: &FloatHistogram, sample_t: i64, last: &mut Option<i64>) -> FloatHistogram {
-    let mut h = h.clone();
-    if *last == Some(sample_t) && h.counter_reset_hint == CounterResetHint::CounterReset {
-        h.counter_reset_hint = CounterResetHint::NotCounterReset;
-    }
-    *last = Some(sample_t);
-    h
 }
 
 fn lookup_time(
