@@ -1,5 +1,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build-script binary may be reused from another checkout sharing the
+    // target directory, so a compile-time `env!` path could point at that other checkout.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = [
         root.join("prometheus/remote.proto"),
         root.join("hestia/ingester.proto"),

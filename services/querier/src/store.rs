@@ -38,6 +38,19 @@ impl IngesterStore {
         Ok(Self { clients })
     }
 
+    /// Runs `call` against every ingester in parallel; any failure fails the whole read.
+    async fn fan_out<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
+    where
+        F: Fn(IngesterClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let calls = self.clients.iter().map(|(addr, c)| {
+            let fut = call(c.clone());
+            async move { fut.await.map_err(|s| StoreError::from_status(addr, s)) }
+        });
+        futures::future::join_all(calls).await.into_iter().collect()
+    }
+
     /// Series matching `matchers` with their samples in [mint, maxt], merged across ingesters.
     pub async fn select(
         &self,
@@ -52,29 +65,22 @@ impl IngesterStore {
             end_ms: maxt,
             matchers: matchers.iter().map(to_pb_matcher).collect(),
         };
-        let calls = self.clients.iter().map(|(addr, c)| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move {
-                let mut stream = c
-                    .query_stream(req)
-                    .await
-                    .map_err(|s| StoreError::from_status(addr, s))?
-                    .into_inner();
-                let mut out = Vec::new();
-                while let Some(msg) = stream
-                    .message()
-                    .await
-                    .map_err(|s| StoreError::from_status(addr, s))?
-                {
-                    out.extend(msg.series);
+        let per_ingester = self
+            .fan_out(|mut c| {
+                let req = req.clone();
+                async move {
+                    let mut stream = c.query_stream(req).await?.into_inner();
+                    let mut out = Vec::new();
+                    while let Some(msg) = stream.message().await? {
+                        out.extend(msg.series);
+                    }
+                    Ok(out)
                 }
-                Ok::<_, StoreError>(out)
-            }
-        });
+            })
+            .await?;
         let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
-        for res in futures::future::join_all(calls).await {
-            for s in res? {
+        for series in per_ingester {
+            for s in series {
                 let labels = from_pb_labels(s.labels);
                 let samples = merged.entry(labels).or_default();
                 for c in &s.chunks {
@@ -109,17 +115,13 @@ impl IngesterStore {
             end_ms: maxt,
             matchers: matchers.iter().map(to_pb_matcher).collect(),
         };
-        let calls = self.clients.iter().map(|(addr, c)| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move {
-                c.label_names(req)
-                    .await
-                    .map(|r| r.into_inner().names)
-                    .map_err(|s| StoreError::from_status(addr, s))
-            }
-        });
-        union_sorted(futures::future::join_all(calls).await)
+        let names = self
+            .fan_out(|mut c| {
+                let req = req.clone();
+                async move { Ok(c.label_names(req).await?.into_inner().names) }
+            })
+            .await?;
+        Ok(union_sorted(names))
     }
 
     pub async fn label_values(
@@ -137,17 +139,13 @@ impl IngesterStore {
             end_ms: maxt,
             matchers: matchers.iter().map(to_pb_matcher).collect(),
         };
-        let calls = self.clients.iter().map(|(addr, c)| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move {
-                c.label_values(req)
-                    .await
-                    .map(|r| r.into_inner().values)
-                    .map_err(|s| StoreError::from_status(addr, s))
-            }
-        });
-        union_sorted(futures::future::join_all(calls).await)
+        let values = self
+            .fan_out(|mut c| {
+                let req = req.clone();
+                async move { Ok(c.label_values(req).await?.into_inner().values) }
+            })
+            .await?;
+        Ok(union_sorted(values))
     }
 
     pub async fn series(
@@ -163,20 +161,16 @@ impl IngesterStore {
             end_ms: maxt,
             matchers: matchers.iter().map(to_pb_matcher).collect(),
         };
-        let calls = self.clients.iter().map(|(addr, c)| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move {
-                c.series(req)
-                    .await
-                    .map(|r| r.into_inner().series)
-                    .map_err(|s| StoreError::from_status(addr, s))
-            }
-        });
-        let mut out = Vec::new();
-        for r in futures::future::join_all(calls).await {
-            out.extend(r?.into_iter().map(|l| from_pb_labels(l.labels)));
-        }
+        let mut out: Vec<Labels> = self
+            .fan_out(|mut c| {
+                let req = req.clone();
+                async move { Ok(c.series(req).await?.into_inner().series) }
+            })
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|l| from_pb_labels(l.labels))
+            .collect();
         out.sort();
         out.dedup();
         Ok(out)
@@ -194,20 +188,15 @@ impl IngesterStore {
             limit: 0,
             limit_per_metric: u32::try_from(limit_per_metric).unwrap_or(u32::MAX),
         };
-        let calls = self.clients.iter().map(|(addr, c)| {
-            let mut c = c.clone();
-            let req = req.clone();
-            async move {
-                c.metrics_metadata(req)
-                    .await
-                    .map(|r| r.into_inner().metadata)
-                    .map_err(|s| StoreError::from_status(addr, s))
-            }
-        });
-        let mut out = Vec::new();
-        for r in futures::future::join_all(calls).await {
-            out.extend(r?);
-        }
+        let mut out: Vec<pb::MetricMetadata> = self
+            .fan_out(|mut c| {
+                let req = req.clone();
+                async move { Ok(c.metrics_metadata(req).await?.into_inner().metadata) }
+            })
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
         out.sort_by(|a, b| {
             (&a.metric_family_name, &a.r#type, &a.help, &a.unit).cmp(&(
                 &b.metric_family_name,
@@ -221,14 +210,11 @@ impl IngesterStore {
     }
 }
 
-fn union_sorted(results: Vec<Result<Vec<String>, StoreError>>) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    for r in results {
-        out.extend(r?);
-    }
+fn union_sorted(results: Vec<Vec<String>>) -> Vec<String> {
+    let mut out: Vec<String> = results.into_iter().flatten().collect();
     out.sort();
     out.dedup();
-    Ok(out)
+    out
 }
 
 fn decode_chunk(
