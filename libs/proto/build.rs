@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = [
         root.join("prometheus/remote.proto"),
+        root.join("prometheus/read.proto"),
         root.join("hestia/ingester.proto"),
     ];
     for f in &files {

@@ -120,6 +120,11 @@ pub struct QuerierConfig {
     pub timeout: Duration,
     /// Most samples a query may hold in memory at once.
     pub max_samples: usize,
+    /// Longest time range one query may read (AMP: 32 days, not adjustable).
+    #[serde(with = "humantime_serde")]
+    pub max_query_length: Duration,
+    /// Most chunks (of up to 120 samples) one query may fetch (AMP: 2,000,000).
+    pub max_fetched_chunks_per_query: usize,
 }
 
 impl Default for QuerierConfig {
@@ -129,6 +134,8 @@ impl Default for QuerierConfig {
             lookback_delta: Duration::from_secs(300),
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
+            max_query_length: Duration::from_secs(32 * 24 * 3600),
+            max_fetched_chunks_per_query: 2_000_000,
         }
     }
 }
@@ -205,6 +212,10 @@ impl Config {
         }
         if self.querier.max_samples == 0 {
             return bad("querier.max_samples must be positive");
+        }
+        if self.querier.max_query_length.is_zero() || self.querier.max_fetched_chunks_per_query == 0
+        {
+            return bad("querier.max_query_length and querier.max_fetched_chunks_per_query must be positive");
         }
         if self.ingester.checkpoint_interval < Duration::from_secs(1) {
             return bad("ingester.checkpoint_interval must be at least 1s");

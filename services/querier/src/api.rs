@@ -49,6 +49,76 @@ fn labels_json(l: &Labels) -> serde_json::Value {
     serde_json::Value::Object(m)
 }
 
+/// A duration as Prometheus prints one (`32d`, `1h30m`, `0s`).
+fn format_duration(ms: i64) -> String {
+    const UNITS: [(&str, i64); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    if ms <= 0 {
+        return "0s".to_string();
+    }
+    let mut rest = ms;
+    let mut out = String::new();
+    for (unit, size) in UNITS {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
+/// The error for a query reading a longer time range than `querier.max_query_length` allows.
+pub(crate) fn query_length_error(length_ms: i64, limit: Duration) -> String {
+    format!(
+        "the query time range exceeds the limit (query length: {}, limit: {})",
+        format_duration(length_ms),
+        format_duration(limit.as_millis() as i64)
+    )
+}
+
+/// Refuses selections longer than the query-length limit (plus the lookback window an instant
+/// selector adds), wherever in the expression they come from (ranges, subqueries, offsets).
+struct LimitedQueryable<'a> {
+    inner: TenantQueryable<'a>,
+    max_length_ms: i64,
+    slack_ms: i64,
+}
+
+#[async_trait::async_trait]
+impl hestia_promql::Queryable for LimitedQueryable<'_> {
+    async fn select(
+        &self,
+        matchers: &[hestia_model::Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<hestia_promql::Series>, hestia_promql::QueryError> {
+        let length = maxt.saturating_sub(mint);
+        if length > self.max_length_ms.saturating_add(self.slack_ms) {
+            return Err(hestia_promql::QueryError::BadData(query_length_error(
+                length,
+                Duration::from_millis(self.max_length_ms as u64),
+            )));
+        }
+        self.inner.select(matchers, mint, maxt).await
+    }
+}
+
+fn limited<'a>(q: &'a Querier, tenant: &'a TenantId) -> LimitedQueryable<'a> {
+    LimitedQueryable {
+        inner: TenantQueryable {
+            store: &q.store,
+            tenant,
+        },
+        max_length_ms: q.cfg.max_query_length.as_millis() as i64,
+        slack_ms: q.cfg.lookback_delta.as_millis() as i64,
+    }
+}
+
 fn query_response(mut res: QueryResult, limit: usize) -> Result<Response, ApiError> {
     if limit > 0 {
         let truncated = match &mut res.value {
@@ -147,10 +217,7 @@ pub async fn query(
     let limit = p.limit("limit")?;
     let timeout = deadline(&q, &p)?;
     let span = tracing::info_span!("query", tenant = %tenant, query = expr);
-    let queryable = TenantQueryable {
-        store: &q.store,
-        tenant: &tenant,
-    };
+    let queryable = limited(&q, &tenant);
     let res = run_query(
         "instant",
         &tenant,
@@ -197,11 +264,14 @@ pub async fn query_range(
     }
     let limit = p.limit("limit")?;
     let timeout = deadline(&q, &p)?;
+    if end - start > q.cfg.max_query_length.as_millis() as i64 {
+        return Err(ApiError::bad_data(query_length_error(
+            end - start,
+            q.cfg.max_query_length,
+        )));
+    }
     let span = tracing::info_span!("query_range", tenant = %tenant, query = expr);
-    let queryable = TenantQueryable {
-        store: &q.store,
-        tenant: &tenant,
-    };
+    let queryable = limited(&q, &tenant);
     let res = run_query(
         "range",
         &tenant,

@@ -3,13 +3,15 @@
 
 mod api;
 mod error;
+mod format;
 pub mod metrics;
 mod params;
+mod read;
 mod store;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use hestia_config::QuerierConfig;
 use hestia_promql::{Engine, EngineOptions};
@@ -52,6 +54,15 @@ pub fn router(q: Arc<Querier>) -> Router {
         .route("/api/v1/labels", get(api::labels).post(api::labels))
         .route("/api/v1/label/{name}/values", get(api::label_values))
         .route("/api/v1/metadata", get(api::metadata))
+        .route(
+            "/api/v1/format_query",
+            get(format::format_query).post(format::format_query),
+        )
+        .route(
+            "/api/v1/parse_query",
+            get(format::parse_query).post(format::parse_query),
+        )
+        .route("/api/v1/read", post(read::read))
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .with_state(q)
 }

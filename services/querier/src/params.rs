@@ -35,7 +35,11 @@ impl Params {
         if method == Method::POST && is_form {
             let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
                 .await
-                .map_err(|e| ApiError::bad_data(format!("error parsing form body: {e}")))?;
+                .map_err(|_| {
+                    ApiError::bad_data(format!(
+                        "query request body exceeds the limit of {MAX_FORM_BYTES} bytes"
+                    ))
+                })?;
             pairs.extend(form_urlencoded::parse(&bytes).into_owned());
         }
         Ok(Self(pairs))

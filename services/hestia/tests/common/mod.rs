@@ -2,6 +2,9 @@
 //! encode remote-write requests, and query the Prometheus API.
 #![allow(dead_code)]
 
+pub mod dataset;
+pub mod prometheus;
+
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

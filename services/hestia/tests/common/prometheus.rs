@@ -1,0 +1,66 @@
+//! Debian's Prometheus 2.42 as a reference: a child process with the remote-write receiver on,
+//! killed when dropped.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn binary() -> String {
+    std::env::var("HESTIA_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".to_string())
+}
+
+pub struct Prometheus {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` (YAML) and the remote-write receiver, and waits until ready.
+    pub async fn start(dir: &Path, config: &str, extra_args: &[&str]) -> Self {
+        let addr = super::free_addr();
+        std::fs::create_dir_all(dir).expect("prometheus dir");
+        let cfg_path = dir.join("prometheus.yml");
+        std::fs::write(&cfg_path, config).expect("write prometheus.yml");
+        let child = Command::new(binary())
+            .arg(format!("--config.file={}", cfg_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--web.enable-remote-write-receiver")
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Debian's prometheus must be installed (make test installs it)");
+        let p = Self { child, addr };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(r) = client.get(format!("http://{addr}/-/ready")).send().await {
+                if r.status() == 200 {
+                    return p;
+                }
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr)
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
