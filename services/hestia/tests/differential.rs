@@ -2,7 +2,9 @@
 //! to `hestia all`, then a few hundred instant and range queries must give equal answers (values
 //! within 1e-6 relative, NaN = NaN, the same label sets). Sample timestamps sit 123 ms past a
 //! whole second and every query time, range and step is whole seconds, so no sample lies on a range
-//! boundary (where 2.42's closed and 3.x's left-open ranges differ).
+//! boundary (where 2.42's closed and 3.x's left-open ranges differ). Other 2.42/3.x differences
+//! are kept out of the data and the query list: `rate` extrapolation next to a counter's zero
+//! point (see `dataset.rs`), `atan2` keeping the metric name in 2.42, and tie order in `topk`.
 mod common;
 
 use std::collections::BTreeMap;
@@ -26,7 +28,7 @@ const QUERIES: &[&str] = &[
     "rate(hd_latency_seconds_sum[5m]) / rate(hd_latency_seconds_count[5m])",
     "increase(hd_latency_seconds_count[15m])",
     "topk(3, hd_gauge)",
-    "bottomk(2, rate(hd_requests_total[5m]))",
+    "bottomk(2, hd_gauge)",
     "avg by (job) (hd_gauge)",
     "min by (job) (hd_gauge)",
     "max by (job) (hd_gauge)",
@@ -76,7 +78,6 @@ const QUERIES: &[&str] = &[
     "-hd_gauge",
     "hd_gauge ^ 2",
     "hd_gauge % 7",
-    "hd_gauge atan2 hd_gauge",
     "label_replace(hd_gauge, \"host\", \"$1\", \"instance\", \"(.*):.*\")",
     "label_join(up, \"ji\", \"-\", \"job\", \"instance\")",
     "timestamp(hd_gauge)",
@@ -228,18 +229,21 @@ async fn answers_match_prometheus() {
         data.num_samples()
     );
 
-    let first_s = start_ms / 1000 + 1;
-    let last_s = end_s;
+    // Every query time is 17 s past a whole minute and range steps are 60 s and 45 s, so the
+    // outer boundary of the whole-minute subquery ranges never falls on a subquery step.
+    let at17 = |t: i64| t - t.rem_euclid(60) + 17;
+    let first_s = at17(start_ms / 1000 + 60);
+    let last_s = at17(end_s - 60);
     let instants = [
         last_s,
         last_s - 7 * 60,
-        last_s - 20 * 60 - 13,
-        first_s + 25 * 60 + 7,
+        last_s - 21 * 60,
+        first_s + 25 * 60,
         first_s + 6 * 60,
     ];
     let ranges = [
         (first_s + 5 * 60, last_s, 60),
-        (first_s + 12 * 60 + 5, last_s - 3 * 60, 37),
+        (first_s + 12 * 60, last_s - 3 * 60, 45),
     ];
     let ours_q = format!("{base}/workspaces/{WS}/api/v1/query");
     let ours_r = format!("{base}/workspaces/{WS}/api/v1/query_range");

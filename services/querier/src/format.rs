@@ -300,7 +300,12 @@ mod tests {
         // Scalar operands have no vector matching.
         assert_eq!(ast("1 + 2")["matching"], Value::Null);
         assert_eq!(ast("x and y")["matching"]["card"], "many-to-many");
-        assert_eq!(ast("-x[5m:1m] @ end()")["expr"]["startOrEnd"], "end");
+        let sub = &ast("max_over_time(x[5m:1m] @ end())")["args"][0];
+        assert_eq!(
+            (&sub["type"], &sub["step"], &sub["startOrEnd"]),
+            (&json!("subquery"), &json!(60_000), &json!("end"))
+        );
+        assert_eq!(ast("-x")["type"], "unaryExpr");
         assert_eq!(ast("+Inf")["val"], "+Inf");
         assert_eq!(ast("\"s\"")["type"], "stringLiteral");
     }

@@ -1,5 +1,5 @@
 //! A deterministic, Prometheus-like data set: gauges, counters with resets, classic histograms,
-//! `up`, and short-lived series that end with a stale marker. Written as one remote-write request
+//! `up`, and short-lived counters that end with a stale marker. Written as one remote-write request
 //! per scrape timestamp, so any receiver sees every series in time order.
 
 use hestia_proto::prometheus as pb;
@@ -103,14 +103,17 @@ impl Dataset {
                     labels: with("hd_gauge", &[]),
                     values,
                 });
-                // Counters with occasional resets.
+                // Counters with occasional resets. Resets keep a third of the value, so no window
+                // starts near a counter's zero point: Prometheus 2.42 and 3.x extrapolate
+                // `rate` differently there (3.x caps at half a scrape interval before the zero
+                // point, 2.42 after).
                 for code in ["200", "500"] {
-                    let mut v = rng.f64() * 1000.0;
+                    let mut v = 1000.0 + rng.f64() * 1000.0;
                     let scale = if code == "200" { 20.0 } else { 2.0 };
                     let values = (0..n)
                         .map(|_| {
                             if rng.below(70) == 0 {
-                                v = rng.f64() * 3.0;
+                                v = (v / 3.0).floor();
                             } else {
                                 v += (rng.f64() * scale).floor();
                             }
@@ -122,15 +125,27 @@ impl Dataset {
                         values,
                     });
                 }
-                // Classic histogram: cumulative buckets, sum and count, reset together.
+                // Classic histogram: cumulative buckets, sum and count, reset together (to a
+                // third, for the reason above), starting from earlier observations.
                 let mut counts = [0f64; 8];
                 let mut sum = 0.0;
-                let mut per_scrape: Vec<([f64; 8], f64)> = Vec::with_capacity(n);
                 let spread = 0.2 + rng.f64();
+                for _ in 0..600 {
+                    let obs = -spread * (1.0 - rng.f64()).ln();
+                    sum += obs;
+                    for (c, bound) in counts.iter_mut().zip(LE_BOUNDS) {
+                        if obs <= bound {
+                            *c += 1.0;
+                        }
+                    }
+                }
+                let mut per_scrape: Vec<([f64; 8], f64)> = Vec::with_capacity(n);
                 for _ in 0..n {
                     if rng.below(90) == 0 {
-                        counts = [0.0; 8];
-                        sum = 0.0;
+                        for c in counts.iter_mut() {
+                            *c = (*c / 3.0).floor();
+                        }
+                        sum /= 3.0;
                     }
                     for _ in 0..rng.below(12) {
                         let obs = -spread * (1.0 - rng.f64()).ln();
@@ -173,7 +188,7 @@ impl Dataset {
             let from = rng.below(n as u64) as usize;
             let len = 4 + rng.below((n / 2).max(1) as u64) as usize;
             let to = (from + len).min(n);
-            let mut v = 0.0;
+            let mut v = 500.0 + rng.f64() * 100.0;
             let values = (0..n)
                 .map(|k| {
                     if k >= from && k < to {
