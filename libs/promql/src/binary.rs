@@ -12,6 +12,7 @@ use promql_parser::parser::{BinaryExpr, Expr, LabelModifier, VectorMatchCardinal
 use crate::error::QueryError;
 use crate::eval::{Ctx, EvalSeries, Evaluator, MatrixBuilder, StepCursor, StepPoint, Val};
 use crate::histogram::{FloatHistogram, HistogramError};
+use crate::trim::Trim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinOp {
@@ -31,6 +32,10 @@ pub(crate) enum BinOp {
     And,
     Or,
     Unless,
+    /// `</`, parsed as `<=` (see [`crate::trim`]).
+    TrimUpper,
+    /// `>/`, parsed as `>=`.
+    TrimLower,
 }
 
 impl BinOp {
@@ -63,6 +68,15 @@ impl BinOp {
         )
     }
 
+    fn is_trim(self) -> bool {
+        matches!(self, BinOp::TrimUpper | BinOp::TrimLower)
+    }
+
+    /// Whether the result keeps the metric name (unless `bool` is given).
+    fn keeps_name(self) -> bool {
+        self.is_comparison() || self.is_trim()
+    }
+
     fn is_set(self) -> bool {
         matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
     }
@@ -85,6 +99,8 @@ impl BinOp {
             BinOp::And => "and",
             BinOp::Or => "or",
             BinOp::Unless => "unless",
+            BinOp::TrimUpper => "</",
+            BinOp::TrimLower => ">/",
         }
     }
 }
@@ -107,6 +123,8 @@ pub(crate) fn float_op(op: BinOp, l: f64, r: f64) -> (f64, bool) {
         BinOp::Ge => (l, l >= r),
         BinOp::Le => (l, l <= r),
         BinOp::And | BinOp::Or | BinOp::Unless => (l, true),
+        // Trims are defined for histograms only; elem_op drops float operands.
+        BinOp::TrimUpper | BinOp::TrimLower => (l, false),
     }
 }
 
@@ -134,9 +152,17 @@ fn elem_op(
     (rf, rh): (f64, Option<&FloatHistogram>),
 ) -> (Elem, bool) {
     match (lh, rh) {
-        (None, None) => {
+        (None, None) if !op.is_trim() => {
             let (v, keep) = float_op(op, lf, rf);
             (Elem::F(v), keep)
+        }
+        (Some(h), None) if op.is_trim() => {
+            let t = if op == BinOp::TrimUpper {
+                Trim::Upper
+            } else {
+                Trim::Lower
+            };
+            (Elem::H(crate::trim::apply(h, rf, t)), true)
         }
         (None, Some(h)) if op == BinOp::Mul => {
             let mut h = h.clone();
@@ -221,8 +247,12 @@ pub(crate) fn eval_binary(
     b: &BinaryExpr,
     ctx: &Ctx,
 ) -> Result<Val, QueryError> {
-    let op = BinOp::from_token(b.op.id())
-        .ok_or_else(|| QueryError::exec(format!("unknown binary operator {}", b.op)))?;
+    let op = match ev.trims.get(&crate::trim::binary_key(b)) {
+        Some(Trim::Upper) => BinOp::TrimUpper,
+        Some(Trim::Lower) => BinOp::TrimLower,
+        None => BinOp::from_token(b.op.id())
+            .ok_or_else(|| QueryError::exec(format!("unknown binary operator {}", b.op)))?,
+    };
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ev.eval(&b.lhs, ctx)?;
     let rhs = ev.eval(&b.rhs, ctx)?;
@@ -291,12 +321,12 @@ fn vector_scalar(
     return_bool: bool,
     ctx: &Ctx,
 ) -> Vec<EvalSeries> {
-    let drop = return_bool || !op.is_comparison();
+    let drop = return_bool || !op.keeps_name();
     let mut out = Vec::with_capacity(m.len());
     for series in m {
         let mut o = EvalSeries::new(series.labels, series.drop_name || drop);
         let mut fast = true;
-        if series.hists.is_empty() {
+        if series.hists.is_empty() && !op.is_trim() {
             o.floats.reserve(series.floats.len());
             for p in &series.floats {
                 let sv = s[ctx.step_index(p.t)];
@@ -554,7 +584,7 @@ fn vector_vector(
     let (many, one) = if swap { (&r, &l) } else { (&l, &r) };
     let many_sigs = signatures(many, matching);
     let one_sigs = signatures(one, matching);
-    let drop = return_bool || !op.is_comparison();
+    let drop = return_bool || !op.keeps_name();
 
     let mut mb = MatrixBuilder::new();
     let mut out_cache: HashMap<(usize, usize), usize> = HashMap::new();

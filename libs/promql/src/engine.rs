@@ -115,10 +115,12 @@ impl Engine {
         step: i64,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let expr = parse(query, self.opts.enable_experimental_functions)?;
+        let parsed = parse(query, self.opts.enable_experimental_functions)?;
+        let expr = &parsed.expr;
+        let trims = crate::trim::locate(expr, &parsed.trims)?;
         let is_range = step > 0;
         if is_range {
-            let t = match &expr {
+            let t = match expr {
                 e if matches!(unparen(e), Expr::StringLiteral(_)) => Some("string"),
                 e if matches!(unparen(e), Expr::MatrixSelector(_) | Expr::Subquery(_)) => {
                     Some("range vector")
@@ -147,7 +149,7 @@ impl Engine {
             default_step: duration_ms(&self.opts.default_subquery_step),
         };
         let mut needs: Vec<(&VectorSelector, i64, i64)> = Vec::new();
-        planner.plan(&expr, &ctx, &mut needs);
+        planner.plan(expr, &ctx, &mut needs);
         for (vs, mint, maxt) in needs {
             let matchers = convert_matchers(vs)?;
             let key: String = matchers.iter().map(|m| format!("{m},")).collect();
@@ -185,8 +187,9 @@ impl Engine {
             }
         }
 
-        let positions = crate::pos::compute(query, &expr);
+        let positions = crate::pos::compute(&parsed.text, expr);
         let invalid_strings = invalid_utf8_literals(query);
+        let stats_selectors = crate::eval::stats_selectors(expr);
         let mut ev = Evaluator {
             data: &data,
             lookback: duration_ms(&self.opts.lookback_delta),
@@ -200,9 +203,11 @@ impl Engine {
             infos: Vec::new(),
             samples: 0,
             positions: &positions,
+            trims: &trims,
+            stats_selectors: &stats_selectors,
             invalid_strings: &invalid_strings,
         };
-        let val = ev.eval(&expr, &ctx)?;
+        let val = ev.eval(expr, &ctx)?;
         let value = finish(val, &ctx, is_range)?;
         Ok(QueryResult {
             value,
@@ -283,10 +288,21 @@ fn unparen(mut e: &Expr) -> &Expr {
     e
 }
 
+/// A parsed query: the AST, in which the histogram trim operators `</` and `>/` appear as `<=`
+/// and `>=` (see [`crate::trim`]), the text it was parsed from, and which nodes are trims.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub expr: Expr,
+    text: String,
+    trims: Vec<(usize, crate::trim::Trim)>,
+}
+
 /// Parses a query and applies the checks promql-parser leaves to the engine.
-pub fn parse(query: &str, experimental: bool) -> Result<Expr, QueryError> {
-    let expr = promql_parser::parser::parse(query)
+pub fn parse(query: &str, experimental: bool) -> Result<Parsed, QueryError> {
+    let rw = crate::trim::rewrite(query);
+    let expr = promql_parser::parser::parse(&rw.text)
         .map_err(|e| QueryError::bad(format!("parse error: {e}")))?;
+    crate::trim::locate(&expr, &rw.trims)?;
     if !experimental {
         if let Some(name) = find_experimental(&expr) {
             return Err(QueryError::bad(format!(
@@ -294,7 +310,11 @@ pub fn parse(query: &str, experimental: bool) -> Result<Expr, QueryError> {
             )));
         }
     }
-    Ok(expr)
+    Ok(Parsed {
+        expr,
+        text: rw.text,
+        trims: rw.trims,
+    })
 }
 
 fn find_experimental(e: &Expr) -> Option<&'static str> {

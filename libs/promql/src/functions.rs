@@ -10,7 +10,7 @@ use crate::error::QueryError;
 use crate::eval::{
     Ctx, EvalSeries, Evaluator, MatrixBuilder, RangeVal, StepCursor, StepPoint, Val,
 };
-use crate::histogram::{Bucket, CounterResetHint, FloatHistogram};
+use crate::histogram::{Bucket, CounterResetHint, FloatHistogram, ResetHints};
 
 /// The samples of one series inside one step's window.
 pub(crate) struct Window<'a> {
@@ -523,14 +523,11 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
                 if !w.hists.is_empty() {
                     let mut acc = w.hists[0].1.clone();
                     let mut comp = 0.0;
+                    let mut hints = ResetHints::default();
+                    hints.track(&acc);
                     for (_, h) in &w.hists[1..] {
                         let before = acc.sum;
-                        if acc.hint_collision(h) {
-                            ev.warn_at(
-                                "conflicting counter resets during histogram aggregation".into(),
-                                a0,
-                            );
-                        }
+                        hints.track(h);
                         let r = acc.add(h);
                         (acc.sum, comp) = kahan_inc(h.sum, before, comp);
                         if r == Ok(true) {
@@ -551,17 +548,30 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
                             return None;
                         }
                     }
+                    if hints.conflict() {
+                        ev.warn_at(
+                            "conflicting counter resets during histogram aggregation".into(),
+                            a0,
+                        );
+                    }
                     if comp.is_finite() {
                         acc.sum += comp;
                     }
                     if avg {
                         acc.div(w.hists.len() as f64);
                         if !(acc.count.is_finite() && acc.sum.is_finite()) {
-                            // The sum overflowed: use an incremental mean instead.
+                            // The sum overflowed: use an incremental mean instead, and
+                            // for the sum field the compensated float mean.
                             let mut m = w.hists[0].1.clone();
                             for (i, (_, h)) in w.hists.iter().enumerate().skip(1) {
                                 let _ = m.update_mean(h, (i + 1) as f64);
                             }
+                            let sums: Vec<Sample> = w
+                                .hists
+                                .iter()
+                                .map(|(t, h)| Sample::new(*t, h.sum))
+                                .collect();
+                            m.sum = avg_floats(&sums);
                             acc = m;
                         }
                     }
@@ -1078,6 +1088,24 @@ fn histogram_rate(
             a0,
         );
     }
+    // A counter reset between the first two samples makes the first one irrelevant, including
+    // its bucket layout (it may even use the other kind of schema).
+    let empty;
+    let mut prev = prev;
+    if counter && hs.len() > 1 && hs[1].1.detect_reset(prev) {
+        empty = FloatHistogram {
+            schema: hs[1].1.schema,
+            custom_values: hs[1].1.custom_values.clone(),
+            ..Default::default()
+        };
+        prev = &empty;
+    }
+    // Counters may not mix schema kinds anywhere, gauges (delta) only between the ends.
+    let mixed = |h: &FloatHistogram| h.uses_custom_buckets() != prev.uses_custom_buckets();
+    if mixed(last) || (counter && hs[1..].iter().any(|(_, h)| mixed(h))) {
+        mixed_schema_warning(ev, a0, l);
+        return None;
+    }
     let mut res = last.clone();
     match res.sub(prev) {
         Ok(true) => ev.info_at(
@@ -1091,7 +1119,6 @@ fn histogram_rate(
         }
     }
     if counter {
-        let mut prev = prev;
         for (_, h) in &hs[1..] {
             if h.detect_reset(prev) {
                 match res.add(prev) {

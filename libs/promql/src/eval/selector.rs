@@ -5,6 +5,7 @@ use hestia_model::{is_stale_nan, Sample};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::{at_ms, duration_ms, offset_ms, Ctx, EvalSeries, Evaluator, RangeVal};
+use crate::value::Series;
 
 /// Identifies a selector node of the AST being evaluated (its address; the AST is not moved).
 pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
@@ -24,8 +25,20 @@ impl Evaluator<'_> {
         let at = at_ms(&vs.at, self.query_start, self.query_end);
         let n = ctx.steps();
         let lookback = self.lookback;
+        let stats = self.stats_selectors.contains(&selector_key(vs));
         let mut out = Vec::with_capacity(data.len());
         for s in data.iter() {
+            let derived;
+            let s = if stats && !s.histograms.is_empty() {
+                derived = Series {
+                    labels: s.labels.clone(),
+                    floats: s.floats.clone(),
+                    histograms: super::stats::with_derived_hints(&s.histograms),
+                };
+                &derived
+            } else {
+                s
+            };
             let mut es = EvalSeries::new(s.labels.clone(), false);
             if let Some(a) = at {
                 if let Some((f, h)) = lookup(&s.floats, &s.histograms, a - offset, lookback) {
@@ -113,6 +126,7 @@ impl Evaluator<'_> {
         let vs = &ms.vs;
         let offset = offset_ms(&vs.offset);
         let at = at_ms(&vs.at, self.query_start, self.query_end);
+        let stats = self.stats_selectors.contains(&selector_key(vs));
         let series = match self.data.get(&selector_key(vs)) {
             Some(data) => data
                 .iter()
@@ -125,7 +139,11 @@ impl Evaluator<'_> {
                         .filter(|p| !is_stale_nan(p.v))
                         .copied()
                         .collect(),
-                    hists: s.histograms.clone(),
+                    hists: if stats {
+                        super::stats::with_derived_hints(&s.histograms)
+                    } else {
+                        s.histograms.clone()
+                    },
                 })
                 .collect(),
             None => Vec::new(),
