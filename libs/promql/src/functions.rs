@@ -8,7 +8,7 @@ use promql_parser::parser::{Call, Expr};
 use crate::aggregate::{fmt_g, kahan_inc, quantile};
 use crate::error::QueryError;
 use crate::eval::{
-    Ctx, EvalSeries, Evaluator, MatrixBuilder, RangeVal, StepCursor, StepPoint, Val,
+    Ctx, EvalSeries, Evaluator, MatrixBuilder, RangeVal, StepCursor, StepPoint, Val, WindowCursor,
 };
 use crate::histogram::{Bucket, CounterResetHint, FloatHistogram, ResetHints};
 
@@ -106,11 +106,13 @@ fn over_windows(
     let mut out = Vec::with_capacity(rv.series.len());
     for s in &rv.series {
         let mut o = EvalSeries::new(s.labels.clone(), s.drop_name || !keep_name);
+        // Window ends grow with the step, so the windows are cut incrementally.
+        let (mut fc, mut hc) = (WindowCursor::default(), WindowCursor::default());
         for k in 0..ctx.steps() {
             let t = ctx.ts(k);
             let end = rv.window_end(t);
-            let (flo, fhi) = crate::eval::window(&s.floats, |p| p.t, end, rv.range);
-            let (hlo, hhi) = crate::eval::window(&s.hists, |p| p.0, end, rv.range);
+            let (flo, fhi) = fc.advance(&s.floats, |p| p.t, end, rv.range);
+            let (hlo, hhi) = hc.advance(&s.hists, |p| p.0, end, rv.range);
             if flo == fhi && hlo == hhi {
                 continue;
             }

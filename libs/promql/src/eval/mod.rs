@@ -17,7 +17,7 @@ use crate::error::QueryError;
 use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::value::Series;
 
-pub(crate) use selector::{selector_key, window};
+pub(crate) use selector::{selector_key, window, WindowCursor};
 pub(crate) use stats::stats_selectors;
 
 /// An instant-vector series over the steps of an evaluation context.

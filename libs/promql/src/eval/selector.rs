@@ -212,3 +212,30 @@ pub(crate) fn window<T>(pts: &[T], ts: impl Fn(&T) -> i64, end: i64, range: i64)
     let hi = pts.partition_point(|p| ts(p) <= end);
     (lo, hi.max(lo))
 }
+
+/// [`window`] for a sequence of window ends that never decreases: the bounds only move forward,
+/// so cutting every step's window of a series costs one pass over its samples.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WindowCursor {
+    lo: usize,
+    hi: usize,
+}
+
+impl WindowCursor {
+    pub(crate) fn advance<T>(
+        &mut self,
+        pts: &[T],
+        ts: impl Fn(&T) -> i64,
+        end: i64,
+        range: i64,
+    ) -> (usize, usize) {
+        while self.lo < pts.len() && ts(&pts[self.lo]) <= end - range {
+            self.lo += 1;
+        }
+        self.hi = self.hi.max(self.lo);
+        while self.hi < pts.len() && ts(&pts[self.hi]) <= end {
+            self.hi += 1;
+        }
+        (self.lo, self.hi)
+    }
+}
