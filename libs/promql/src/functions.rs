@@ -23,6 +23,8 @@ pub(crate) struct Window<'a> {
     /// Step timestamp (ms) and index.
     pub t: i64,
     pub k: usize,
+    /// Index of the series in the range vector.
+    pub series: usize,
 }
 
 /// Output of a range function for one window.
@@ -104,7 +106,7 @@ fn over_windows(
     mut f: impl FnMut(&mut Evaluator, &Labels, &Window) -> Option<Out>,
 ) -> Vec<EvalSeries> {
     let mut out = Vec::with_capacity(rv.series.len());
-    for s in &rv.series {
+    for (si, s) in rv.series.iter().enumerate() {
         let mut o = EvalSeries::new(s.labels.clone(), s.drop_name || !keep_name);
         // Window ends grow with the step, so the windows are cut incrementally.
         let (mut fc, mut hc) = (WindowCursor::default(), WindowCursor::default());
@@ -124,6 +126,7 @@ fn over_windows(
                 range: rv.range,
                 t,
                 k,
+                series: si,
             };
             match f(ev, &s.labels, &w) {
                 Some(Out::F(v)) => o.floats.push(Sample::new(t, v)),
@@ -481,8 +484,14 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
             let counter = name != "delta";
             let is_rate = name == "rate";
             let mut not_counter: Vec<String> = Vec::new();
+            // The name check is done once per series.
+            let mut checked = None;
             let out = over_windows(ev, &rv, ctx, false, |ev, l, w| {
-                if counter && w.hists.is_empty() && w.floats.len() > 1 {
+                if counter
+                    && w.hists.is_empty()
+                    && w.floats.len() > 1
+                    && checked.replace(w.series) != Some(w.series)
+                {
                     let n = metric_name(l);
                     let counter_like = ["_total", "_sum", "_count", "_bucket"]
                         .iter()

@@ -133,12 +133,16 @@ impl Evaluator<'_> {
                 .map(|s| EvalSeries {
                     labels: s.labels.clone(),
                     drop_name: false,
-                    floats: s
-                        .floats
-                        .iter()
-                        .filter(|p| !is_stale_nan(p.v))
-                        .copied()
-                        .collect(),
+                    // A plain copy unless there are stale markers to drop.
+                    floats: if s.floats.iter().any(|p| is_stale_nan(p.v)) {
+                        s.floats
+                            .iter()
+                            .filter(|p| !is_stale_nan(p.v))
+                            .copied()
+                            .collect()
+                    } else {
+                        s.floats.clone()
+                    },
                     hists: if stats {
                         super::stats::with_derived_hints(&s.histograms)
                     } else {
