@@ -243,13 +243,12 @@ pub(crate) fn apply(h: &FloatHistogram, x: f64, t: Trim) -> FloatHistogram {
         (out.negative_spans, out.negative_buckets) = spans_from_indexes(&neg);
         (out.positive_spans, out.positive_buckets) = spans_from_indexes(&pos);
     }
-    if removed {
-        out.count = count;
-        out.sum = sum;
-    } else {
+    if !removed {
         // Nothing was removed: the result is the input, down to its exact sum and count.
         return h.clone();
     }
+    out.count = count;
+    out.sum = sum;
     out
 }
 
