@@ -31,6 +31,9 @@ pub struct EngineOptions {
     pub enable_experimental_functions: bool,
     /// Range queries producing more points per series than this are rejected (Prometheus API: 11,000).
     pub max_points_per_series: Option<u64>,
+    /// Prometheus' `--enable-feature=type-and-unit-labels`: `__type__` and `__unit__` go
+    /// wherever the metric name goes.
+    pub enable_type_and_unit_labels: bool,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +45,7 @@ impl Default for EngineOptions {
             default_subquery_step: Duration::from_secs(60),
             enable_experimental_functions: false,
             max_points_per_series: Some(11_000),
+            enable_type_and_unit_labels: false,
         }
     }
 }
@@ -208,7 +212,12 @@ impl Engine {
             invalid_strings: &invalid_strings,
         };
         let val = ev.eval(expr, &ctx)?;
-        let value = finish(val, &ctx, is_range)?;
+        let dropped: &[&str] = if self.opts.enable_type_and_unit_labels {
+            &[METRIC_NAME, "__type__", "__unit__"]
+        } else {
+            &[METRIC_NAME]
+        };
+        let value = finish(val, &ctx, is_range, dropped)?;
         Ok(QueryResult {
             value,
             warnings: ev.warnings,
@@ -443,7 +452,8 @@ impl Planner {
 }
 
 /// Applies pending name drops, rejects duplicate label sets and shapes the API value.
-fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
+/// `dropped`: the labels removed from series whose metric name is dropped.
+fn finish(val: Val, ctx: &Ctx, is_range: bool, dropped: &[&str]) -> Result<Value, QueryError> {
     match val {
         Val::Scalar(v) => {
             if is_range {
@@ -466,7 +476,7 @@ fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
         }
         Val::Str(s) => Ok(Value::String { t: ctx.start, v: s }),
         Val::Vector(m) => {
-            let m = cleanup(m)?;
+            let m = cleanup(m, dropped)?;
             if is_range {
                 let mut out: Vec<Series> = m
                     .into_iter()
@@ -504,7 +514,7 @@ fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
             let t = ctx.start;
             let end = rv.window_end(t);
             let mut out = Vec::new();
-            for s in cleanup(rv.series)? {
+            for s in cleanup(rv.series, dropped)? {
                 let (lo, hi) = window(&s.floats, |p| p.t, end, rv.range);
                 let (hlo, hhi) = window(&s.hists, |p| p.0, end, rv.range);
                 if lo == hi && hlo == hhi {
@@ -522,12 +532,12 @@ fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
     }
 }
 
-fn cleanup(m: Vec<EvalSeries>) -> Result<Vec<EvalSeries>, QueryError> {
+fn cleanup(m: Vec<EvalSeries>, dropped: &[&str]) -> Result<Vec<EvalSeries>, QueryError> {
     let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(m.len());
     let mut out: Vec<EvalSeries> = Vec::with_capacity(m.len());
     for mut s in m {
         if s.drop_name {
-            s.labels = s.labels.without(&[METRIC_NAME]);
+            s.labels = s.labels.without(dropped);
             s.drop_name = false;
         }
         let h = s.labels.hash64();

@@ -1085,6 +1085,7 @@ async fn run_file(path: &Path, name: &str) -> FileResult {
     let opts = EngineOptions {
         enable_experimental_functions: true,
         max_points_per_series: None,
+        enable_type_and_unit_labels: name == "type_and_unit",
         ..Default::default()
     };
     let engine = Engine::new(opts);
