@@ -593,16 +593,27 @@ fn vector_vector(
     let (mut mp, mut opts): (Vec<StepPoint>, Vec<StepPoint>) = (Vec::new(), Vec::new());
     let mut one_by_sig: HashMap<u64, StepPoint> = HashMap::new();
     let mut matched: HashMap<u64, HashSet<u64>> = HashMap::new();
+    // fill(), fill_left(), fill_right(): values standing in for a missing element of the one
+    // side and of the many side.
+    let (fill_one, fill_many) = match b.modifier.as_ref().map(|m| &m.fill_values) {
+        Some(f) if swap => (f.lhs, f.rhs),
+        Some(f) => (f.rhs, f.lhs),
+        None => (None, None),
+    };
+    let filling = fill_one.is_some() || fill_many.is_some();
+    // Unmatched elements to fill at a step: (from the many side, element).
+    let mut unmatched: Vec<(bool, StepPoint)> = Vec::new();
+    let mut hit: HashSet<u64> = HashSet::new();
+    let mut filled_cache: HashMap<(bool, usize), usize> = HashMap::new();
     for k in 0..ctx.steps() {
         let t = ctx.ts(k);
         mc.at(t, &mut mp);
-        if mp.is_empty() {
-            continue;
-        }
         oc.at(t, &mut opts);
-        if opts.is_empty() {
+        if !filling && (mp.is_empty() || opts.is_empty()) {
             continue;
         }
+        unmatched.clear();
+        hit.clear();
         one_by_sig.clear();
         for p in &opts {
             let sig = one_sigs[p.sid];
@@ -626,8 +637,12 @@ fn vector_vector(
         for p in &mp {
             let sig = many_sigs[p.sid];
             let Some(o) = one_by_sig.get(&sig) else {
+                if fill_one.is_some() {
+                    unmatched.push((true, *p));
+                }
                 continue;
             };
+            hit.insert(sig);
             let (lv, rv) = if swap {
                 ((o.f, o.h), (p.f, p.h))
             } else {
@@ -672,6 +687,52 @@ fn vector_vector(
                     ));
                 }
             }
+            if mb.has_point(oi, t) {
+                return Err(QueryError::exec(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
+            }
+            match res {
+                Elem::F(v) => mb.push_f(oi, t, v),
+                Elem::H(h) => mb.push_h(oi, t, h),
+                Elem::Drop => {}
+            }
+        }
+        if fill_many.is_some() {
+            for o in &opts {
+                if !hit.contains(&one_sigs[o.sid]) {
+                    unmatched.push((false, *o));
+                }
+            }
+        }
+        for &(from_many, p) in &unmatched {
+            let fv = if from_many { fill_one } else { fill_many }.unwrap_or(f64::NAN);
+            // The present element keeps its side: many is left unless group_right swapped them.
+            let (lv, rv) = if from_many != swap {
+                ((p.f, p.h), (fv, None))
+            } else {
+                ((fv, None), (p.f, p.h))
+            };
+            let (res, keep) = elem_op(ev, e, op, lv, rv);
+            let res = match res {
+                Elem::Drop => continue,
+                _ if return_bool => Elem::F(if keep { 1.0 } else { 0.0 }),
+                _ if !keep => continue,
+                // A comparison keeps the left value, which may be the fill value.
+                _ if op.is_comparison() && from_many == swap => Elem::F(fv),
+                r => r,
+            };
+            let src = if from_many { &many[p.sid] } else { &one[p.sid] };
+            let oi = match filled_cache.get(&(from_many, p.sid)) {
+                Some(i) => *i,
+                None => {
+                    let labels = result_labels(&src.labels, &Labels::empty(), card, matching);
+                    // Without a left element there is no name to keep.
+                    let i = mb.index_of(labels, drop || src.drop_name || from_many == swap);
+                    filled_cache.insert((from_many, p.sid), i);
+                    i
+                }
+            };
             if mb.has_point(oi, t) {
                 return Err(QueryError::exec(
                     "multiple matches for labels: grouping labels must ensure unique matches",
