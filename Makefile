@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test test-unit conformance bench bench-rw bench-storage bench-query lint fmt clean
+.PHONY: deps run test test-unit conformance bench bench-rw bench-storage bench-promql bench-query lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -30,13 +30,17 @@ test: deps
 conformance: deps
 	$(CARGO) test -p hestia-promql --test conformance -- --nocapture
 
-bench: deps bench-rw bench-storage bench-query
+bench: deps bench-rw bench-storage bench-promql bench-query
 
 bench-rw:
 	$(CARGO) bench -p hestia-remote-write --bench decode -- --noplot
 
 bench-storage:
 	$(CARGO) bench -p hestia-storage -- --noplot
+
+# PromQL engine: dashboard queries over 10,000 in-memory series (libs/promql/benches/engine.rs).
+bench-promql:
+	$(CARGO) bench -p hestia-promql --bench engine -- --noplot
 
 # Dashboard queries over 10k series x 2 h on Hestia and on Prometheus 2.42, side by side.
 bench-query: deps

@@ -11,7 +11,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::QueryError;
 use crate::eval::{Ctx, EvalSeries, Evaluator, MatrixBuilder, StepCursor, StepPoint, Val};
-use crate::histogram::FloatHistogram;
+use crate::histogram::{FloatHistogram, ResetHints};
 use crate::value::format_float;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +122,7 @@ struct Group {
     hist_mean: Option<FloatHistogram>,
     hist_failed: bool,
     reconciled: bool,
-    collision: bool,
+    hints: ResetHints,
     values: Vec<f64>,
 }
 
@@ -281,7 +281,7 @@ fn simple(
                     "encountered a mix of histograms and floats for aggregation".into(),
                     &a.expr,
                 );
-            } else if g.collision {
+            } else if g.hints.conflict() {
                 ev.warn_at(
                     "conflicting counter resets during histogram aggregation".into(),
                     &a.expr,
@@ -317,6 +317,7 @@ fn accumulate(op: AggOp, g: &mut Group, p: &StepPoint, ignored_hist: &mut bool) 
             match op {
                 AggOp::Sum | AggOp::Avg => {
                     g.count += 1.0;
+                    g.hints.track(h);
                     if op == AggOp::Avg {
                         match &mut g.hist_mean {
                             None => g.hist_mean = Some(h.clone()),
@@ -328,7 +329,6 @@ fn accumulate(op: AggOp, g: &mut Group, p: &StepPoint, ignored_hist: &mut bool) 
                     match &mut g.hist {
                         None => g.hist = Some(h.clone()),
                         Some(acc) => {
-                            g.collision |= acc.hint_collision(h);
                             let before = acc.sum;
                             match acc.add(h) {
                                 Ok(r) => g.reconciled |= r,

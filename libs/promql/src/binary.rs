@@ -12,6 +12,7 @@ use promql_parser::parser::{BinaryExpr, Expr, LabelModifier, VectorMatchCardinal
 use crate::error::QueryError;
 use crate::eval::{Ctx, EvalSeries, Evaluator, MatrixBuilder, StepCursor, StepPoint, Val};
 use crate::histogram::{FloatHistogram, HistogramError};
+use crate::trim::Trim;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BinOp {
@@ -31,6 +32,10 @@ pub(crate) enum BinOp {
     And,
     Or,
     Unless,
+    /// `</`, parsed as `<=` (see [`crate::trim`]).
+    TrimUpper,
+    /// `>/`, parsed as `>=`.
+    TrimLower,
 }
 
 impl BinOp {
@@ -63,6 +68,15 @@ impl BinOp {
         )
     }
 
+    fn is_trim(self) -> bool {
+        matches!(self, BinOp::TrimUpper | BinOp::TrimLower)
+    }
+
+    /// Whether the result keeps the metric name (unless `bool` is given).
+    fn keeps_name(self) -> bool {
+        self.is_comparison() || self.is_trim()
+    }
+
     fn is_set(self) -> bool {
         matches!(self, BinOp::And | BinOp::Or | BinOp::Unless)
     }
@@ -85,6 +99,8 @@ impl BinOp {
             BinOp::And => "and",
             BinOp::Or => "or",
             BinOp::Unless => "unless",
+            BinOp::TrimUpper => "</",
+            BinOp::TrimLower => ">/",
         }
     }
 }
@@ -107,6 +123,8 @@ pub(crate) fn float_op(op: BinOp, l: f64, r: f64) -> (f64, bool) {
         BinOp::Ge => (l, l >= r),
         BinOp::Le => (l, l <= r),
         BinOp::And | BinOp::Or | BinOp::Unless => (l, true),
+        // Trims are defined for histograms only; elem_op drops float operands.
+        BinOp::TrimUpper | BinOp::TrimLower => (l, false),
     }
 }
 
@@ -134,9 +152,17 @@ fn elem_op(
     (rf, rh): (f64, Option<&FloatHistogram>),
 ) -> (Elem, bool) {
     match (lh, rh) {
-        (None, None) => {
+        (None, None) if !op.is_trim() => {
             let (v, keep) = float_op(op, lf, rf);
             (Elem::F(v), keep)
+        }
+        (Some(h), None) if op.is_trim() => {
+            let t = if op == BinOp::TrimUpper {
+                Trim::Upper
+            } else {
+                Trim::Lower
+            };
+            (Elem::H(crate::trim::apply(h, rf, t)), true)
         }
         (None, Some(h)) if op == BinOp::Mul => {
             let mut h = h.clone();
@@ -221,8 +247,12 @@ pub(crate) fn eval_binary(
     b: &BinaryExpr,
     ctx: &Ctx,
 ) -> Result<Val, QueryError> {
-    let op = BinOp::from_token(b.op.id())
-        .ok_or_else(|| QueryError::exec(format!("unknown binary operator {}", b.op)))?;
+    let op = match ev.trims.get(&crate::trim::binary_key(b)) {
+        Some(Trim::Upper) => BinOp::TrimUpper,
+        Some(Trim::Lower) => BinOp::TrimLower,
+        None => BinOp::from_token(b.op.id())
+            .ok_or_else(|| QueryError::exec(format!("unknown binary operator {}", b.op)))?,
+    };
     let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
     let lhs = ev.eval(&b.lhs, ctx)?;
     let rhs = ev.eval(&b.rhs, ctx)?;
@@ -291,12 +321,12 @@ fn vector_scalar(
     return_bool: bool,
     ctx: &Ctx,
 ) -> Vec<EvalSeries> {
-    let drop = return_bool || !op.is_comparison();
+    let drop = return_bool || !op.keeps_name();
     let mut out = Vec::with_capacity(m.len());
     for series in m {
         let mut o = EvalSeries::new(series.labels, series.drop_name || drop);
         let mut fast = true;
-        if series.hists.is_empty() {
+        if series.hists.is_empty() && !op.is_trim() {
             o.floats.reserve(series.floats.len());
             for p in &series.floats {
                 let sv = s[ctx.step_index(p.t)];
@@ -554,7 +584,7 @@ fn vector_vector(
     let (many, one) = if swap { (&r, &l) } else { (&l, &r) };
     let many_sigs = signatures(many, matching);
     let one_sigs = signatures(one, matching);
-    let drop = return_bool || !op.is_comparison();
+    let drop = return_bool || !op.keeps_name();
 
     let mut mb = MatrixBuilder::new();
     let mut out_cache: HashMap<(usize, usize), usize> = HashMap::new();
@@ -563,16 +593,27 @@ fn vector_vector(
     let (mut mp, mut opts): (Vec<StepPoint>, Vec<StepPoint>) = (Vec::new(), Vec::new());
     let mut one_by_sig: HashMap<u64, StepPoint> = HashMap::new();
     let mut matched: HashMap<u64, HashSet<u64>> = HashMap::new();
+    // fill(), fill_left(), fill_right(): values standing in for a missing element of the one
+    // side and of the many side.
+    let (fill_one, fill_many) = match b.modifier.as_ref().map(|m| &m.fill_values) {
+        Some(f) if swap => (f.lhs, f.rhs),
+        Some(f) => (f.rhs, f.lhs),
+        None => (None, None),
+    };
+    let filling = fill_one.is_some() || fill_many.is_some();
+    // Unmatched elements to fill at a step: (from the many side, element).
+    let mut unmatched: Vec<(bool, StepPoint)> = Vec::new();
+    let mut hit: HashSet<u64> = HashSet::new();
+    let mut filled_cache: HashMap<(bool, usize), usize> = HashMap::new();
     for k in 0..ctx.steps() {
         let t = ctx.ts(k);
         mc.at(t, &mut mp);
-        if mp.is_empty() {
-            continue;
-        }
         oc.at(t, &mut opts);
-        if opts.is_empty() {
+        if !filling && (mp.is_empty() || opts.is_empty()) {
             continue;
         }
+        unmatched.clear();
+        hit.clear();
         one_by_sig.clear();
         for p in &opts {
             let sig = one_sigs[p.sid];
@@ -596,8 +637,12 @@ fn vector_vector(
         for p in &mp {
             let sig = many_sigs[p.sid];
             let Some(o) = one_by_sig.get(&sig) else {
+                if fill_one.is_some() {
+                    unmatched.push((true, *p));
+                }
                 continue;
             };
+            hit.insert(sig);
             let (lv, rv) = if swap {
                 ((o.f, o.h), (p.f, p.h))
             } else {
@@ -642,6 +687,52 @@ fn vector_vector(
                     ));
                 }
             }
+            if mb.has_point(oi, t) {
+                return Err(QueryError::exec(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                ));
+            }
+            match res {
+                Elem::F(v) => mb.push_f(oi, t, v),
+                Elem::H(h) => mb.push_h(oi, t, h),
+                Elem::Drop => {}
+            }
+        }
+        if fill_many.is_some() {
+            for o in &opts {
+                if !hit.contains(&one_sigs[o.sid]) {
+                    unmatched.push((false, *o));
+                }
+            }
+        }
+        for &(from_many, p) in &unmatched {
+            let fv = if from_many { fill_one } else { fill_many }.unwrap_or(f64::NAN);
+            // The present element keeps its side: many is left unless group_right swapped them.
+            let (lv, rv) = if from_many != swap {
+                ((p.f, p.h), (fv, None))
+            } else {
+                ((fv, None), (p.f, p.h))
+            };
+            let (res, keep) = elem_op(ev, e, op, lv, rv);
+            let res = match res {
+                Elem::Drop => continue,
+                _ if return_bool => Elem::F(if keep { 1.0 } else { 0.0 }),
+                _ if !keep => continue,
+                // A comparison keeps the left value, which may be the fill value.
+                _ if op.is_comparison() && from_many == swap => Elem::F(fv),
+                r => r,
+            };
+            let src = if from_many { &many[p.sid] } else { &one[p.sid] };
+            let oi = match filled_cache.get(&(from_many, p.sid)) {
+                Some(i) => *i,
+                None => {
+                    let labels = result_labels(&src.labels, &Labels::empty(), card, matching);
+                    // Without a left element there is no name to keep.
+                    let i = mb.index_of(labels, drop || src.drop_name || from_many == swap);
+                    filled_cache.insert((from_many, p.sid), i);
+                    i
+                }
+            };
             if mb.has_point(oi, t) {
                 return Err(QueryError::exec(
                     "multiple matches for labels: grouping labels must ensure unique matches",

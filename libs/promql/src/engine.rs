@@ -31,6 +31,9 @@ pub struct EngineOptions {
     pub enable_experimental_functions: bool,
     /// Range queries producing more points per series than this are rejected (Prometheus API: 11,000).
     pub max_points_per_series: Option<u64>,
+    /// Prometheus' `--enable-feature=type-and-unit-labels`: `__type__` and `__unit__` go
+    /// wherever the metric name goes.
+    pub enable_type_and_unit_labels: bool,
 }
 
 impl Default for EngineOptions {
@@ -42,6 +45,7 @@ impl Default for EngineOptions {
             default_subquery_step: Duration::from_secs(60),
             enable_experimental_functions: false,
             max_points_per_series: Some(11_000),
+            enable_type_and_unit_labels: false,
         }
     }
 }
@@ -115,10 +119,12 @@ impl Engine {
         step: i64,
     ) -> Result<QueryResult, QueryError> {
         let started = Instant::now();
-        let expr = parse(query, self.opts.enable_experimental_functions)?;
+        let parsed = parse(query, self.opts.enable_experimental_functions)?;
+        let expr = &parsed.expr;
+        let trims = crate::trim::locate(expr, &parsed.trims)?;
         let is_range = step > 0;
         if is_range {
-            let t = match &expr {
+            let t = match expr {
                 e if matches!(unparen(e), Expr::StringLiteral(_)) => Some("string"),
                 e if matches!(unparen(e), Expr::MatrixSelector(_) | Expr::Subquery(_)) => {
                     Some("range vector")
@@ -147,7 +153,7 @@ impl Engine {
             default_step: duration_ms(&self.opts.default_subquery_step),
         };
         let mut needs: Vec<(&VectorSelector, i64, i64)> = Vec::new();
-        planner.plan(&expr, &ctx, &mut needs);
+        planner.plan(expr, &ctx, &mut needs);
         for (vs, mint, maxt) in needs {
             let matchers = convert_matchers(vs)?;
             let key: String = matchers.iter().map(|m| format!("{m},")).collect();
@@ -185,8 +191,9 @@ impl Engine {
             }
         }
 
-        let positions = crate::pos::compute(query, &expr);
+        let positions = crate::pos::compute(&parsed.text, expr);
         let invalid_strings = invalid_utf8_literals(query);
+        let stats_selectors = crate::eval::stats_selectors(expr);
         let mut ev = Evaluator {
             data: &data,
             lookback: duration_ms(&self.opts.lookback_delta),
@@ -200,10 +207,17 @@ impl Engine {
             infos: Vec::new(),
             samples: 0,
             positions: &positions,
+            trims: &trims,
+            stats_selectors: &stats_selectors,
             invalid_strings: &invalid_strings,
         };
-        let val = ev.eval(&expr, &ctx)?;
-        let value = finish(val, &ctx, is_range)?;
+        let val = ev.eval(expr, &ctx)?;
+        let dropped: &[&str] = if self.opts.enable_type_and_unit_labels {
+            &[METRIC_NAME, "__type__", "__unit__"]
+        } else {
+            &[METRIC_NAME]
+        };
+        let value = finish(val, &ctx, is_range, dropped)?;
         Ok(QueryResult {
             value,
             warnings: ev.warnings,
@@ -283,10 +297,21 @@ fn unparen(mut e: &Expr) -> &Expr {
     e
 }
 
+/// A parsed query: the AST, in which the histogram trim operators `</` and `>/` appear as `<=`
+/// and `>=` (see [`crate::trim`]), the text it was parsed from, and which nodes are trims.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub expr: Expr,
+    text: String,
+    trims: Vec<(usize, crate::trim::Trim)>,
+}
+
 /// Parses a query and applies the checks promql-parser leaves to the engine.
-pub fn parse(query: &str, experimental: bool) -> Result<Expr, QueryError> {
-    let expr = promql_parser::parser::parse(query)
+pub fn parse(query: &str, experimental: bool) -> Result<Parsed, QueryError> {
+    let rw = crate::trim::rewrite(query);
+    let expr = promql_parser::parser::parse(&rw.text)
         .map_err(|e| QueryError::bad(format!("parse error: {e}")))?;
+    crate::trim::locate(&expr, &rw.trims)?;
     if !experimental {
         if let Some(name) = find_experimental(&expr) {
             return Err(QueryError::bad(format!(
@@ -294,7 +319,11 @@ pub fn parse(query: &str, experimental: bool) -> Result<Expr, QueryError> {
             )));
         }
     }
-    Ok(expr)
+    Ok(Parsed {
+        expr,
+        text: rw.text,
+        trims: rw.trims,
+    })
 }
 
 fn find_experimental(e: &Expr) -> Option<&'static str> {
@@ -423,7 +452,8 @@ impl Planner {
 }
 
 /// Applies pending name drops, rejects duplicate label sets and shapes the API value.
-fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
+/// `dropped`: the labels removed from series whose metric name is dropped.
+fn finish(val: Val, ctx: &Ctx, is_range: bool, dropped: &[&str]) -> Result<Value, QueryError> {
     match val {
         Val::Scalar(v) => {
             if is_range {
@@ -446,7 +476,7 @@ fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
         }
         Val::Str(s) => Ok(Value::String { t: ctx.start, v: s }),
         Val::Vector(m) => {
-            let m = cleanup(m)?;
+            let m = cleanup(m, dropped)?;
             if is_range {
                 let mut out: Vec<Series> = m
                     .into_iter()
@@ -484,7 +514,7 @@ fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
             let t = ctx.start;
             let end = rv.window_end(t);
             let mut out = Vec::new();
-            for s in cleanup(rv.series)? {
+            for s in cleanup(rv.series, dropped)? {
                 let (lo, hi) = window(&s.floats, |p| p.t, end, rv.range);
                 let (hlo, hhi) = window(&s.hists, |p| p.0, end, rv.range);
                 if lo == hi && hlo == hhi {
@@ -502,12 +532,12 @@ fn finish(val: Val, ctx: &Ctx, is_range: bool) -> Result<Value, QueryError> {
     }
 }
 
-fn cleanup(m: Vec<EvalSeries>) -> Result<Vec<EvalSeries>, QueryError> {
+fn cleanup(m: Vec<EvalSeries>, dropped: &[&str]) -> Result<Vec<EvalSeries>, QueryError> {
     let mut seen: HashMap<u64, Vec<usize>> = HashMap::with_capacity(m.len());
     let mut out: Vec<EvalSeries> = Vec::with_capacity(m.len());
     for mut s in m {
         if s.drop_name {
-            s.labels = s.labels.without(&[METRIC_NAME]);
+            s.labels = s.labels.without(dropped);
             s.drop_name = false;
         }
         let h = s.labels.hash64();

@@ -8,9 +8,9 @@ use promql_parser::parser::{Call, Expr};
 use crate::aggregate::{fmt_g, kahan_inc, quantile};
 use crate::error::QueryError;
 use crate::eval::{
-    Ctx, EvalSeries, Evaluator, MatrixBuilder, RangeVal, StepCursor, StepPoint, Val,
+    Ctx, EvalSeries, Evaluator, MatrixBuilder, RangeVal, StepCursor, StepPoint, Val, WindowCursor,
 };
-use crate::histogram::{Bucket, CounterResetHint, FloatHistogram};
+use crate::histogram::{Bucket, CounterResetHint, FloatHistogram, ResetHints};
 
 /// The samples of one series inside one step's window.
 pub(crate) struct Window<'a> {
@@ -23,6 +23,8 @@ pub(crate) struct Window<'a> {
     /// Step timestamp (ms) and index.
     pub t: i64,
     pub k: usize,
+    /// Index of the series in the range vector.
+    pub series: usize,
 }
 
 /// Output of a range function for one window.
@@ -104,13 +106,15 @@ fn over_windows(
     mut f: impl FnMut(&mut Evaluator, &Labels, &Window) -> Option<Out>,
 ) -> Vec<EvalSeries> {
     let mut out = Vec::with_capacity(rv.series.len());
-    for s in &rv.series {
+    for (si, s) in rv.series.iter().enumerate() {
         let mut o = EvalSeries::new(s.labels.clone(), s.drop_name || !keep_name);
+        // Window ends grow with the step, so the windows are cut incrementally.
+        let (mut fc, mut hc) = (WindowCursor::default(), WindowCursor::default());
         for k in 0..ctx.steps() {
             let t = ctx.ts(k);
             let end = rv.window_end(t);
-            let (flo, fhi) = crate::eval::window(&s.floats, |p| p.t, end, rv.range);
-            let (hlo, hhi) = crate::eval::window(&s.hists, |p| p.0, end, rv.range);
+            let (flo, fhi) = fc.advance(&s.floats, |p| p.t, end, rv.range);
+            let (hlo, hhi) = hc.advance(&s.hists, |p| p.0, end, rv.range);
             if flo == fhi && hlo == hhi {
                 continue;
             }
@@ -122,6 +126,7 @@ fn over_windows(
                 range: rv.range,
                 t,
                 k,
+                series: si,
             };
             match f(ev, &s.labels, &w) {
                 Some(Out::F(v)) => o.floats.push(Sample::new(t, v)),
@@ -479,8 +484,14 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
             let counter = name != "delta";
             let is_rate = name == "rate";
             let mut not_counter: Vec<String> = Vec::new();
+            // The name check is done once per series.
+            let mut checked = None;
             let out = over_windows(ev, &rv, ctx, false, |ev, l, w| {
-                if counter && w.hists.is_empty() && w.floats.len() > 1 {
+                if counter
+                    && w.hists.is_empty()
+                    && w.floats.len() > 1
+                    && checked.replace(w.series) != Some(w.series)
+                {
                     let n = metric_name(l);
                     let counter_like = ["_total", "_sum", "_count", "_bucket"]
                         .iter()
@@ -523,14 +534,11 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
                 if !w.hists.is_empty() {
                     let mut acc = w.hists[0].1.clone();
                     let mut comp = 0.0;
+                    let mut hints = ResetHints::default();
+                    hints.track(&acc);
                     for (_, h) in &w.hists[1..] {
                         let before = acc.sum;
-                        if acc.hint_collision(h) {
-                            ev.warn_at(
-                                "conflicting counter resets during histogram aggregation".into(),
-                                a0,
-                            );
-                        }
+                        hints.track(h);
                         let r = acc.add(h);
                         (acc.sum, comp) = kahan_inc(h.sum, before, comp);
                         if r == Ok(true) {
@@ -551,17 +559,30 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
                             return None;
                         }
                     }
+                    if hints.conflict() {
+                        ev.warn_at(
+                            "conflicting counter resets during histogram aggregation".into(),
+                            a0,
+                        );
+                    }
                     if comp.is_finite() {
                         acc.sum += comp;
                     }
                     if avg {
                         acc.div(w.hists.len() as f64);
                         if !(acc.count.is_finite() && acc.sum.is_finite()) {
-                            // The sum overflowed: use an incremental mean instead.
+                            // The sum overflowed: use an incremental mean instead, and
+                            // for the sum field the compensated float mean.
                             let mut m = w.hists[0].1.clone();
                             for (i, (_, h)) in w.hists.iter().enumerate().skip(1) {
                                 let _ = m.update_mean(h, (i + 1) as f64);
                             }
+                            let sums: Vec<Sample> = w
+                                .hists
+                                .iter()
+                                .map(|(t, h)| Sample::new(*t, h.sum))
+                                .collect();
+                            m.sum = avg_floats(&sums);
                             acc = m;
                         }
                     }
@@ -1078,6 +1099,24 @@ fn histogram_rate(
             a0,
         );
     }
+    // A counter reset between the first two samples makes the first one irrelevant, including
+    // its bucket layout (it may even use the other kind of schema).
+    let empty;
+    let mut prev = prev;
+    if counter && hs.len() > 1 && hs[1].1.detect_reset(prev) {
+        empty = FloatHistogram {
+            schema: hs[1].1.schema,
+            custom_values: hs[1].1.custom_values.clone(),
+            ..Default::default()
+        };
+        prev = &empty;
+    }
+    // Counters may not mix schema kinds anywhere, gauges (delta) only between the ends.
+    let mixed = |h: &FloatHistogram| h.uses_custom_buckets() != prev.uses_custom_buckets();
+    if mixed(last) || (counter && hs[1..].iter().any(|(_, h)| mixed(h))) {
+        mixed_schema_warning(ev, a0, l);
+        return None;
+    }
     let mut res = last.clone();
     match res.sub(prev) {
         Ok(true) => ev.info_at(
@@ -1091,7 +1130,6 @@ fn histogram_rate(
         }
     }
     if counter {
-        let mut prev = prev;
         for (_, h) in &hs[1..] {
             if h.detect_reset(prev) {
                 match res.add(prev) {

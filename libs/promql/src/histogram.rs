@@ -48,6 +48,28 @@ pub struct Bucket {
     pub index: i32,
 }
 
+/// The explicit counter reset hints seen while summing histograms: Prometheus warns when both
+/// a reset and a non-reset went into one sum, whatever else (gauges) went in too.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ResetHints {
+    reset: bool,
+    not_reset: bool,
+}
+
+impl ResetHints {
+    pub(crate) fn track(&mut self, h: &FloatHistogram) {
+        match h.counter_reset_hint {
+            CounterResetHint::CounterReset => self.reset = true,
+            CounterResetHint::NotCounterReset => self.not_reset = true,
+            CounterResetHint::Unknown | CounterResetHint::Gauge => {}
+        }
+    }
+
+    pub(crate) fn conflict(&self) -> bool {
+        self.reset && self.not_reset
+    }
+}
+
 /// Why two histograms could not be combined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistogramError {
@@ -282,10 +304,19 @@ impl FloatHistogram {
         self.negative_buckets.iter_mut().for_each(|b| *b *= f);
     }
 
+    /// Divides every count and the sum by `f`; division by zero removes all buckets but the
+    /// zero bucket (as in Prometheus).
     pub fn div(&mut self, f: f64) {
         self.zero_count /= f;
         self.count /= f;
         self.sum /= f;
+        if f == 0.0 {
+            self.positive_spans.clear();
+            self.negative_spans.clear();
+            self.positive_buckets.clear();
+            self.negative_buckets.clear();
+            return;
+        }
         self.positive_buckets.iter_mut().for_each(|b| *b /= f);
         self.negative_buckets.iter_mut().for_each(|b| *b /= f);
     }
@@ -301,15 +332,6 @@ impl FloatHistogram {
         let r2 = self.add(&left)?;
         self.counter_reset_hint = combined_hint(hint, h.counter_reset_hint);
         Ok(r1 || r2)
-    }
-
-    /// Whether adding `other` combines a counter reset with an explicit non-reset.
-    pub fn hint_collision(&self, other: &FloatHistogram) -> bool {
-        use CounterResetHint::*;
-        matches!(
-            (self.counter_reset_hint, other.counter_reset_hint),
-            (CounterReset, NotCounterReset) | (NotCounterReset, CounterReset)
-        )
     }
 
     /// Whether `self` (the later histogram) shows a counter reset relative to `prev`.

@@ -23,9 +23,10 @@ mod functions;
 pub mod histogram;
 mod memory;
 mod pos;
+mod trim;
 mod value;
 
-pub use engine::{parse, Engine, EngineOptions};
+pub use engine::{parse, Engine, EngineOptions, Parsed};
 pub use error::{ErrorKind, QueryError};
 pub use histogram::{CounterResetHint, FloatHistogram, Span, CUSTOM_BUCKETS_SCHEMA};
 pub use memory::MemoryStorage;

@@ -1,6 +1,9 @@
 //! An in-memory [`Queryable`] for tests and small embedded uses.
 
-use hestia_model::{Labels, Matcher, Sample};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use hestia_model::{Labels, MatchOp, Matcher, Sample, METRIC_NAME};
 
 use crate::error::QueryError;
 use crate::histogram::{CounterResetHint, FloatHistogram};
@@ -11,6 +14,9 @@ use crate::Queryable;
 #[derive(Debug, Default, Clone)]
 pub struct MemoryStorage {
     series: Vec<Series>,
+    /// Positions of the series of each metric name, built on the first read after a series was
+    /// added.
+    by_name: OnceLock<HashMap<String, Vec<usize>>>,
 }
 
 impl MemoryStorage {
@@ -23,6 +29,7 @@ impl MemoryStorage {
             Ok(i) => i,
             Err(i) => {
                 self.series.insert(i, Series::new(labels.clone()));
+                self.by_name = OnceLock::new();
                 i
             }
         };
@@ -66,6 +73,7 @@ impl MemoryStorage {
 
     pub fn clear(&mut self) {
         self.series.clear();
+        self.by_name = OnceLock::new();
     }
 
     pub fn series(&self) -> &[Series] {
@@ -88,7 +96,26 @@ impl Queryable for MemoryStorage {
         maxt: i64,
     ) -> Result<Vec<Series>, QueryError> {
         let mut out = Vec::new();
-        for s in &self.series {
+        // An equality matcher on the metric name narrows the candidates through the index.
+        let by_name = matchers
+            .iter()
+            .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+            .map(|m| {
+                let index = self.by_name.get_or_init(|| {
+                    let mut ix: HashMap<String, Vec<usize>> = HashMap::new();
+                    for (i, s) in self.series.iter().enumerate() {
+                        let name = s.labels.metric_name().unwrap_or("");
+                        ix.entry(name.to_string()).or_default().push(i);
+                    }
+                    ix
+                });
+                index.get(&m.value).map(Vec::as_slice).unwrap_or(&[])
+            });
+        let candidates: Box<dyn Iterator<Item = &Series>> = match by_name {
+            Some(ids) => Box::new(ids.iter().map(|&i| &self.series[i])),
+            None => Box::new(self.series.iter()),
+        };
+        for s in candidates {
             if !matches(&s.labels, matchers) {
                 continue;
             }

@@ -29,7 +29,9 @@ async fn parsed(
             "unknown position: parse error: no expression found in input",
         )
     })?;
-    hestia_promql::parse(query, true).map_err(|e| ApiError::invalid_param("query", e))
+    hestia_promql::parse(query, true)
+        .map(|p| p.expr)
+        .map_err(|e| ApiError::invalid_param("query", e))
 }
 
 pub async fn format_query(
@@ -248,7 +250,7 @@ mod tests {
     use super::*;
 
     fn ast(q: &str) -> Value {
-        translate(&hestia_promql::parse(q, true).expect("parses"))
+        translate(&hestia_promql::parse(q, true).expect("parses").expr)
     }
 
     #[test]

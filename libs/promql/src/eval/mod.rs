@@ -5,6 +5,7 @@
 //! cursors and write into a [`MatrixBuilder`] that deduplicates output label sets.
 
 mod selector;
+mod stats;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,7 +17,8 @@ use crate::error::QueryError;
 use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::value::Series;
 
-pub(crate) use selector::{selector_key, window};
+pub(crate) use selector::{selector_key, window, WindowCursor};
+pub(crate) use stats::stats_selectors;
 
 /// An instant-vector series over the steps of an evaluation context.
 #[derive(Debug, Clone, Default)]
@@ -112,6 +114,10 @@ pub(crate) struct Evaluator<'a> {
     pub infos: Vec<String>,
     pub samples: usize,
     pub positions: &'a crate::pos::Positions,
+    /// Selectors read as Prometheus' stats iterator would, by [`selector_key`].
+    pub stats_selectors: &'a std::collections::HashSet<usize>,
+    /// The histogram trim operators, by [`crate::trim::binary_key`].
+    pub trims: &'a HashMap<usize, crate::trim::Trim>,
     /// String literals that were not valid UTF-8 in the query: (as parsed, as written).
     pub invalid_strings: &'a [(String, String)],
 }

@@ -5,6 +5,7 @@ use hestia_model::{is_stale_nan, Sample};
 use promql_parser::parser::{MatrixSelector, VectorSelector};
 
 use super::{at_ms, duration_ms, offset_ms, Ctx, EvalSeries, Evaluator, RangeVal};
+use crate::value::Series;
 
 /// Identifies a selector node of the AST being evaluated (its address; the AST is not moved).
 pub(crate) fn selector_key(vs: &VectorSelector) -> usize {
@@ -24,8 +25,20 @@ impl Evaluator<'_> {
         let at = at_ms(&vs.at, self.query_start, self.query_end);
         let n = ctx.steps();
         let lookback = self.lookback;
+        let stats = self.stats_selectors.contains(&selector_key(vs));
         let mut out = Vec::with_capacity(data.len());
         for s in data.iter() {
+            let derived;
+            let s = if stats && !s.histograms.is_empty() {
+                derived = Series {
+                    labels: s.labels.clone(),
+                    floats: s.floats.clone(),
+                    histograms: super::stats::with_derived_hints(&s.histograms),
+                };
+                &derived
+            } else {
+                s
+            };
             let mut es = EvalSeries::new(s.labels.clone(), false);
             if let Some(a) = at {
                 if let Some((f, h)) = lookup(&s.floats, &s.histograms, a - offset, lookback) {
@@ -113,19 +126,28 @@ impl Evaluator<'_> {
         let vs = &ms.vs;
         let offset = offset_ms(&vs.offset);
         let at = at_ms(&vs.at, self.query_start, self.query_end);
+        let stats = self.stats_selectors.contains(&selector_key(vs));
         let series = match self.data.get(&selector_key(vs)) {
             Some(data) => data
                 .iter()
                 .map(|s| EvalSeries {
                     labels: s.labels.clone(),
                     drop_name: false,
-                    floats: s
-                        .floats
-                        .iter()
-                        .filter(|p| !is_stale_nan(p.v))
-                        .copied()
-                        .collect(),
-                    hists: s.histograms.clone(),
+                    // A plain copy unless there are stale markers to drop.
+                    floats: if s.floats.iter().any(|p| is_stale_nan(p.v)) {
+                        s.floats
+                            .iter()
+                            .filter(|p| !is_stale_nan(p.v))
+                            .copied()
+                            .collect()
+                    } else {
+                        s.floats.clone()
+                    },
+                    hists: if stats {
+                        super::stats::with_derived_hints(&s.histograms)
+                    } else {
+                        s.histograms.clone()
+                    },
                 })
                 .collect(),
             None => Vec::new(),
@@ -193,4 +215,31 @@ pub(crate) fn window<T>(pts: &[T], ts: impl Fn(&T) -> i64, end: i64, range: i64)
     let lo = pts.partition_point(|p| ts(p) <= end - range);
     let hi = pts.partition_point(|p| ts(p) <= end);
     (lo, hi.max(lo))
+}
+
+/// [`window`] for a sequence of window ends that never decreases: the bounds only move forward,
+/// so cutting every step's window of a series costs one pass over its samples.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct WindowCursor {
+    lo: usize,
+    hi: usize,
+}
+
+impl WindowCursor {
+    pub(crate) fn advance<T>(
+        &mut self,
+        pts: &[T],
+        ts: impl Fn(&T) -> i64,
+        end: i64,
+        range: i64,
+    ) -> (usize, usize) {
+        while self.lo < pts.len() && ts(&pts[self.lo]) <= end - range {
+            self.lo += 1;
+        }
+        self.hi = self.hi.max(self.lo);
+        while self.hi < pts.len() && ts(&pts[self.hi]) <= end {
+            self.hi += 1;
+        }
+        (self.lo, self.hi)
+    }
 }
