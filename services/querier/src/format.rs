@@ -128,16 +128,6 @@ fn is_vector(e: &Expr) -> bool {
     matches!(e.value_type(), ValueType::Vector)
 }
 
-fn number(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        format!("{v}")
-    }
-}
-
 /// Prometheus' `translateAST`.
 pub fn translate(e: &Expr) -> Value {
     match e {
@@ -226,7 +216,9 @@ pub fn translate(e: &Expr) -> Value {
                 "startOrEnd": start_or_end,
             })
         }
-        Expr::NumberLiteral(n) => json!({"type": "numberLiteral", "val": number(n.val)}),
+        Expr::NumberLiteral(n) => {
+            json!({"type": "numberLiteral", "val": hestia_promql::format_float(n.val)})
+        }
         Expr::Paren(p) => json!({"type": "parenExpr", "expr": translate(&p.expr)}),
         Expr::StringLiteral(s) => json!({"type": "stringLiteral", "val": s.val}),
         Expr::Unary(u) => json!({"type": "unaryExpr", "op": "-", "expr": translate(&u.expr)}),

@@ -36,8 +36,7 @@ impl IntoResponse for ReadError {
 
 impl From<ApiError> for ReadError {
     fn from(e: ApiError) -> Self {
-        let status = e.clone().into_response().status();
-        ReadError(status, e.message)
+        ReadError(e.kind.status(), e.message)
     }
 }
 
@@ -94,7 +93,7 @@ async fn handle(q: &Querier, headers: &HeaderMap, body: &[u8]) -> Result<Respons
     if streamed {
         streamed_response(results)
     } else {
-        Ok(samples_response(results))
+        samples_response(results)
     }
 }
 
@@ -155,7 +154,7 @@ fn pb_histogram(t: i64, h: &FloatHistogram) -> pb::Histogram {
     }
 }
 
-fn samples_response(results: Vec<Vec<Series>>) -> Response {
+fn samples_response(results: Vec<Vec<Series>>) -> Result<Response, ReadError> {
     let resp = pb::ReadResponse {
         results: results
             .iter()
@@ -185,7 +184,7 @@ fn samples_response(results: Vec<Vec<Series>>) -> Response {
     };
     let body = snap::raw::Encoder::new()
         .compress_vec(&resp.encode_to_vec())
-        .unwrap_or_default();
+        .map_err(|e| ReadError(StatusCode::INTERNAL_SERVER_ERROR, format!("snappy: {e}")))?;
     let mut r = Response::new(Body::from(body));
     let h = r.headers_mut();
     h.insert(
@@ -193,7 +192,7 @@ fn samples_response(results: Vec<Vec<Series>>) -> Response {
         HeaderValue::from_static("application/x-protobuf"),
     );
     h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("snappy"));
-    r
+    Ok(r)
 }
 
 /// XOR chunks of at most 120 samples for one series' float samples.
