@@ -103,16 +103,7 @@ async fn main() {
         let body = data.request(k);
         let (status, text) = remote_write(&client, &base, WS, body.clone()).await;
         assert!(status < 300, "hestia write: {status} {text}");
-        let r = client
-            .post(prom.write_url())
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body)
-            .send()
-            .await
-            .expect("prometheus write");
-        assert!(r.status().is_success(), "prometheus write: {}", r.status());
+        prom.remote_write(&client, body).await;
     }
     println!(
         "loaded {} series, {} samples into both in {:.1} s",

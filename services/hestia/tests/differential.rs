@@ -208,20 +208,7 @@ async fn answers_match_prometheus() {
         let body = data.request(k);
         let (status, text) = remote_write(&client, &base, WS, body.clone()).await;
         assert!(status < 300, "hestia write {k}: {status} {text}");
-        let r = client
-            .post(prom.write_url())
-            .header("Content-Encoding", "snappy")
-            .header("Content-Type", "application/x-protobuf")
-            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
-            .body(body)
-            .send()
-            .await
-            .expect("prometheus write");
-        assert!(
-            r.status().is_success(),
-            "prometheus write {k}: {}",
-            r.status()
-        );
+        prom.remote_write(&client, body).await;
     }
     println!(
         "wrote {} series, {} samples to both",

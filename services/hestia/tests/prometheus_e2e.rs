@@ -8,10 +8,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn prometheus_binary() -> String {
-    std::env::var("HESTIA_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".to_string())
-}
-
 /// Result vector as sorted (labels, value) pairs.
 fn vector(v: &Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = v["data"]["result"]
@@ -62,7 +58,7 @@ remote_write:
         }
     }
     let _prometheus = Kill(
-        Command::new(prometheus_binary())
+        Command::new(common::prometheus::binary())
             .arg(format!("--config.file={}", cfg_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",

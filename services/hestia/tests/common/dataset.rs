@@ -130,14 +130,17 @@ impl Dataset {
                 let mut counts = [0f64; 8];
                 let mut sum = 0.0;
                 let spread = 0.2 + rng.f64();
-                for _ in 0..600 {
+                let observe = |rng: &mut Rng, counts: &mut [f64; 8], sum: &mut f64| {
                     let obs = -spread * (1.0 - rng.f64()).ln();
-                    sum += obs;
+                    *sum += obs;
                     for (c, bound) in counts.iter_mut().zip(LE_BOUNDS) {
                         if obs <= bound {
                             *c += 1.0;
                         }
                     }
+                };
+                for _ in 0..600 {
+                    observe(&mut rng, &mut counts, &mut sum);
                 }
                 let mut per_scrape: Vec<([f64; 8], f64)> = Vec::with_capacity(n);
                 for _ in 0..n {
@@ -148,13 +151,7 @@ impl Dataset {
                         sum /= 3.0;
                     }
                     for _ in 0..rng.below(12) {
-                        let obs = -spread * (1.0 - rng.f64()).ln();
-                        sum += obs;
-                        for (c, bound) in counts.iter_mut().zip(LE_BOUNDS) {
-                            if obs <= bound {
-                                *c += 1.0;
-                            }
-                        }
+                        observe(&mut rng, &mut counts, &mut sum);
                     }
                     per_scrape.push((counts, sum));
                 }

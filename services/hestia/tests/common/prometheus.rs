@@ -53,8 +53,18 @@ impl Prometheus {
         format!("http://{}", self.addr)
     }
 
-    pub fn write_url(&self) -> String {
-        format!("http://{}/api/v1/write", self.addr)
+    /// Sends one snappy-compressed remote-write request to the receiver; panics unless 2xx.
+    pub async fn remote_write(&self, client: &reqwest::Client, body: Vec<u8>) {
+        let r = client
+            .post(format!("http://{}/api/v1/write", self.addr))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body)
+            .send()
+            .await
+            .expect("prometheus write");
+        assert!(r.status().is_success(), "prometheus write: {}", r.status());
     }
 }
 
