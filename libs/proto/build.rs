@@ -6,7 +6,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("prometheus/remote.proto"),
         root.join("prometheus/read.proto"),
+        root.join("prometheus/write_v2.proto"),
         root.join("hestia/ingester.proto"),
+        root.join("hestia/control.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

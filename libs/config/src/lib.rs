@@ -36,6 +36,7 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub limits: Limits,
     pub telemetry: TelemetryConfig,
+    pub control_plane: ControlPlaneConfig,
 }
 
 /// The public HTTP endpoint (gateway in a cluster, everything in `hestia all`).
@@ -148,6 +149,120 @@ pub struct GatewayConfig {
     pub querier_url: Option<String>,
 }
 
+/// The control plane: a Raft group holding workspaces and their limit overrides, and the AMP
+/// workspace API. `hestia all` runs a single voter; a cluster runs three `hestia-control-plane`s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// This voter's Raft node id (unique and stable across restarts, > 0).
+    pub node_id: u64,
+    /// gRPC address for Raft RPCs and the internal API. In `hestia all` unset means an ephemeral
+    /// loopback port.
+    pub grpc_listen: Option<SocketAddr>,
+    /// AMP workspace API address of a stand-alone control plane (`hestia all` serves it on
+    /// `server.listen`).
+    pub api_listen: SocketAddr,
+    /// Until authentication lands every API call acts as this 12-digit account.
+    pub account_id: String,
+    pub region: String,
+    /// Base of `prometheusEndpoint` (`<public_url>/workspaces/<id>/`); unset = `http://<server.listen>`.
+    pub public_url: Option<String>,
+    /// Initialise a new cluster with these voters (`id=host:port` gRPC addresses) when the
+    /// log is empty. Empty in `hestia all` = a single voter of itself.
+    pub bootstrap: Vec<String>,
+    /// Raft heartbeat; elections start after 3–6 heartbeats without a leader.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A snapshot is built (and the log before it purged) every this many applied entries.
+    pub snapshot_every_entries: u64,
+    /// How long a deleted workspace's data is kept before it is purged from the data plane
+    /// (AMP: "permanently deleted within one month").
+    #[serde(with = "humantime_serde")]
+    pub purge_grace: Duration,
+    /// AMP quota: workspaces per account.
+    pub max_workspaces_per_account: usize,
+    /// AMP quota: workspace-management calls per second and burst, per account.
+    pub api_rate: f64,
+    pub api_burst: u32,
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            grpc_listen: None,
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            account_id: "000000000000".to_string(),
+            region: "us-east-1".to_string(),
+            public_url: None,
+            bootstrap: Vec::new(),
+            heartbeat_interval: Duration::from_millis(250),
+            snapshot_every_entries: 1000,
+            purge_grace: Duration::from_secs(30 * 24 * 3600),
+            max_workspaces_per_account: 10,
+            api_rate: 5.0,
+            api_burst: 5,
+        }
+    }
+}
+
+impl ControlPlaneConfig {
+    /// The bootstrap voters as `(node id, gRPC address)`.
+    pub fn bootstrap_voters(&self) -> Result<Vec<(u64, String)>, ConfigError> {
+        self.bootstrap
+            .iter()
+            .map(|v| {
+                let (id, addr) = v.split_once('=').ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "control_plane.bootstrap entry {v:?} is not id=host:port"
+                    ))
+                })?;
+                let id: u64 = id.trim().parse().map_err(|_| {
+                    ConfigError::Invalid(format!(
+                        "control_plane.bootstrap entry {v:?}: bad node id"
+                    ))
+                })?;
+                Ok((id, addr.trim().to_string()))
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(format!("control_plane.{m}")));
+        if self.node_id == 0 {
+            return bad("node_id must be positive");
+        }
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|b| b.is_ascii_digit()) {
+            return bad("account_id must be 12 digits");
+        }
+        if self.region.is_empty()
+            || !self
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return bad("region must be non-empty lowercase letters, digits and dashes");
+        }
+        if self.heartbeat_interval < Duration::from_millis(10) {
+            return bad("heartbeat_interval must be at least 10ms");
+        }
+        if self.snapshot_every_entries == 0 {
+            return bad("snapshot_every_entries must be positive");
+        }
+        if self.max_workspaces_per_account == 0 {
+            return bad("max_workspaces_per_account must be positive");
+        }
+        if self.api_rate.is_nan() || self.api_rate <= 0.0 || self.api_burst == 0 {
+            return bad("api_rate and api_burst must be positive");
+        }
+        let voters = self.bootstrap_voters()?;
+        if !voters.is_empty() && !voters.iter().any(|(id, _)| *id == self.node_id) {
+            return bad("bootstrap must list this node's node_id");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
@@ -225,6 +340,7 @@ impl Config {
                 return bad("telemetry.otlp_endpoint must be an http:// or https:// URL");
             }
         }
+        self.control_plane.validate()?;
         self.limits.validate().map_err(ConfigError::Invalid)
     }
 }
@@ -261,5 +377,14 @@ mod tests {
         assert!(cfg.validate().is_err());
         let cfg: Config = toml::from_str("[limits]\nreject_old_samples_max_age = \"0s\"").unwrap();
         assert!(cfg.validate().is_err());
+        for bad in [
+            "account_id = \"12\"",
+            "node_id = 0",
+            "bootstrap = [\"2=127.0.0.1:1\"]",
+            "bootstrap = [\"x\"]",
+        ] {
+            let cfg: Config = toml::from_str(&format!("[control_plane]\n{bad}")).unwrap();
+            assert!(cfg.validate().is_err(), "{bad}");
+        }
     }
 }

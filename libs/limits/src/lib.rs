@@ -1,12 +1,17 @@
 //! Ingestion limits with AMP's defaults (seed 000, "Service quotas" and "Additional quotas on
 //! ingested data") and the validation the distributor applies to every series before it is sharded.
 
+mod histogram;
 mod validate;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use histogram::{
+    validate_exemplar, validate_histogram, BucketCounts, CUSTOM_BUCKETS_SCHEMA,
+    EXEMPLAR_MAX_LABEL_SET_LENGTH, EXPONENTIAL_SCHEMAS,
+};
 pub use validate::{validate_labels, validate_metadata, validate_sample_time, ValidationError};
 
 /// Limits applied per workspace. Defaults are AMP's.

@@ -32,6 +32,34 @@ pub enum ValidationError {
     TooOld { timestamp: i64, series: String },
     #[error("received a sample whose timestamp is too far in the future, timestamp: {timestamp} series: '{series}'")]
     TooNew { timestamp: i64, series: String },
+    #[error("received a native histogram sample with an invalid schema: {schema} (err-mimir-invalid-native-histogram-schema), timestamp: {timestamp} series: '{series}'")]
+    InvalidNativeHistogramSchema {
+        schema: i32,
+        timestamp: i64,
+        series: String,
+    },
+    #[error("received an invalid native histogram sample: {detail} (err-mimir-invalid-native-histogram), timestamp: {timestamp} series: '{series}'")]
+    InvalidNativeHistogram {
+        detail: String,
+        timestamp: i64,
+        series: String,
+    },
+    #[error("exemplar missing labels (err-mimir-exemplar-labels-missing), timestamp: {timestamp} series: {series} labels: {{}}")]
+    ExemplarLabelsMissing { timestamp: i64, series: String },
+    #[error("exemplar missing timestamp (err-mimir-exemplar-timestamp-invalid), timestamp: 0 series: {series} labels: {labels}")]
+    ExemplarTimestampMissing { series: String, labels: String },
+    #[error("exemplar combined labelset exceeds 128 characters (err-mimir-exemplar-labels-too-long), timestamp: {timestamp} series: {series} labels: {labels}")]
+    ExemplarLabelsTooLong {
+        timestamp: i64,
+        series: String,
+        labels: String,
+    },
+    #[error("received an exemplar whose timestamp is too far in the past (err-mimir-exemplar-too-old), timestamp: {timestamp} series: {series} labels: {labels}")]
+    ExemplarTooOld {
+        timestamp: i64,
+        series: String,
+        labels: String,
+    },
     #[error("metadata missing metric name")]
     MetadataMissingMetricName,
     #[error(
@@ -58,6 +86,12 @@ impl ValidationError {
             Self::LabelsNotSorted { .. } => "labels_not_sorted",
             Self::TooOld { .. } => "sample_too_old",
             Self::TooNew { .. } => "sample_too_new",
+            Self::InvalidNativeHistogramSchema { .. } => "invalid_native_histogram_schema",
+            Self::InvalidNativeHistogram { .. } => "invalid_native_histogram",
+            Self::ExemplarLabelsMissing { .. } => "exemplar_labels_missing",
+            Self::ExemplarTimestampMissing { .. } => "exemplar_timestamp_invalid",
+            Self::ExemplarLabelsTooLong { .. } => "exemplar_labels_too_long",
+            Self::ExemplarTooOld { .. } => "exemplar_too_old",
             Self::MetadataMissingMetricName => "metadata_missing_metric_name",
             Self::MetadataTooLong { .. } => "metadata_too_long",
         }
@@ -78,7 +112,7 @@ fn clip(s: &str) -> String {
     s[..end].to_string()
 }
 
-fn series_text(labels: &[LabelRef<'_>]) -> String {
+pub(crate) fn series_text(labels: &[LabelRef<'_>]) -> String {
     let name = labels
         .iter()
         .find(|l| l.name == "__name__")

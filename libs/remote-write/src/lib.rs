@@ -8,9 +8,13 @@
 mod decode;
 mod error;
 mod snappy;
+mod v2;
+mod wire;
 
 pub use decode::{
-    decode_write_request, LabelRef, MetadataRef, MetricType, SampleRef, SeriesRef, WriteRequest,
+    decode_write_request, ExemplarRef, HistogramCount, HistogramRef, LabelRef, MetadataRef,
+    MetricType, SampleRef, SeriesRef, WriteRequest,
 };
 pub use error::DecodeError;
 pub use snappy::decompress;
+pub use v2::{decode_write_request_v2, FlatWriteRequest, SeriesV2, WriteRequestV2};

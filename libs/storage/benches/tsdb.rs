@@ -17,14 +17,16 @@ fn bench_append(c: &mut Criterion, name: &str, sync_writes: bool) {
     let db = Tsdb::open(dir.path(), opts).expect("open");
     let tenant = TenantId::parse("bench").expect("tenant");
     let mut batch: Vec<SeriesAppend> = (0..SERIES)
-        .map(|i| SeriesAppend {
-            labels: Labels::from_pairs([
-                ("__name__", "http_requests_total".to_string()),
-                ("job", "api".to_string()),
-                ("instance", format!("10.0.{}.{}:9100", i / 250, i % 250)),
-                ("code", "200".to_string()),
-            ]),
-            samples: vec![Sample::new(0, 0.0)],
+        .map(|i| {
+            SeriesAppend::floats(
+                Labels::from_pairs([
+                    ("__name__", "http_requests_total".to_string()),
+                    ("job", "api".to_string()),
+                    ("instance", format!("10.0.{}.{}:9100", i / 250, i % 250)),
+                    ("code", "200".to_string()),
+                ]),
+                vec![Sample::new(0, 0.0)],
+            )
         })
         .collect();
     let mut t = 0i64;

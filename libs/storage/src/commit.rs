@@ -18,10 +18,18 @@ pub(crate) enum Cf {
     Chunks,
     Metadata,
     Meta,
+    Exemplars,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 5] = [Cf::Wal, Cf::Series, Cf::Chunks, Cf::Metadata, Cf::Meta];
+    pub(crate) const ALL: [Cf; 6] = [
+        Cf::Wal,
+        Cf::Series,
+        Cf::Chunks,
+        Cf::Metadata,
+        Cf::Meta,
+        Cf::Exemplars,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
@@ -30,6 +38,7 @@ impl Cf {
             Cf::Chunks => "chunks",
             Cf::Metadata => "metadata",
             Cf::Meta => "meta",
+            Cf::Exemplars => "exemplars",
         }
     }
 }

@@ -2,19 +2,22 @@
 //!
 //! Durability protocol:
 //! * `append` applies samples to the in-memory head under the tenant's append lock, enqueues one
-//!   operation list (WAL record, rows of series not yet durable, newly sealed chunks) with the
-//!   group committer, releases the lock and waits for the synced group write. Sequence numbers are
-//!   taken under the append lock, so per tenant the WAL order is the order samples entered memory,
-//!   and the committer writes entries in sequence order.
+//!   operation list (WAL record, rows of series not yet durable, newly sealed chunks, new
+//!   exemplars and the deletion of evicted ones) with the group committer, releases the lock and
+//!   waits for the synced group write. Sequence numbers are taken under the append lock, so per
+//!   tenant the WAL order is the order samples entered memory, and the committer writes entries
+//!   in sequence order.
 //! * `checkpoint` reads the next sequence number `cp`, then, under each tenant's append lock, queues
 //!   the dirty open chunks, then deletes the tenant's WAL records below `cp` behind them. Every
 //!   record below `cp` was applied to memory before the snapshot, so its samples are in a queued
 //!   chunk or in a sealed chunk queued earlier.
-//! * `open` loads series, resumes each series' last persisted chunk if it is not full, replays
-//!   the WAL skipping samples at or before a series' newest persisted timestamp, persists what
-//!   it rebuilt and checkpoints.
+//! * Exemplars are not in the WAL: each is its own row in the `exemplars` column family, written in
+//!   the same batch as the samples, and the family holds exactly each tenant's bounded ring.
+//! * `open` loads series and exemplars, resumes each series' last persisted chunk (XOR or
+//!   histogram) if it is not full, replays the WAL skipping samples at or before a series' newest
+//!   persisted timestamp, persists what it rebuilt and checkpoints.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,11 +34,12 @@ use rocksdb::{
 };
 
 use crate::commit::{cf, write_batch, Cf, Committer, Op};
-use crate::head::{chunk_is_full, Index, Outcome, Series};
+use crate::head::{HeadChunk, Index, Last, Outcome, Series, Value};
+use crate::histogram::{Histogram, HistogramAppender};
 use crate::keys;
 use crate::types::{
-    AppendResult, ChunkData, HeadStats, MetricMetadata, MetricType, RejectReason, Rejection,
-    SeriesAppend, SeriesChunks, TenantStats,
+    AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata, MetricType,
+    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, TenantStats,
 };
 use crate::xor::XorAppender;
 use crate::StorageError;
@@ -68,6 +72,9 @@ pub struct TsdbOptions {
     pub background_jobs: i32,
     /// A series is active while its newest sample is at most this old (wall clock).
     pub active_series_window: Duration,
+    /// Exemplars kept per tenant, oldest evicted first (Prometheus' circular exemplar storage);
+    /// 0 disables exemplar storage.
+    pub max_exemplars_per_tenant: usize,
 }
 
 impl Default for TsdbOptions {
@@ -82,6 +89,7 @@ impl Default for TsdbOptions {
             write_buffer_bytes: 64 << 20,
             background_jobs: 2,
             active_series_window: Duration::from_secs(300),
+            max_exemplars_per_tenant: 100_000,
         }
     }
 }
@@ -120,6 +128,16 @@ struct Tenant {
     samples_duplicate: AtomicU64,
     samples_out_of_order: AtomicU64,
     samples_duplicate_timestamp: AtomicU64,
+    exemplars: Mutex<ExemplarRing>,
+}
+
+/// A tenant's exemplars, oldest first, each under its sequence number in the exemplars column
+/// family (which holds exactly the ring: evictions delete the keys below the oldest kept one).
+#[derive(Default)]
+struct ExemplarRing {
+    /// (sequence number, series id, exemplar).
+    items: VecDeque<(u64, u64, Exemplar)>,
+    next_seq: u64,
 }
 
 impl Tenant {
@@ -134,6 +152,7 @@ impl Tenant {
             samples_duplicate: AtomicU64::new(0),
             samples_out_of_order: AtomicU64::new(0),
             samples_duplicate_timestamp: AtomicU64::new(0),
+            exemplars: Mutex::new(ExemplarRing::default()),
         }
     }
 
@@ -262,6 +281,39 @@ impl Tsdb {
         maxt: i64,
     ) -> Result<Vec<SeriesChunks>, StorageError> {
         self.inner.select(tenant, matchers, mint, maxt)
+    }
+
+    /// Exemplars of the matching series with timestamps in `[mint, maxt]`, series sorted by
+    /// labels, exemplars in time order.
+    pub fn exemplars(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesExemplars>, StorageError> {
+        let Some(t) = self.inner.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        let idx = t.index.read();
+        let ids: HashSet<u64> = idx.postings_for_matchers(matchers).into_iter().collect();
+        let mut by_series: BTreeMap<u64, Vec<Exemplar>> = BTreeMap::new();
+        for (_, sid, e) in t.exemplars.lock().items.iter() {
+            if e.t >= mint && e.t <= maxt && ids.contains(sid) {
+                by_series.entry(*sid).or_default().push(e.clone());
+            }
+        }
+        let mut out: Vec<SeriesExemplars> = by_series
+            .into_iter()
+            .filter_map(|(sid, exemplars)| {
+                idx.by_id(sid).map(|s| SeriesExemplars {
+                    labels: s.labels.clone(),
+                    exemplars,
+                })
+            })
+            .collect();
+        out.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(out)
     }
 
     /// Label sets of the matching series with samples in `[mint, maxt]`, sorted.
@@ -511,10 +563,10 @@ fn open_rocksdb(path: &Path, opts: &TsdbOptions) -> Result<DB, StorageError> {
         o
     };
     let descriptors = Cf::ALL.iter().map(|c| {
-        // XOR chunks and float-heavy WAL records barely compress; labels and help text do.
+        // Chunks and float-heavy WAL records barely compress; labels and help text do.
         let compression = match c {
             Cf::Chunks | Cf::Wal => DBCompressionType::None,
-            Cf::Series | Cf::Metadata | Cf::Meta => DBCompressionType::Lz4,
+            Cf::Series | Cf::Metadata | Cf::Meta | Cf::Exemplars => DBCompressionType::Lz4,
         };
         ColumnFamilyDescriptor::new(c.name(), cf_opts(compression))
     });
@@ -568,20 +620,28 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
             if !k.starts_with(&sp) {
                 continue;
             }
-            let (max_t, data) = keys::decode_chunk_value(v)?;
+            let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
             let mut st = s.state.lock();
-            match XorAppender::resume(data) {
-                Ok(app) => {
-                    s.set_recovered(&mut st, first_min, max_t, app.last_value_bits());
-                    if !app.is_empty() && !chunk_is_full(&app, max) {
-                        st.head_persisted = app.num_samples();
-                        st.head = Some(app);
+            let resumed = match encoding {
+                ChunkEncoding::Xor => XorAppender::resume(data)
+                    .map(|a| (Last::Float(a.last_value_bits()), HeadChunk::Xor(a))),
+                ChunkEncoding::Histogram => HistogramAppender::resume(data).map(|a| {
+                    let last = Last::Histogram(Box::new(a.last().cloned().unwrap_or_default()));
+                    (last, HeadChunk::Histogram(a))
+                }),
+            };
+            match resumed {
+                Ok((last, head)) => {
+                    s.set_recovered(&mut st, first_min, max_t, last);
+                    if !head.is_empty() && !head.is_full(max) {
+                        st.head_persisted = head.num_samples();
+                        st.head = Some(head);
                     }
                 }
                 Err(e) => {
                     // Keep the series usable: new samples start a new chunk after max_t.
                     tracing::error!(series = s.id, error = %e, "corrupt last chunk; not resuming it");
-                    s.set_recovered(&mut st, first_min, max_t, f64::NAN.to_bits());
+                    s.set_recovered(&mut st, first_min, max_t, Last::Float(f64::NAN.to_bits()));
                 }
             }
         }
@@ -610,6 +670,30 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
     it.status()?;
     drop(it);
 
+    // Exemplars, oldest first; a smaller limit than before drops the oldest.
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Exemplars)?);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let (tenant, rest) = keys::split_tenant(k)?;
+        let seq = keys::read_u64(rest)
+            .ok_or_else(|| StorageError::corrupt("exemplar key", "too short"))?;
+        let (sid, e) = keys::decode_exemplar(v)?;
+        let t = inner.tenant_or_create(&tenant);
+        if let Some(s) = t.index.read().by_id(sid) {
+            let mut st = s.state.lock();
+            st.last_exemplar_t = st.last_exemplar_t.max(e.t);
+        }
+        let mut ring = t.exemplars.lock();
+        ring.next_seq = seq + 1;
+        ring.items.push_back((seq, sid, e));
+        while ring.items.len() > inner.opts.max_exemplars_per_tenant {
+            ring.items.pop_front();
+        }
+        it.next();
+    }
+    it.status()?;
+    drop(it);
+
     // WAL replay.
     let mut max_seq = None;
     let mut replayed = 0u64;
@@ -624,27 +708,30 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
         let t = inner.tenant_or_create(&tenant);
         let idx = t.index.read();
         let mut err = None;
-        keys::decode_wal_record(v, |sid, samples| {
+        let mut chunks = Vec::new();
+        keys::decode_wal_record(v, |(sid, samples, hists)| {
             let Some(s) = idx.by_id(sid) else {
                 tracing::warn!(tenant = %tenant, series = sid, "WAL references unknown series");
                 return;
             };
             let mut st = s.state.lock();
-            for &smp in samples {
-                match s.append(&mut st, smp, max) {
-                    Ok((Outcome::Appended, sealed)) => {
-                        replayed += 1;
-                        if let Some(c) = sealed {
-                            sealed_ops.push(Op::Put(
-                                Cf::Chunks,
-                                keys::chunk_key(&t.prefix, sid, c.min_t),
-                                keys::encode_chunk_value(c.max_t, &c.data),
-                            ));
-                        }
-                    }
+            let values = samples
+                .iter()
+                .map(|x| (x.t, Value::Float(x.v)))
+                .chain(hists.iter().map(|(t, h)| (*t, Value::Histogram(h))));
+            for (ts, v) in values {
+                match s.append(&mut st, ts, v, max, &mut chunks) {
+                    Ok(Outcome::Appended) => replayed += 1,
                     Ok(_) => {}
                     Err(e) => err = Some(e),
                 }
+            }
+            for c in chunks.drain(..) {
+                sealed_ops.push(Op::Put(
+                    Cf::Chunks,
+                    keys::chunk_key(&t.prefix, sid, c.min_t),
+                    keys::encode_chunk_value(c.encoding, c.max_t, &c.data),
+                ));
             }
             st.sealed.clear();
         })?;
@@ -704,7 +791,7 @@ impl Inner {
     ) -> Result<AppendResult, StorageError> {
         self.check_writable()?;
         let mut result = AppendResult::default();
-        if batch.iter().all(|s| s.samples.is_empty()) {
+        if !batch.iter().any(SeriesAppend::has_data) {
             return Ok(result);
         }
         let t = self.tenant_or_create(tenant);
@@ -717,10 +804,10 @@ impl Inner {
                 .iter()
                 .zip(&hashes)
                 .map(|(sa, h)| {
-                    if sa.samples.is_empty() {
-                        None
-                    } else {
+                    if sa.has_data() {
                         idx.get(*h, &sa.labels).cloned()
+                    } else {
+                        None
                     }
                 })
                 .collect()
@@ -728,11 +815,11 @@ impl Inner {
         if refs
             .iter()
             .zip(batch)
-            .any(|(r, sa)| r.is_none() && !sa.samples.is_empty())
+            .any(|(r, sa)| r.is_none() && sa.has_data())
         {
             let mut idx = t.index.write();
             for ((r, sa), h) in refs.iter_mut().zip(batch).zip(&hashes) {
-                if r.is_some() || sa.samples.is_empty() {
+                if r.is_some() || !sa.has_data() {
                     continue;
                 }
                 if let Some(s) = idx.get(*h, &sa.labels) {
@@ -749,10 +836,13 @@ impl Inner {
 
         // Apply in memory and queue the write, under the append lock.
         let max = self.opts.chunk_max_samples;
+        let max_exemplars = self.opts.max_exemplars_per_tenant;
         let mut ops: Vec<Op> = Vec::new();
         let mut body = Vec::with_capacity(batch.len() * 16);
         let mut entries = 0u64;
         let mut accepted: Vec<Sample> = Vec::new();
+        let mut accepted_h: Vec<(i64, &Histogram)> = Vec::new();
+        let mut new_chunks: Vec<ChunkData> = Vec::new();
         let mut rows: Vec<Arc<Series>> = Vec::new();
         let mut sealed: Vec<(Arc<Series>, i64)> = Vec::new();
         let (mut dup, mut ooo, mut dup_ts) = (0u64, 0u64, 0u64);
@@ -760,14 +850,21 @@ impl Inner {
         // must still be written, so it is reported only after the commit.
         let mut failure: Option<StorageError> = None;
         let guard = t.append_lock.lock();
+        let mut ring = t.exemplars.lock();
         for (i, (sa, r)) in batch.iter().zip(&refs).enumerate() {
             let Some(s) = r else { continue };
             accepted.clear();
+            accepted_h.clear();
             let mut st = s.state.lock();
             let mut rejected: [Option<Rejection>; 2] = [None, None];
-            for &smp in &sa.samples {
-                let (outcome, chunk) = match s.append(&mut st, smp, max) {
-                    Ok(r) => r,
+            let values = sa
+                .samples
+                .iter()
+                .map(|x| (x.t, Value::Float(x.v)))
+                .chain(sa.histograms.iter().map(|(t, h)| (*t, Value::Histogram(h))));
+            for (ts, v) in values {
+                let outcome = match s.append(&mut st, ts, v, max, &mut new_chunks) {
+                    Ok(o) => o,
                     Err(e) => {
                         failure = Some(e);
                         break;
@@ -775,14 +872,9 @@ impl Inner {
                 };
                 let reason = match outcome {
                     Outcome::Appended => {
-                        accepted.push(smp);
-                        if let Some(c) = chunk {
-                            ops.push(Op::Put(
-                                Cf::Chunks,
-                                keys::chunk_key(&t.prefix, s.id, c.min_t),
-                                keys::encode_chunk_value(c.max_t, &c.data),
-                            ));
-                            sealed.push((s.clone(), c.min_t));
+                        match v {
+                            Value::Float(f) => accepted.push(Sample::new(ts, f)),
+                            Value::Histogram(h) => accepted_h.push((ts, h)),
                         }
                         continue;
                     }
@@ -811,35 +903,76 @@ impl Inner {
                                 RejectReason::DuplicateTimestamp
                             },
                             count: 1,
-                            first_timestamp: smp.t,
+                            first_timestamp: ts,
                         })
                     }
                 }
             }
+            for c in new_chunks.drain(..) {
+                ops.push(Op::Put(
+                    Cf::Chunks,
+                    keys::chunk_key(&t.prefix, s.id, c.min_t),
+                    keys::encode_chunk_value(c.encoding, c.max_t, &c.data),
+                ));
+                sealed.push((s.clone(), c.min_t));
+            }
+            let mut exemplars = 0usize;
+            for e in sa.exemplars.iter().filter(|_| max_exemplars > 0) {
+                if e.t <= st.last_exemplar_t {
+                    // An exact re-send is not an error; anything else older is out of order.
+                    if e.t < st.last_exemplar_t {
+                        result.exemplars_out_of_order += 1;
+                    }
+                    continue;
+                }
+                st.last_exemplar_t = e.t;
+                let seq = ring.next_seq;
+                ring.next_seq += 1;
+                ops.push(Op::Put(
+                    Cf::Exemplars,
+                    keys::with_u64(&t.prefix, seq),
+                    keys::encode_exemplar(s.id, e),
+                ));
+                ring.items.push_back((seq, s.id, e.clone()));
+                exemplars += 1;
+            }
+            result.exemplars_appended += exemplars;
             drop(st);
             result.rejected.extend(rejected.into_iter().flatten());
-            if !accepted.is_empty() {
-                result.samples_appended += accepted.len();
-                keys::put_wal_series(&mut body, s.id, &accepted);
+            let stored = !accepted.is_empty() || !accepted_h.is_empty();
+            if stored {
+                result.samples_appended += accepted.len() + accepted_h.len();
+                keys::put_wal_series(&mut body, s.id, &accepted, &accepted_h);
                 entries += 1;
-                if !s.row_durable.load(Ordering::Acquire) {
-                    ops.push(Op::Put(
-                        Cf::Series,
-                        keys::series_prefix(&t.prefix, s.id),
-                        keys::encode_labels(&s.labels),
-                    ));
-                    rows.push(s.clone());
-                }
+            }
+            if (stored || exemplars > 0) && !s.row_durable.load(Ordering::Acquire) {
+                ops.push(Op::Put(
+                    Cf::Series,
+                    keys::series_prefix(&t.prefix, s.id),
+                    keys::encode_labels(&s.labels),
+                ));
+                rows.push(s.clone());
             }
             if failure.is_some() {
                 break;
             }
         }
+        let excess = ring.items.len().saturating_sub(max_exemplars);
+        if excess > 0 {
+            ring.items.drain(..excess);
+            let keep = ring.items.front().map_or(ring.next_seq, |e| e.0);
+            ops.push(Op::DeleteRange(
+                Cf::Exemplars,
+                keys::with_u64(&t.prefix, 0),
+                keys::with_u64(&t.prefix, keep),
+            ));
+        }
+        drop(ring);
         result.samples_duplicate = dup as usize;
         let mut wal_len = 0;
         let seq = if entries > 0 {
             let mut record = Vec::with_capacity(body.len() + 11);
-            record.push(keys::WAL_V1);
+            record.push(keys::WAL_V2);
             keys::put_uvarint(&mut record, entries);
             record.extend_from_slice(&body);
             wal_len = record.len();
@@ -848,6 +981,8 @@ impl Inner {
                 ops.push(Op::Put(Cf::Wal, keys::with_u64(prefix, seq), record));
                 ops
             })?)
+        } else if !ops.is_empty() {
+            Some(self.commit.enqueue(|_| ops)?)
         } else {
             None
         };
@@ -910,7 +1045,7 @@ impl Inner {
                         ops.push(Op::Put(
                             Cf::Chunks,
                             keys::chunk_key(&t.prefix, s.id, h.min_time()),
-                            keys::encode_chunk_value(h.max_time(), h.bytes()),
+                            keys::encode_chunk_value(h.encoding(), h.max_time(), h.bytes()),
                         ));
                         st.head_persisted = n;
                     }
@@ -984,10 +1119,11 @@ impl Inner {
                 if min_t > maxt {
                     break;
                 }
-                let (max_t, data) = keys::decode_chunk_value(v)?;
+                let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
                 // The open chunk supersedes a partial copy written by a checkpoint.
                 if max_t >= mint && !in_memory.contains(&min_t) {
                     chunks.push(ChunkData {
+                        encoding,
                         min_t,
                         max_t,
                         data: Bytes::copy_from_slice(data),

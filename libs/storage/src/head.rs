@@ -6,11 +6,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hestia_model::{Labels, MatchOp, Matcher, Sample};
+use hestia_model::{Labels, MatchOp, Matcher};
 use parking_lot::Mutex;
 
+use crate::histogram::{Histogram, HistogramAppender, MAX_HISTOGRAM_CHUNK_BYTES};
 use crate::xor::XorAppender;
-use crate::{ChunkData, StorageError};
+use crate::{ChunkData, ChunkEncoding, StorageError};
 
 /// Hasher for keys that are already hashes or dense ids (a multiply spreads bits for hashbrown).
 #[derive(Default)]
@@ -35,8 +36,96 @@ pub(crate) type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 /// Like Prometheus, cut XOR chunks at this size even below the sample target (noisy floats).
 pub(crate) const MAX_CHUNK_BYTES: usize = 1024;
 
-pub(crate) fn chunk_is_full(c: &XorAppender, max_samples: u16) -> bool {
-    c.num_samples() >= max_samples || c.bytes().len() >= MAX_CHUNK_BYTES
+/// The open chunk of a series: floats and histograms never share a chunk.
+pub(crate) enum HeadChunk {
+    Xor(XorAppender),
+    Histogram(HistogramAppender),
+}
+
+impl HeadChunk {
+    pub fn num_samples(&self) -> u16 {
+        match self {
+            HeadChunk::Xor(a) => a.num_samples(),
+            HeadChunk::Histogram(a) => a.num_samples(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.num_samples() == 0
+    }
+
+    pub fn min_time(&self) -> i64 {
+        match self {
+            HeadChunk::Xor(a) => a.min_time(),
+            HeadChunk::Histogram(a) => a.min_time(),
+        }
+    }
+
+    pub fn max_time(&self) -> i64 {
+        match self {
+            HeadChunk::Xor(a) => a.max_time(),
+            HeadChunk::Histogram(a) => a.max_time(),
+        }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            HeadChunk::Xor(a) => a.bytes(),
+            HeadChunk::Histogram(a) => a.bytes(),
+        }
+    }
+
+    pub fn encoding(&self) -> ChunkEncoding {
+        match self {
+            HeadChunk::Xor(_) => ChunkEncoding::Xor,
+            HeadChunk::Histogram(_) => ChunkEncoding::Histogram,
+        }
+    }
+
+    pub fn is_full(&self, max_samples: u16) -> bool {
+        let max_bytes = match self {
+            HeadChunk::Xor(_) => MAX_CHUNK_BYTES,
+            HeadChunk::Histogram(_) => MAX_HISTOGRAM_CHUNK_BYTES,
+        };
+        self.num_samples() >= max_samples || self.bytes().len() >= max_bytes
+    }
+
+    fn to_chunk_data(&self) -> ChunkData {
+        ChunkData {
+            encoding: self.encoding(),
+            min_t: self.min_time(),
+            max_t: self.max_time(),
+            data: Bytes::copy_from_slice(self.bytes()),
+        }
+    }
+
+    fn into_chunk_data(self) -> ChunkData {
+        let (encoding, min_t, max_t) = (self.encoding(), self.min_time(), self.max_time());
+        let data = match self {
+            HeadChunk::Xor(a) => a.into_chunk().into_bytes(),
+            HeadChunk::Histogram(a) => Bytes::from(a.into_bytes()),
+        };
+        ChunkData {
+            encoding,
+            min_t,
+            max_t,
+            data,
+        }
+    }
+}
+
+/// A sample to append: a float or a native histogram.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value<'a> {
+    Float(f64),
+    Histogram(&'a Histogram),
+}
+
+/// The newest sample's value, for the duplicate rule.
+#[derive(Debug, Clone)]
+pub(crate) enum Last {
+    Float(u64),
+    Histogram(Box<Histogram>),
 }
 
 /// What happened to one appended sample.
@@ -63,14 +152,16 @@ pub(crate) struct Series {
 
 pub(crate) struct SeriesState {
     /// The open chunk.
-    pub head: Option<XorAppender>,
+    pub head: Option<HeadChunk>,
     /// How many samples of `head` the chunks column family already holds.
     pub head_persisted: u16,
     /// Chunks sealed by appends whose write has not completed yet; readers see them from here.
     pub sealed: Vec<ChunkData>,
     pub has_samples: bool,
     pub max_t: i64,
-    pub last_bits: u64,
+    pub last: Last,
+    /// Timestamp of the newest stored exemplar (exemplars are kept in order per series).
+    pub last_exemplar_t: i64,
 }
 
 impl Series {
@@ -87,7 +178,8 @@ impl Series {
                 sealed: Vec::new(),
                 has_samples: false,
                 max_t: i64::MIN,
-                last_bits: 0,
+                last: Last::Float(0),
+                last_exemplar_t: i64::MIN,
             }),
         }
     }
@@ -105,62 +197,86 @@ impl Series {
     }
 
     /// Records persisted data found at recovery.
-    pub fn set_recovered(&self, st: &mut SeriesState, min_t: i64, max_t: i64, last_bits: u64) {
+    pub fn set_recovered(&self, st: &mut SeriesState, min_t: i64, max_t: i64, last: Last) {
         st.has_samples = true;
         st.max_t = max_t;
-        st.last_bits = last_bits;
+        st.last = last;
         self.min_t.fetch_min(min_t, Ordering::AcqRel);
         self.max_t.store(max_t, Ordering::Release);
     }
 
-    /// Applies Prometheus' in-order rules and appends. A chunk that reaches `max_samples` is
-    /// sealed, pushed to `st.sealed` and returned.
+    /// Applies Prometheus' in-order rules and appends. Chunks sealed on the way (the open chunk
+    /// when the value type switches, or a chunk that became full) are pushed to `st.sealed` and
+    /// to `sealed_out`.
     pub fn append(
         &self,
         st: &mut SeriesState,
-        s: Sample,
+        t: i64,
+        v: Value<'_>,
         max_samples: u16,
-    ) -> Result<(Outcome, Option<ChunkData>), StorageError> {
-        let bits = s.v.to_bits();
+        sealed_out: &mut Vec<ChunkData>,
+    ) -> Result<Outcome, StorageError> {
         if st.has_samples {
-            if s.t < st.max_t {
-                return Ok((Outcome::OutOfOrder, None));
+            if t < st.max_t {
+                return Ok(Outcome::OutOfOrder);
             }
-            if s.t == st.max_t {
-                let o = if bits == st.last_bits {
+            if t == st.max_t {
+                let same = match (&st.last, v) {
+                    (Last::Float(bits), Value::Float(f)) => *bits == f.to_bits(),
+                    (Last::Histogram(h), Value::Histogram(n)) => h.same_bits(n),
+                    _ => false,
+                };
+                return Ok(if same {
                     Outcome::Duplicate
                 } else {
                     Outcome::DuplicateTimestamp
-                };
-                return Ok((o, None));
+                });
             }
         }
-        let head = st.head.get_or_insert_with(XorAppender::new);
-        head.append(s.t, s.v)?;
-        let full = chunk_is_full(head, max_samples);
+        // A value of the other type seals the open chunk and starts one of its own.
+        match v {
+            Value::Float(f) => {
+                if let Some(HeadChunk::Xor(a)) = &mut st.head {
+                    a.append(t, f)?;
+                } else {
+                    self.seal(st, sealed_out);
+                    let mut a = XorAppender::new();
+                    a.append(t, f)?;
+                    st.head = Some(HeadChunk::Xor(a));
+                }
+                st.last = Last::Float(f.to_bits());
+            }
+            Value::Histogram(h) => {
+                if let Some(HeadChunk::Histogram(a)) = &mut st.head {
+                    a.append(t, h)?;
+                } else {
+                    self.seal(st, sealed_out);
+                    let mut a = HistogramAppender::new();
+                    a.append(t, h)?;
+                    st.head = Some(HeadChunk::Histogram(a));
+                }
+                st.last = Last::Histogram(Box::new(h.clone()));
+            }
+        }
         if !st.has_samples {
-            self.min_t.fetch_min(s.t, Ordering::AcqRel);
+            self.min_t.fetch_min(t, Ordering::AcqRel);
             st.has_samples = true;
         }
-        st.max_t = s.t;
-        st.last_bits = bits;
-        self.max_t.store(s.t, Ordering::Release);
-        if !full {
-            return Ok((Outcome::Appended, None));
+        st.max_t = t;
+        self.max_t.store(t, Ordering::Release);
+        if st.head.as_ref().is_some_and(|h| h.is_full(max_samples)) {
+            self.seal(st, sealed_out);
         }
-        let sealed = st.head.take().map(|h| {
-            let c = h.into_chunk();
-            ChunkData {
-                min_t: c.min_time(),
-                max_t: c.max_time(),
-                data: c.into_bytes(),
-            }
-        });
+        Ok(Outcome::Appended)
+    }
+
+    fn seal(&self, st: &mut SeriesState, sealed_out: &mut Vec<ChunkData>) {
         st.head_persisted = 0;
-        if let Some(c) = &sealed {
+        if let Some(c) = st.head.take().filter(|h| !h.is_empty()) {
+            let c = c.into_chunk_data();
             st.sealed.push(c.clone());
+            sealed_out.push(c);
         }
-        Ok((Outcome::Appended, sealed))
     }
 
     /// Chunks readers must take from memory: pending sealed chunks and a copy of the head.
@@ -174,11 +290,7 @@ impl Series {
             .collect();
         if let Some(h) = &st.head {
             if !h.is_empty() && h.min_time() <= maxt && h.max_time() >= mint {
-                out.push(ChunkData {
-                    min_t: h.min_time(),
-                    max_t: h.max_time(),
-                    data: Bytes::copy_from_slice(h.bytes()),
-                });
+                out.push(h.to_chunk_data());
             }
         }
         out
@@ -480,21 +592,49 @@ mod tests {
     fn append_rules() {
         let s = Series::new(1, Labels::from_pairs([("a", "b")]), true);
         let mut st = s.state.lock();
-        let ap = |st: &mut SeriesState, t, v| s.append(st, Sample::new(t, v), 3).unwrap();
+        let mut sealed = Vec::new();
+        let mut ap = |st: &mut SeriesState, t, v| {
+            let before = sealed.len();
+            let o = s.append(st, t, Value::Float(v), 3, &mut sealed).unwrap();
+            (o, sealed.len() > before)
+        };
         assert_eq!(ap(&mut st, 10, 1.0).0, Outcome::Appended);
         assert_eq!(ap(&mut st, 10, 1.0).0, Outcome::Duplicate);
         assert_eq!(ap(&mut st, 10, 2.0).0, Outcome::DuplicateTimestamp);
         assert_eq!(ap(&mut st, 9, 2.0).0, Outcome::OutOfOrder);
-        assert!(ap(&mut st, 11, 2.0).1.is_none());
-        let (o, sealed) = ap(&mut st, 12, 3.0);
-        assert_eq!(o, Outcome::Appended);
-        let sealed = sealed.unwrap();
-        assert_eq!((sealed.min_t, sealed.max_t), (10, 12));
+        assert!(!ap(&mut st, 11, 2.0).1);
+        assert_eq!(ap(&mut st, 12, 3.0), (Outcome::Appended, true));
+        assert_eq!((sealed[0].min_t, sealed[0].max_t), (10, 12));
         assert!(st.head.is_none());
         assert_eq!(st.sealed.len(), 1);
         drop(st);
         assert_eq!((s.min_time(), s.max_time()), (10, 12));
         assert_eq!(s.memory_chunks(0, 100).len(), 1);
         assert!(s.memory_chunks(13, 100).is_empty());
+    }
+
+    #[test]
+    fn type_switch_seals_the_open_chunk() {
+        let s = Series::new(1, Labels::from_pairs([("a", "b")]), true);
+        let mut st = s.state.lock();
+        let mut sealed = Vec::new();
+        let h = Histogram {
+            count: 1.0,
+            ..Histogram::default()
+        };
+        s.append(&mut st, 1, Value::Float(1.0), 120, &mut sealed)
+            .unwrap();
+        let o = s.append(&mut st, 1, Value::Histogram(&h), 120, &mut sealed);
+        assert_eq!(o.unwrap(), Outcome::DuplicateTimestamp);
+        let o = s.append(&mut st, 2, Value::Histogram(&h), 120, &mut sealed);
+        assert_eq!(o.unwrap(), Outcome::Appended);
+        assert_eq!(sealed.len(), 1);
+        assert_eq!(sealed[0].encoding, ChunkEncoding::Xor);
+        let o = s.append(&mut st, 2, Value::Histogram(&h), 120, &mut sealed);
+        assert_eq!(o.unwrap(), Outcome::Duplicate);
+        s.append(&mut st, 3, Value::Float(2.0), 120, &mut sealed)
+            .unwrap();
+        assert_eq!(sealed[1].encoding, ChunkEncoding::Histogram);
+        assert!(matches!(st.head, Some(HeadChunk::Xor(_))));
     }
 }

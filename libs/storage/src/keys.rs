@@ -7,18 +7,24 @@
 //! |---------------|---------------------------------------|--------------------------------------|
 //! | `wal`         | tenant, seq `u64` BE                  | see [`decode_wal_record`]            |
 //! | `series`      | tenant, series id `u64` BE            | [`encode_labels`]                    |
-//! | `chunks`      | tenant, series id BE, min time (sortable BE) | `1u8`, max time `i64` BE, XOR chunk |
+//! | `chunks`      | tenant, series id BE, min time (sortable BE) | encoding `u8` (1 XOR, 2 histogram), max time `i64` BE, chunk |
 //! | `metadata`    | tenant, uvarint name len, name, type `u8` | uvarint-prefixed help and unit   |
+//! | `exemplars`   | tenant, exemplar seq `u64` BE         | see [`encode_exemplar`]              |
 //! | `meta`        | ASCII names                           | see `db.rs`                          |
 
 use hestia_model::{Label, Labels, Sample, TenantId};
 
-use crate::StorageError;
+use crate::histogram::{get_histogram, put_histogram, Histogram};
+use crate::{ChunkEncoding, Exemplar, StorageError};
 
-/// Version byte of chunk values (the only encoding so far is XOR).
-pub(crate) const CHUNK_XOR: u8 = 1;
-/// Version byte of WAL records.
-pub(crate) const WAL_V1: u8 = 1;
+/// Encoding bytes of chunk values.
+const CHUNK_XOR: u8 = 1;
+const CHUNK_HISTOGRAM: u8 = 2;
+/// Version byte of WAL records with float samples only (still read, no longer written).
+#[cfg(test)]
+const WAL_V1: u8 = 1;
+/// Version byte of WAL records with floats and native histograms.
+pub(crate) const WAL_V2: u8 = 2;
 
 pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
     let t = tenant.as_str().as_bytes();
@@ -89,26 +95,52 @@ pub(crate) fn parse_chunk_key_rest(rest: &[u8]) -> Result<(u64, i64), StorageErr
     Ok((sid, unsortable_i64(t)))
 }
 
-pub(crate) fn encode_chunk_value(max_t: i64, chunk: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_chunk_value(encoding: ChunkEncoding, max_t: i64, chunk: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(9 + chunk.len());
-    v.push(CHUNK_XOR);
+    v.push(match encoding {
+        ChunkEncoding::Xor => CHUNK_XOR,
+        ChunkEncoding::Histogram => CHUNK_HISTOGRAM,
+    });
     v.extend_from_slice(&max_t.to_be_bytes());
     v.extend_from_slice(chunk);
     v
 }
 
-/// Returns (max time, chunk bytes) of a chunks-CF value.
-pub(crate) fn decode_chunk_value(v: &[u8]) -> Result<(i64, &[u8]), StorageError> {
-    match v.split_first() {
-        Some((&CHUNK_XOR, rest)) if rest.len() >= 8 + 2 => {
-            let max_t = read_u64(rest).map(|u| u as i64).unwrap_or(i64::MIN);
-            Ok((max_t, &rest[8..]))
+/// Returns (encoding, max time, chunk bytes) of a chunks-CF value.
+pub(crate) fn decode_chunk_value(v: &[u8]) -> Result<(ChunkEncoding, i64, &[u8]), StorageError> {
+    let encoding = match v.first() {
+        Some(&CHUNK_XOR) => ChunkEncoding::Xor,
+        Some(&CHUNK_HISTOGRAM) => ChunkEncoding::Histogram,
+        _ => {
+            return Err(StorageError::corrupt(
+                "chunk value",
+                "unknown chunk encoding",
+            ))
         }
-        _ => Err(StorageError::corrupt(
-            "chunk value",
-            "unknown version or too short",
-        )),
+    };
+    match read_u64(&v[1..]) {
+        Some(max_t) if v.len() >= 1 + 8 + 2 => Ok((encoding, max_t as i64, &v[9..])),
+        _ => Err(StorageError::corrupt("chunk value", "too short")),
     }
+}
+
+/// An exemplars-CF value: uvarint series id, zigzag varint timestamp, value `f64` LE, labels.
+pub(crate) fn encode_exemplar(series_id: u64, e: &Exemplar) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32);
+    put_uvarint(&mut v, series_id);
+    put_varint(&mut v, e.t);
+    v.extend_from_slice(&e.v.to_bits().to_le_bytes());
+    v.extend_from_slice(&encode_labels(&e.labels));
+    v
+}
+
+pub(crate) fn decode_exemplar(b: &[u8]) -> Result<(u64, Exemplar), StorageError> {
+    let mut d = Decoder::new(b, "exemplar");
+    let sid = d.uvarint()?;
+    let t = d.varint()?;
+    let v = f64::from_bits(d.u64_le()?);
+    let labels = decode_labels(d.take(d.buf.len())?)?;
+    Ok((sid, Exemplar { labels, t, v }))
 }
 
 pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
@@ -237,8 +269,13 @@ pub(crate) fn decode_labels(b: &[u8]) -> Result<Labels, StorageError> {
     Ok(Labels::from_sorted_unchecked(v))
 }
 
-/// Appends one series' samples to a WAL record body.
-pub(crate) fn put_wal_series(buf: &mut Vec<u8>, series_id: u64, samples: &[Sample]) {
+/// Appends one series' floats and histograms to a WAL record body.
+pub(crate) fn put_wal_series(
+    buf: &mut Vec<u8>,
+    series_id: u64,
+    samples: &[Sample],
+    histograms: &[(i64, &Histogram)],
+) {
     put_uvarint(buf, series_id);
     put_uvarint(buf, samples.len() as u64);
     let mut prev = 0i64;
@@ -247,38 +284,52 @@ pub(crate) fn put_wal_series(buf: &mut Vec<u8>, series_id: u64, samples: &[Sampl
         buf.extend_from_slice(&s.v.to_bits().to_le_bytes());
         prev = s.t;
     }
+    put_uvarint(buf, histograms.len() as u64);
+    let mut prev = 0i64;
+    for (t, h) in histograms {
+        put_varint(buf, t.wrapping_sub(prev));
+        put_histogram(buf, h);
+        prev = *t;
+    }
 }
+
+/// One series' entry of a WAL record.
+pub(crate) type WalEntry<'a> = (u64, &'a [Sample], &'a [(i64, Histogram)]);
 
 /// Builds a whole WAL record (appends build theirs incrementally with `put_wal_series`).
 #[cfg(test)]
-pub(crate) fn encode_wal_record(entries: &[(u64, Vec<Sample>)]) -> Vec<u8> {
-    let mut buf =
-        Vec::with_capacity(8 + entries.iter().map(|(_, s)| 4 + s.len() * 12).sum::<usize>());
-    buf.push(WAL_V1);
+pub(crate) fn encode_wal_record(entries: &[WalEntry<'_>]) -> Vec<u8> {
+    let mut buf = vec![WAL_V2];
     put_uvarint(&mut buf, entries.len() as u64);
-    for (id, samples) in entries {
-        put_wal_series(&mut buf, *id, samples);
+    for (id, samples, hists) in entries {
+        let hs: Vec<(i64, &Histogram)> = hists.iter().map(|(t, h)| (*t, h)).collect();
+        put_wal_series(&mut buf, *id, samples, &hs);
     }
     buf
 }
 
-/// Calls `f(series id, samples)` for each entry of a WAL record: `WAL_V1`, uvarint series count,
-/// then per series: uvarint id, uvarint sample count, samples as (zigzag varint timestamp delta,
-/// value bits `u64` LE).
+/// Calls `f(series id, floats, histograms)` for each entry of a WAL record: version byte, uvarint
+/// series count, then per series: uvarint id, uvarint float count, floats as (zigzag varint
+/// timestamp delta, value bits `u64` LE), and in `WAL_V2` a uvarint histogram count with
+/// histograms as (zigzag varint timestamp delta, self-contained histogram encoding).
 pub(crate) fn decode_wal_record(
     b: &[u8],
-    mut f: impl FnMut(u64, &[Sample]),
+    mut f: impl FnMut(WalEntry<'_>),
 ) -> Result<(), StorageError> {
     let mut d = Decoder::new(b, "wal record");
-    if d.u8()? != WAL_V1 {
-        return Err(StorageError::corrupt("wal record", "unknown version"));
-    }
+    let v2 = match d.u8()? {
+        1 => false,
+        WAL_V2 => true,
+        _ => return Err(StorageError::corrupt("wal record", "unknown version")),
+    };
     let n = d.uvarint()?;
     let mut samples = Vec::new();
+    let mut hists = Vec::new();
     for _ in 0..n {
         let id = d.uvarint()?;
         let count = d.uvarint()?;
         samples.clear();
+        hists.clear();
         let mut prev = 0i64;
         for _ in 0..count {
             let t = prev.wrapping_add(d.varint()?);
@@ -286,7 +337,16 @@ pub(crate) fn decode_wal_record(
             samples.push(Sample { t, v });
             prev = t;
         }
-        f(id, &samples);
+        if v2 {
+            let count = d.uvarint()?;
+            let mut prev = 0i64;
+            for _ in 0..count {
+                let t = prev.wrapping_add(d.varint()?);
+                hists.push((t, get_histogram(&mut d)?));
+                prev = t;
+            }
+        }
+        f((id, &samples, &hists));
     }
     if !d.is_empty() {
         return Err(StorageError::corrupt("wal record", "trailing bytes"));
@@ -330,21 +390,55 @@ mod tests {
 
     #[test]
     fn wal_round_trip() {
-        let entries = vec![
-            (
-                1u64,
-                vec![Sample::new(-5, f64::NAN), Sample::new(i64::MAX, 1.0)],
-            ),
-            (u64::MAX, vec![]),
-            (3, vec![Sample::new(i64::MIN, -0.0)]),
+        let h = Histogram {
+            schema: -53,
+            count: 3.0,
+            sum: f64::NAN,
+            custom_values: vec![1.0],
+            ..Histogram::default()
+        };
+        let s1 = vec![Sample::new(-5, f64::NAN), Sample::new(i64::MAX, 1.0)];
+        let s3 = vec![Sample::new(i64::MIN, -0.0)];
+        let h3 = vec![(7, h.clone()), (9, h.clone())];
+        let none: &[(i64, Histogram)] = &[];
+        let entries: Vec<WalEntry<'_>> = vec![
+            (1, s1.as_slice(), none),
+            (u64::MAX, &[][..], none),
+            (3, s3.as_slice(), h3.as_slice()),
         ];
         let rec = encode_wal_record(&entries);
         let mut got = Vec::new();
-        decode_wal_record(&rec, |id, s| got.push((id, s.to_vec()))).unwrap();
+        decode_wal_record(&rec, |(id, s, h)| got.push((id, s.to_vec(), h.to_vec()))).unwrap();
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].1[1].t, i64::MAX);
         assert!(got[0].1[0].v.is_nan());
         assert_eq!(got[2].1[0].v.to_bits(), (-0.0f64).to_bits());
-        assert!(decode_wal_record(&rec[..rec.len() - 1], |_, _| {}).is_err());
+        assert_eq!(got[2].2.len(), 2);
+        assert_eq!(got[2].2[1].0, 9);
+        assert!(got[2].2[1].1.same_bits(&h));
+        assert!(decode_wal_record(&rec[..rec.len() - 1], |_| {}).is_err());
+
+        // Records written before histograms existed.
+        let mut v1 = vec![WAL_V1, 1, 5, 1, 2];
+        v1.extend_from_slice(&2.5f64.to_bits().to_le_bytes());
+        let mut got = Vec::new();
+        decode_wal_record(&v1, |(id, s, h)| got.push((id, s.to_vec(), h.len()))).unwrap();
+        assert_eq!(got, vec![(5, vec![Sample::new(1, 2.5)], 0)]);
+    }
+
+    #[test]
+    fn exemplar_and_chunk_values() {
+        let e = Exemplar {
+            labels: Labels::from_pairs([("trace_id", "abc")]),
+            t: -3,
+            v: 1.5,
+        };
+        assert_eq!(decode_exemplar(&encode_exemplar(9, &e)).unwrap(), (9, e));
+        let v = encode_chunk_value(ChunkEncoding::Histogram, 42, &[0, 1, 2]);
+        assert_eq!(
+            decode_chunk_value(&v).unwrap(),
+            (ChunkEncoding::Histogram, 42, &[0u8, 1, 2][..])
+        );
+        assert!(decode_chunk_value(&[3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).is_err());
     }
 }

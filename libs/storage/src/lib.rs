@@ -1,15 +1,16 @@
 //! The ingester's time-series database.
 //!
 //! [`Tsdb`] keeps every tenant's recent samples in memory as Gorilla/XOR chunks ([`xor`], byte
-//! compatible with Prometheus) with a postings index for label matchers, and makes every
+//! compatible with Prometheus) and native histogram chunks ([`histogram`]), with a postings index for label matchers, and makes every
 //! acknowledged write durable in one RocksDB instance shared by all tenants: a WAL record per
-//! append (group-committed with fsync), sealed chunks, series labels and metadata, each key
+//! append (group-committed with fsync), sealed chunks, series labels, metadata and a bounded ring of exemplars, each key
 //! prefixed by its tenant. See `db.rs` for the durability protocol.
 
 mod commit;
 mod db;
 mod error;
 mod head;
+pub mod histogram;
 mod keys;
 #[cfg(test)]
 mod tsdb_tests;
@@ -18,9 +19,10 @@ pub mod xor;
 
 pub use db::{Tsdb, TsdbOptions};
 pub use error::StorageError;
+pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
 pub use types::{
-    AppendResult, ChunkData, HeadStats, MetricMetadata, MetricType, RejectReason, Rejection,
-    SeriesAppend, SeriesChunks, TenantStats,
+    AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata, MetricType,
+    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, TenantStats,
 };
 pub use xor::{XorAppender, XorChunk, XorIter};
 

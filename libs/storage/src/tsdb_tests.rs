@@ -30,12 +30,78 @@ fn opts() -> TsdbOptions {
 }
 
 fn one(l: &Labels, samples: impl IntoIterator<Item = (i64, f64)>) -> SeriesAppend {
-    SeriesAppend {
-        labels: l.clone(),
-        samples: samples
+    SeriesAppend::floats(
+        l.clone(),
+        samples
             .into_iter()
             .map(|(t, v)| Sample::new(t, v))
             .collect(),
+    )
+}
+
+/// A float or a histogram read back from chunks.
+#[derive(Debug, Clone, PartialEq)]
+enum Read {
+    F(f64),
+    H(Histogram),
+}
+
+/// Decodes a series' chunks of both encodings, checking they are ordered and disjoint.
+fn decode_any(sc: &SeriesChunks) -> Vec<(i64, Read)> {
+    let mut out: Vec<(i64, Read)> = Vec::new();
+    for c in &sc.chunks {
+        let samples: Vec<(i64, Read)> = match c.encoding {
+            ChunkEncoding::Xor => {
+                let mut it = XorIter::new(&c.data).unwrap();
+                let v = it.by_ref().map(|(t, v)| (t, Read::F(v))).collect();
+                assert!(it.err().is_none());
+                v
+            }
+            ChunkEncoding::Histogram => {
+                let mut it = HistogramIter::new(&c.data).unwrap();
+                let v = it.by_ref().map(|(t, h)| (t, Read::H(h))).collect();
+                assert!(it.err().is_none());
+                v
+            }
+        };
+        assert_eq!(samples.first().map(|s| s.0), Some(c.min_t), "chunk min_t");
+        assert_eq!(samples.last().map(|s| s.0), Some(c.max_t), "chunk max_t");
+        if let Some(last) = out.last() {
+            assert!(last.0 < c.min_t, "chunks overlap");
+        }
+        out.extend(samples);
+    }
+    out
+}
+
+fn all_any(db: &Tsdb, t: &TenantId, l: &Labels) -> Vec<(i64, Read)> {
+    let ms: Vec<Matcher> = l
+        .iter()
+        .map(|l| Matcher::equal(&l.name, &l.value))
+        .collect();
+    let res = db.select(t, &ms, i64::MIN, i64::MAX).unwrap();
+    res.iter()
+        .find(|s| s.labels == *l)
+        .map(decode_any)
+        .unwrap_or_default()
+}
+
+/// A cumulative exponential histogram after `i` observations.
+fn test_hist(i: i64) -> Histogram {
+    let f = i as f64;
+    Histogram {
+        counter_reset_hint: CounterResetHint::NotCounterReset,
+        schema: 0,
+        zero_threshold: 1e-128,
+        zero_count: f,
+        count: 4.0 * f,
+        sum: 7.5 * f,
+        positive_spans: vec![Span {
+            offset: 0,
+            length: 3,
+        }],
+        positive_buckets: vec![f, 2.0 * f, 0.0],
+        ..Histogram::default()
     }
 }
 
@@ -558,11 +624,16 @@ fn crash_child() {
             std::thread::spawn(move || {
                 for i in 0.. {
                     let ts = base + i;
-                    let batch: Vec<SeriesAppend> = (0..CRASH_SERIES)
+                    let mut batch: Vec<SeriesAppend> = (0..CRASH_SERIES)
                         .map(|k| one(&crash_series(w, k), [(ts, (ts * 31 + k as i64) as f64)]))
                         .collect();
+                    batch.push(SeriesAppend {
+                        labels: crash_series(w, CRASH_SERIES),
+                        histograms: vec![(ts, test_hist(ts))],
+                        ..SeriesAppend::default()
+                    });
                     let r = db.append(&t, &batch).unwrap();
-                    assert_eq!(r.samples_appended, CRASH_SERIES);
+                    assert_eq!(r.samples_appended, CRASH_SERIES + 1);
                     println!("ACK {w} {ts}");
                 }
             })
@@ -638,7 +709,208 @@ fn kill_9_loses_no_acknowledged_sample() {
                 );
                 assert_eq!(got_round, want);
             }
+            let got: Vec<(i64, Read)> = all_any(&db, &t, &crash_series(w, CRASH_SERIES))
+                .into_iter()
+                .filter(|s| s.0 >= base && s.0 <= last)
+                .collect();
+            let want: Vec<(i64, Read)> = (base..=last)
+                .map(|ts| (ts, Read::H(test_hist(ts))))
+                .collect();
+            assert_eq!(got, want, "round {round} writer {w} histograms");
         }
         drop(db);
     }
+}
+
+#[test]
+fn histograms_type_switch_and_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let h = labels(&[("__name__", "h")]);
+    let mut want: Vec<(i64, Read)> = Vec::new();
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        // 150 histograms: one sealed chunk of 120 and an open one.
+        for i in 1..=150 {
+            let r = db
+                .append(
+                    &t,
+                    &[SeriesAppend {
+                        labels: h.clone(),
+                        histograms: vec![(i * 1000, test_hist(i))],
+                        ..SeriesAppend::default()
+                    }],
+                )
+                .unwrap();
+            assert_eq!(
+                (r.samples_appended, r.series_created),
+                (1, usize::from(i == 1))
+            );
+            want.push((i * 1000, Read::H(test_hist(i))));
+        }
+        db.checkpoint().unwrap();
+        // The series turns into floats, then back into histograms, within one call.
+        let mut back = test_hist(1);
+        back.counter_reset_hint = CounterResetHint::CounterReset;
+        let r = db
+            .append(
+                &t,
+                &[SeriesAppend {
+                    labels: h.clone(),
+                    samples: vec![Sample::new(151_000, 3.0), Sample::new(152_000, 4.0)],
+                    histograms: vec![(153_000, back.clone())],
+                    ..SeriesAppend::default()
+                }],
+            )
+            .unwrap();
+        assert_eq!(r.samples_appended, 3);
+        want.push((151_000, Read::F(3.0)));
+        want.push((152_000, Read::F(4.0)));
+        want.push((153_000, Read::H(back.clone())));
+        // Histogram duplicates and out-of-order samples follow the float rules.
+        let again = |hist: Histogram, ts: i64| SeriesAppend {
+            labels: h.clone(),
+            histograms: vec![(ts, hist)],
+            ..SeriesAppend::default()
+        };
+        let r = db.append(&t, &[again(back.clone(), 153_000)]).unwrap();
+        assert_eq!((r.samples_appended, r.samples_duplicate), (0, 1));
+        let r = db.append(&t, &[again(test_hist(9), 153_000)]).unwrap();
+        assert_eq!(r.rejected[0].reason, RejectReason::DuplicateTimestamp);
+        let r = db.append(&t, &[again(test_hist(9), 100)]).unwrap();
+        assert_eq!(r.rejected[0].reason, RejectReason::OutOfOrder);
+        let r = db.append(&t, &[one(&h, [(153_000, 1.0)])]).unwrap();
+        assert_eq!(r.rejected[0].reason, RejectReason::DuplicateTimestamp);
+        // A stale marker as a histogram.
+        let stale = Histogram {
+            sum: f64::from_bits(hestia_model::STALE_NAN_BITS),
+            ..back.clone()
+        };
+        db.append(&t, &[again(stale.clone(), 154_000)]).unwrap();
+        want.push((154_000, Read::H(stale)));
+        assert_eq!(all_any(&db, &t, &h).len(), want.len());
+        // Dropped without close: the newest samples are only in the WAL.
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let got = all_any(&db, &t, &h);
+    assert_eq!(got.len(), want.len());
+    for ((gt, g), (wt, w)) in got.iter().zip(&want) {
+        assert_eq!(gt, wt);
+        match (g, w) {
+            (Read::H(g), Read::H(w)) => assert!(g.same_bits(w), "{gt}"),
+            _ => assert_eq!(g, w),
+        }
+    }
+    let encodings: Vec<ChunkEncoding> = db
+        .select(&t, &[Matcher::equal("__name__", "h")], i64::MIN, i64::MAX)
+        .unwrap()[0]
+        .chunks
+        .iter()
+        .map(|c| c.encoding)
+        .collect();
+    use ChunkEncoding::{Histogram as H, Xor as X};
+    assert_eq!(encodings, vec![H, H, X, H]);
+    // Appends continue the recovered histogram chunk.
+    let r = db
+        .append(
+            &t,
+            &[SeriesAppend {
+                labels: h.clone(),
+                histograms: vec![(155_000, test_hist(2))],
+                ..SeriesAppend::default()
+            }],
+        )
+        .unwrap();
+    assert_eq!(r.samples_appended, 1);
+    assert_eq!(all_any(&db, &t, &h).len(), want.len() + 1);
+}
+
+#[test]
+fn exemplars_are_bounded_per_tenant_and_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let a = labels(&[("__name__", "a")]);
+    let b = labels(&[("__name__", "b")]);
+    let ex = |ts: i64| Exemplar {
+        labels: labels(&[("trace_id", &format!("{ts:x}"))]),
+        t: ts,
+        v: ts as f64 / 10.0,
+    };
+    let o = TsdbOptions {
+        max_exemplars_per_tenant: 5,
+        ..opts()
+    };
+    {
+        let db = Tsdb::open(dir.path(), o.clone()).unwrap();
+        for i in 1..=4 {
+            let r = db
+                .append(
+                    &t,
+                    &[
+                        SeriesAppend {
+                            labels: a.clone(),
+                            samples: vec![Sample::new(i * 10, 1.0)],
+                            exemplars: vec![ex(i * 10)],
+                            ..SeriesAppend::default()
+                        },
+                        // A series with exemplars only.
+                        SeriesAppend {
+                            labels: b.clone(),
+                            exemplars: vec![ex(i * 10 + 1)],
+                            ..SeriesAppend::default()
+                        },
+                    ],
+                )
+                .unwrap();
+            assert_eq!(r.exemplars_appended, 2);
+        }
+        // Out of order and exact re-sends are dropped.
+        let r = db
+            .append(
+                &t,
+                &[SeriesAppend {
+                    labels: a.clone(),
+                    exemplars: vec![ex(5), ex(40)],
+                    ..SeriesAppend::default()
+                }],
+            )
+            .unwrap();
+        assert_eq!((r.exemplars_appended, r.exemplars_out_of_order), (0, 1));
+        let got = db.exemplars(&t, &[], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels, a);
+        let ts: Vec<i64> = got[0].exemplars.iter().map(|e| e.t).collect();
+        assert_eq!(ts, vec![30, 40], "the oldest were evicted");
+        assert_eq!(got[1].exemplars.len(), 3);
+        let got = db
+            .exemplars(&t, &[Matcher::equal("__name__", "b")], 21, 35)
+            .unwrap();
+        assert_eq!(got[0].exemplars, vec![ex(21), ex(31)]);
+        assert!(db
+            .exemplars(&tenant("other"), &[], 0, 100)
+            .unwrap()
+            .is_empty());
+    }
+    let db = Tsdb::open(dir.path(), o).unwrap();
+    let got = db.exemplars(&t, &[], i64::MIN, i64::MAX).unwrap();
+    let n: usize = got.iter().map(|s| s.exemplars.len()).sum();
+    assert_eq!(n, 5);
+    assert_eq!(got[0].exemplars[1], ex(40));
+    let d = &db.inner.db;
+    let rows = d
+        .iterator_cf(cf(d, Cf::Exemplars).unwrap(), rocksdb::IteratorMode::Start)
+        .count();
+    assert_eq!(rows, 5, "evicted exemplars are deleted from disk");
+    // Order is kept per series after recovery.
+    let r = db
+        .append(
+            &t,
+            &[SeriesAppend {
+                labels: a.clone(),
+                exemplars: vec![ex(39)],
+                ..SeriesAppend::default()
+            }],
+        )
+        .unwrap();
+    assert_eq!(r.exemplars_out_of_order, 1);
 }

@@ -5,11 +5,46 @@ use std::fmt;
 use bytes::Bytes;
 use hestia_model::{Labels, Sample, TenantId};
 
-/// Samples for one series, in timestamp order.
-#[derive(Debug, Clone, PartialEq)]
+use crate::histogram::Histogram;
+
+/// Samples for one series, in timestamp order. Floats are applied before histograms, as
+/// Prometheus' remote-write handler does.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct SeriesAppend {
     pub labels: Labels,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<(i64, Histogram)>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+impl SeriesAppend {
+    /// A series with float samples only.
+    pub fn floats(labels: Labels, samples: Vec<Sample>) -> Self {
+        Self {
+            labels,
+            samples,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn has_data(&self) -> bool {
+        !(self.samples.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty())
+    }
+}
+
+/// An exemplar: a trace reference attached to one sample of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub labels: Labels,
+    pub t: i64,
+    pub v: f64,
+}
+
+/// A series and its exemplars in time order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesExemplars {
+    pub labels: Labels,
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// Why samples were refused (Prometheus semantics with an out-of-order window of 0).
@@ -111,6 +146,9 @@ pub struct AppendResult {
     pub samples_duplicate: usize,
     pub series_created: usize,
     pub rejected: Vec<Rejection>,
+    pub exemplars_appended: usize,
+    /// Exemplars not newer than their series' newest exemplar (Prometheus drops them too).
+    pub exemplars_out_of_order: usize,
 }
 
 impl AppendResult {
@@ -119,9 +157,19 @@ impl AppendResult {
     }
 }
 
-/// One encoded XOR chunk (Prometheus format) covering `[min_t, max_t]`.
+/// How a chunk's samples are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkEncoding {
+    /// Float samples, Prometheus' XOR format ([`crate::xor`]).
+    Xor,
+    /// Native histograms ([`crate::histogram`]).
+    Histogram,
+}
+
+/// One encoded chunk covering `[min_t, max_t]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkData {
+    pub encoding: ChunkEncoding,
     pub min_t: i64,
     pub max_t: i64,
     pub data: Bytes,

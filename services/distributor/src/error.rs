@@ -10,7 +10,7 @@ pub enum DistributorError {
     InvalidTenant(String),
     #[error("unsupported Content-Encoding {0:?}: remote write requires snappy")]
     UnsupportedEncoding(String),
-    #[error("unsupported Content-Type {0:?}: expected application/x-protobuf (remote write 1.0)")]
+    #[error("unsupported Content-Type {0:?}: expected application/x-protobuf with proto=prometheus.WriteRequest (remote write 1.0) or proto=io.prometheus.write.v2.Request (2.0)")]
     UnsupportedContentType(String),
     #[error("request body too large: limit is {limit} bytes")]
     BodyTooLarge { limit: usize },

@@ -1,15 +1,18 @@
 //! The distributor: Hestia's remote-write receiver.
 //!
 //! A push runs these steps in order, each refusing with its own status before the next one runs:
-//! 1. headers (`Content-Encoding: snappy`, `Content-Type: application/x-protobuf`, else 415),
+//! 1. headers (`Content-Encoding: snappy`, `Content-Type: application/x-protobuf` with
+//!    `proto=prometheus.WriteRequest` (1.0, the default) or `proto=io.prometheus.write.v2.Request`
+//!    (2.0), else 415),
 //! 2. body size (compressed limit, 413), 3. snappy with the declared size checked before
-//!    allocating, 4. protobuf decode (400), 5. validation of each series and sample (invalid ones are
-//!    dropped and counted; the rest continue), 6. sharding by `hash(tenant, labels)` over the
-//!    ingesters, 7. one gRPC Push per ingester, all in parallel.
+//!    allocating, 4. protobuf decode (400), 5. validation of each series, float sample, native
+//!    histogram and exemplar (invalid ones are dropped and counted; the rest continue), 6. sharding
+//!    by `hash(tenant, labels)` over the ingesters, 7. one gRPC Push per ingester, all in parallel.
 //!
 //! The answer is 2xx only when every valid sample is durably stored; 5xx when any ingester failed
 //! (the sender retries; re-sent samples are accepted idempotently); otherwise 400 when something
-//! was refused, with the first refusal's message.
+//! was refused, with the first refusal's message. 1.0 succeeds with 200, 2.0 with 204; 2.0
+//! answers always carry `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`.
 
 mod error;
 pub mod metrics;
@@ -24,11 +27,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use hestia_config::DistributorConfig;
-use hestia_limits::{validate_labels, validate_metadata, validate_sample_time, Limits};
+use hestia_limits::{
+    validate_exemplar, validate_histogram, validate_labels, validate_metadata,
+    validate_sample_time, Limits,
+};
 use hestia_model::{hash_label_pairs, TenantId};
 use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_client::IngesterClient;
-use hestia_remote_write::{decode_write_request, decompress, WriteRequest};
+use hestia_remote_write::{
+    decode_write_request, decode_write_request_v2, decompress, FlatWriteRequest,
+};
 use tonic::transport::Channel;
 use tracing::Instrument;
 
@@ -44,6 +52,14 @@ pub struct PushSummary {
     pub samples_stored: u64,
     pub series_created: u64,
     pub samples_refused: usize,
+    pub exemplars_received: usize,
+    pub exemplars_stored: u64,
+    pub exemplars_refused: usize,
+    /// Float samples and native histograms sent to the ingesters, for the 2.0 "written" headers.
+    pub floats_sent: usize,
+    pub histograms_sent: usize,
+    /// Samples of either kind the ingesters refused (out of order, duplicates).
+    pub refused_by_ingesters: usize,
     /// The first refusal's message, when anything was refused.
     pub first_error: Option<String>,
 }
@@ -88,36 +104,56 @@ impl Distributor {
         })
     }
 
-    /// Decompresses, decodes, validates and stores one remote-write body.
+    /// Decompresses, decodes, validates and stores one remote-write body. On an ingester
+    /// failure the summary is returned with the error, so that 2.0 answers can report what was
+    /// written.
     pub async fn push(
         &self,
         tenant: &TenantId,
+        protocol: Protocol,
         compressed: &[u8],
-    ) -> Result<PushSummary, DistributorError> {
-        let body = decompress(compressed, self.cfg.max_decompressed_bytes)?;
-        let req = decode_write_request(&body)?;
-        let (shards, mut summary) = self.validate_and_shard(tenant, &req);
-        self.send(tenant, shards, &mut summary).await?;
-        Ok(summary)
+    ) -> Result<PushSummary, (DistributorError, PushSummary)> {
+        let body = decompress(compressed, self.cfg.max_decompressed_bytes)
+            .map_err(|e| (e.into(), PushSummary::default()))?;
+        let (shards, mut summary) = match protocol {
+            Protocol::V1 => {
+                let req =
+                    decode_write_request(&body).map_err(|e| (e.into(), PushSummary::default()))?;
+                self.validate_and_shard(tenant, &req)
+            }
+            Protocol::V2 => {
+                let req = decode_write_request_v2(&body)
+                    .map_err(|e| (e.into(), PushSummary::default()))?;
+                self.validate_and_shard(tenant, &req)
+            }
+        };
+        match self.send(tenant, shards, &mut summary).await {
+            Ok(()) => Ok(summary),
+            Err(e) => Err((e, summary)),
+        }
     }
 
-    fn validate_and_shard(
+    fn validate_and_shard<'a, R: FlatWriteRequest<'a>>(
         &self,
         tenant: &TenantId,
-        req: &WriteRequest<'_>,
+        req: &R,
     ) -> (Vec<pb::PushRequest>, PushSummary) {
         let t = tenant.as_str();
         let now_ms = now_ms();
         let mut summary = PushSummary {
             samples_received: req.total_samples() + req.total_histograms(),
+            exemplars_received: req.total_exemplars(),
             ..Default::default()
         };
         metrics::RECEIVED_SAMPLES
             .with_label_values(&[t])
             .inc_by(summary.samples_received as u64);
+        metrics::RECEIVED_EXEMPLARS
+            .with_label_values(&[t])
+            .inc_by(summary.exemplars_received as u64);
         metrics::RECEIVED_METADATA
             .with_label_values(&[t])
-            .inc_by(req.metadata.len() as u64);
+            .inc_by(req.metadata().len() as u64);
 
         let refuse = |summary: &mut PushSummary, reason: &str, count: usize, message: String| {
             metrics::DISCARDED_SAMPLES
@@ -126,6 +162,14 @@ impl Distributor {
             summary.samples_refused += count;
             summary.first_error.get_or_insert(message);
         };
+        let refuse_exemplars =
+            |summary: &mut PushSummary, reason: &str, count: usize, message: String| {
+                metrics::DISCARDED_EXEMPLARS
+                    .with_label_values(&[reason, t])
+                    .inc_by(count as u64);
+                summary.exemplars_refused += count;
+                summary.first_error.get_or_insert(message);
+            };
 
         let n = self.ingesters.len();
         let mut shards: Vec<pb::PushRequest> = (0..n)
@@ -135,26 +179,22 @@ impl Distributor {
             })
             .collect();
 
-        for s in &req.series {
+        for s in req.series() {
             let labels = req.labels(s);
             let samples = req.samples(s);
-            let histograms = req.histograms(s).len();
+            let histograms = req.histograms(s);
+            let exemplars = req.exemplars(s);
             if let Err(e) = validate_labels(labels, &self.limits) {
+                if !exemplars.is_empty() {
+                    refuse_exemplars(&mut summary, e.reason(), exemplars.len(), e.to_string());
+                }
                 refuse(
                     &mut summary,
                     e.reason(),
-                    samples.len() + histograms,
+                    samples.len() + histograms.len(),
                     e.to_string(),
                 );
                 continue;
-            }
-            if histograms > 0 {
-                refuse(
-                    &mut summary,
-                    "native_histograms_unsupported",
-                    histograms,
-                    "native histogram samples are not supported yet; float samples of the request were stored".into(),
-                );
             }
             let mut kept = Vec::with_capacity(samples.len());
             for smp in samples {
@@ -166,9 +206,43 @@ impl Distributor {
                     Err(e) => refuse(&mut summary, e.reason(), 1, e.to_string()),
                 }
             }
-            if kept.is_empty() {
+            let mut kept_h = Vec::with_capacity(histograms.len());
+            for h in histograms {
+                match validate_histogram(labels, h, now_ms, &self.limits) {
+                    Ok(counts) => kept_h.push(pb::Histogram {
+                        timestamp_ms: h.timestamp,
+                        reset_hint: u32::from(h.reset_hint),
+                        schema: h.schema,
+                        zero_threshold: h.zero_threshold,
+                        zero_count: h.zero_count.as_f64(),
+                        count: h.count.as_f64(),
+                        sum: h.sum,
+                        positive_spans: to_pb_spans(&h.positive_spans),
+                        positive_counts: counts.positive,
+                        negative_spans: to_pb_spans(&h.negative_spans),
+                        negative_counts: counts.negative,
+                        custom_values: h.custom_values.clone(),
+                    }),
+                    Err(e) => refuse(&mut summary, e.reason(), 1, e.to_string()),
+                }
+            }
+            let mut kept_e = Vec::with_capacity(exemplars.len());
+            for e in exemplars {
+                let elabels = req.exemplar_labels(e);
+                match validate_exemplar(labels, elabels, e.timestamp, now_ms, &self.limits) {
+                    Ok(()) => kept_e.push(pb::Exemplar {
+                        labels: to_pb_labels(elabels),
+                        timestamp_ms: e.timestamp,
+                        value: e.value,
+                    }),
+                    Err(err) => refuse_exemplars(&mut summary, err.reason(), 1, err.to_string()),
+                }
+            }
+            if kept.is_empty() && kept_h.is_empty() && kept_e.is_empty() {
                 continue;
             }
+            summary.floats_sent += kept.len();
+            summary.histograms_sent += kept_h.len();
             let shard = if n == 1 {
                 0
             } else {
@@ -179,18 +253,14 @@ impl Distributor {
                 (h % n as u64) as usize
             };
             shards[shard].timeseries.push(pb::TimeSeries {
-                labels: labels
-                    .iter()
-                    .map(|l| pb::LabelPair {
-                        name: l.name.to_string(),
-                        value: l.value.to_string(),
-                    })
-                    .collect(),
+                labels: to_pb_labels(labels),
                 samples: kept,
+                histograms: kept_h,
+                exemplars: kept_e,
             });
         }
 
-        for m in &req.metadata {
+        for m in req.metadata() {
             if let Err(e) = validate_metadata(m, &self.limits) {
                 metrics::DISCARDED_METADATA
                     .with_label_values(&[e.reason(), t])
@@ -236,6 +306,13 @@ impl Distributor {
                     let resp = resp.into_inner();
                     summary.samples_stored += resp.samples_appended;
                     summary.series_created += resp.series_created;
+                    summary.exemplars_stored += resp.exemplars_appended;
+                    if resp.exemplars_out_of_order > 0 {
+                        // Dropped like Prometheus does, without failing the request.
+                        metrics::DISCARDED_EXEMPLARS
+                            .with_label_values(&["exemplar_out_of_order", tenant.as_str()])
+                            .inc_by(resp.exemplars_out_of_order);
+                    }
                     for r in resp.rejections {
                         let reason = match pb::RejectReason::try_from(r.reason) {
                             Ok(pb::RejectReason::OutOfOrder) => "sample-out-of-order",
@@ -246,6 +323,7 @@ impl Distributor {
                             .with_label_values(&[reason, tenant.as_str()])
                             .inc_by(u64::from(r.samples));
                         summary.samples_refused += r.samples as usize;
+                        summary.refused_by_ingesters += r.samples as usize;
                         summary.first_error.get_or_insert(r.message);
                     }
                 }
@@ -276,6 +354,43 @@ impl Distributor {
     }
 }
 
+impl PushSummary {
+    /// `(samples, histograms, exemplars)` durably written, for the 2.0 response headers. Ingester
+    /// refusals are not broken down by kind; they are taken from the floats first.
+    pub fn written(&self) -> (usize, usize, u64) {
+        let refused = self.refused_by_ingesters;
+        let floats = self.floats_sent.saturating_sub(refused);
+        let histograms = self
+            .histograms_sent
+            .saturating_sub(refused.saturating_sub(self.floats_sent));
+        (floats, histograms, self.exemplars_stored)
+    }
+}
+
+/// The remote-write protocol of a request, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    V1,
+    V2,
+}
+
+fn to_pb_labels(labels: &[hestia_remote_write::LabelRef<'_>]) -> Vec<pb::LabelPair> {
+    labels
+        .iter()
+        .map(|l| pb::LabelPair {
+            name: l.name.to_string(),
+            value: l.value.to_string(),
+        })
+        .collect()
+}
+
+fn to_pb_spans(spans: &[(i32, u32)]) -> Vec<pb::BucketSpan> {
+    spans
+        .iter()
+        .map(|&(offset, length)| pb::BucketSpan { offset, length })
+        .collect()
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -301,20 +416,42 @@ async fn push_handler(
     };
     let span = tracing::info_span!("push", tenant = %tenant);
     let result = async {
-        check_headers(&headers)?;
-        let body = read_body(body, &headers, d.cfg.max_request_body_bytes).await?;
-        d.push(&tenant, &body).await
+        let fail = |p: Option<Protocol>| move |e| (e, p, PushSummary::default());
+        let protocol = check_headers(&headers).map_err(fail(None))?;
+        let body = read_body(body, &headers, d.cfg.max_request_body_bytes)
+            .await
+            .map_err(fail(Some(protocol)))?;
+        d.push(&tenant, protocol, &body)
+            .await
+            .map(|s| (protocol, s))
+            .map_err(|(e, s)| (e, Some(protocol), s))
     }
     .instrument(span)
     .await;
-    let resp = match result {
-        Ok(PushSummary {
-            first_error: Some(msg),
-            ..
-        }) => DistributorError::Invalid(msg).into_response(),
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(e) => e.into_response(),
+    let (mut resp, protocol, summary) = match result {
+        Ok((protocol, summary)) => {
+            let resp = match &summary.first_error {
+                Some(msg) => DistributorError::Invalid(msg.clone()).into_response(),
+                None if protocol == Protocol::V2 => StatusCode::NO_CONTENT.into_response(),
+                None => StatusCode::OK.into_response(),
+            };
+            (resp, Some(protocol), summary)
+        }
+        Err((e, protocol, summary)) => (e.into_response(), protocol, summary),
     };
+    if protocol == Some(Protocol::V2) {
+        let (samples, histograms, exemplars) = summary.written();
+        let h = resp.headers_mut();
+        h.insert("x-prometheus-remote-write-samples-written", samples.into());
+        h.insert(
+            "x-prometheus-remote-write-histograms-written",
+            histograms.into(),
+        );
+        h.insert(
+            "x-prometheus-remote-write-exemplars-written",
+            exemplars.into(),
+        );
+    }
     metrics::REQUESTS
         .with_label_values(&[tenant.as_str(), resp.status().as_str()])
         .inc();
@@ -331,7 +468,8 @@ pub fn tenant_from(headers: &HeaderMap) -> Result<TenantId, DistributorError> {
     TenantId::parse(v).map_err(|e| DistributorError::InvalidTenant(e.to_string()))
 }
 
-fn check_headers(headers: &HeaderMap) -> Result<(), DistributorError> {
+fn check_headers(headers: &HeaderMap) -> Result<Protocol, DistributorError> {
+    let mut protocol = Protocol::V1;
     if let Some(enc) = headers.get(header::CONTENT_ENCODING) {
         let enc = enc.to_str().unwrap_or("<binary>");
         if !enc.trim().eq_ignore_ascii_case("snappy") {
@@ -347,13 +485,15 @@ fn check_headers(headers: &HeaderMap) -> Result<(), DistributorError> {
         }
         for p in parts {
             if let Some(proto) = p.strip_prefix("proto=") {
-                if proto.trim_matches('"') != "prometheus.WriteRequest" {
-                    return Err(DistributorError::UnsupportedContentType(ct.to_string()));
-                }
+                protocol = match proto.trim_matches('"') {
+                    "prometheus.WriteRequest" => Protocol::V1,
+                    "io.prometheus.write.v2.Request" => Protocol::V2,
+                    _ => return Err(DistributorError::UnsupportedContentType(ct.to_string())),
+                };
             }
         }
     }
-    Ok(())
+    Ok(protocol)
 }
 
 async fn read_body(
@@ -376,4 +516,115 @@ async fn read_body(
             DistributorError::Body(e.to_string())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hestia_proto::prometheus as rw;
+    use prost::Message;
+
+    fn distributor() -> Distributor {
+        let cfg = DistributorConfig {
+            ingesters: vec!["http://127.0.0.1:1".into()],
+            ..DistributorConfig::default()
+        };
+        Distributor::new(cfg, Limits::default()).unwrap()
+    }
+
+    fn label(name: &str, value: &str) -> rw::Label {
+        rw::Label {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn hist(t: i64, schema: i32) -> rw::Histogram {
+        rw::Histogram {
+            count: Some(rw::histogram::Count::CountInt(5)),
+            sum: 4.0,
+            schema,
+            zero_count: Some(rw::histogram::ZeroCount::ZeroCountInt(1)),
+            positive_spans: vec![rw::BucketSpan {
+                offset: 1,
+                length: 2,
+            }],
+            positive_deltas: vec![1, 2],
+            reset_hint: rw::histogram::ResetHint::Yes as i32,
+            timestamp: t,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn histograms_and_exemplars_are_validated_and_forwarded() {
+        let now = now_ms();
+        let body = rw::WriteRequest {
+            timeseries: vec![
+                rw::TimeSeries {
+                    labels: vec![label("__name__", "h")],
+                    samples: vec![rw::Sample {
+                        value: 1.0,
+                        timestamp: now - 1,
+                    }],
+                    histograms: vec![hist(now, 2), hist(now + 1, 10), hist(now - 7_200_000, 2)],
+                    exemplars: vec![
+                        rw::Exemplar {
+                            labels: vec![label("trace_id", "a")],
+                            value: 2.0,
+                            timestamp: now,
+                        },
+                        rw::Exemplar {
+                            labels: vec![],
+                            value: 2.0,
+                            timestamp: now,
+                        },
+                    ],
+                },
+                // Invalid labels: its histograms and exemplars are refused with it.
+                rw::TimeSeries {
+                    labels: vec![label("job", "x")],
+                    histograms: vec![hist(now, 0)],
+                    exemplars: vec![rw::Exemplar {
+                        labels: vec![label("trace_id", "b")],
+                        value: 1.0,
+                        timestamp: now,
+                    }],
+                    ..Default::default()
+                },
+            ],
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        let req = decode_write_request(&body).unwrap();
+        let tenant = TenantId::parse("t").unwrap();
+        let (shards, summary) = distributor().validate_and_shard(&tenant, &req);
+        assert_eq!(summary.samples_received, 5);
+        assert_eq!(summary.samples_refused, 3);
+        assert_eq!(summary.exemplars_received, 3);
+        assert_eq!(summary.exemplars_refused, 2);
+        let first = summary.first_error.unwrap();
+        assert!(
+            first.contains("invalid schema: 10 (err-mimir-invalid-native-histogram-schema)"),
+            "{first}"
+        );
+        let ts = &shards[0].timeseries;
+        assert_eq!(ts.len(), 1);
+        assert_eq!(ts[0].samples.len(), 1);
+        let h = &ts[0].histograms[0];
+        assert_eq!(
+            (
+                h.timestamp_ms,
+                h.schema,
+                h.count,
+                h.zero_count,
+                h.reset_hint
+            ),
+            (now, 2, 5.0, 1.0, 1)
+        );
+        assert_eq!(h.positive_counts, vec![1.0, 3.0], "deltas become counts");
+        assert_eq!(h.positive_spans.len(), 1);
+        assert_eq!(ts[0].exemplars.len(), 1);
+        assert_eq!(ts[0].exemplars[0].labels[0].value, "a");
+    }
 }

@@ -54,3 +54,21 @@ pub static INGESTER_PUSH_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static RECEIVED_EXEMPLARS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_received_exemplars_total",
+        "Exemplars received in remote-write requests, before validation.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static DISCARDED_EXEMPLARS: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_discarded_exemplars_total",
+        "Exemplars refused or dropped, by reason.",
+        &["reason", "tenant"]
+    )
+    .expect("metric registers once")
+});

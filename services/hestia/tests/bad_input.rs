@@ -42,7 +42,7 @@ async fn bad_input_is_refused_precisely_and_nothing_valid_is_lost() {
         .header("Content-Encoding", "snappy")
         .header(
             "Content-Type",
-            "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+            "application/x-protobuf;proto=io.prometheus.write.v3.Request",
         )
         .body(good.clone())
         .send()

@@ -221,3 +221,55 @@ async fn format_parse_read_and_limits() {
 
     hestia.shutdown().await.expect("shutdown");
 }
+
+/// AMP's "2,000,000 chunks per query", lowered to 5: a query whose selections fetch more chunks
+/// than that is refused with 422 naming the limit; smaller ones still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunk_limit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hestia = start_in_process_with(dir.path(), |cfg| {
+        cfg.querier.max_fetched_chunks_per_query = 5;
+    })
+    .await;
+    let base = format!("http://{}", hestia.addr);
+    let api = format!("{base}/workspaces/{WS}/api/v1");
+    let c = reqwest::Client::new();
+    let (_, samples) = load(&c, &base).await;
+    let t = samples.last().expect("samples").0 as f64 / 1000.0;
+    let more = (3..8)
+        .map(|i| {
+            series(
+                &[("__name__", "rr_metric"), ("i", &i.to_string())],
+                &samples,
+            )
+        })
+        .collect();
+    let (status, text) = remote_write(&c, &base, WS, encode(more)).await;
+    assert_eq!(status, 200, "{text}");
+
+    let (s, v) = get_json(
+        &c,
+        &format!("{api}/query?query=count(rr_metric{{i=~\"[0-4]\"}})&time={t}"),
+    )
+    .await;
+    assert_eq!(
+        (s, &v["data"]["result"][0]["value"][1]),
+        (200, &json!("5")),
+        "{v}"
+    );
+    let (s, v) = get_json(&c, &format!("{api}/query?query=count(rr_metric)&time={t}")).await;
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["errorType"], "execution");
+    assert_eq!(
+        v["error"],
+        "the query hit the max number of chunks limit (limit: 5 chunks)"
+    );
+    // The budget is per query: two selections of 3 chunks each exceed it together.
+    let (s, v) = get_json(
+        &c,
+        &format!("{api}/query?query=count(rr_metric{{i=~\"[0-2]\"}}) %2B count(rr_metric{{i=~\"[3-5]\"}})&time={t}"),
+    )
+    .await;
+    assert_eq!(s, 422, "{v}");
+    hestia.shutdown().await.expect("shutdown");
+}

@@ -16,7 +16,10 @@ use hestia_config::IngesterConfig;
 use hestia_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
 use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_server::{Ingester, IngesterServer};
-use hestia_storage::{MetricMetadata, MetricType, RejectReason, SeriesAppend, Tsdb, TsdbOptions};
+use hestia_storage::{
+    ChunkEncoding, CounterResetHint, Exemplar, Histogram, MetricMetadata, MetricType, RejectReason,
+    SeriesAppend, Span, Tsdb, TsdbOptions,
+};
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
@@ -80,6 +83,56 @@ fn labels_from_pb(pairs: Vec<pb::LabelPair>) -> Labels {
     }
 }
 
+fn spans_from_pb(spans: Vec<pb::BucketSpan>) -> Vec<Span> {
+    spans
+        .into_iter()
+        .map(|s| Span {
+            offset: s.offset,
+            length: s.length,
+        })
+        .collect()
+}
+
+fn histogram_from_pb(h: pb::Histogram) -> (i64, Histogram) {
+    let counter_reset_hint = match h.reset_hint {
+        1 => CounterResetHint::CounterReset,
+        2 => CounterResetHint::NotCounterReset,
+        3 => CounterResetHint::Gauge,
+        _ => CounterResetHint::Unknown,
+    };
+    (
+        h.timestamp_ms,
+        Histogram {
+            counter_reset_hint,
+            schema: h.schema,
+            zero_threshold: h.zero_threshold,
+            zero_count: h.zero_count,
+            count: h.count,
+            sum: h.sum,
+            positive_spans: spans_from_pb(h.positive_spans),
+            negative_spans: spans_from_pb(h.negative_spans),
+            positive_buckets: h.positive_counts,
+            negative_buckets: h.negative_counts,
+            custom_values: h.custom_values,
+        },
+    )
+}
+
+fn chunk_encoding_to_pb(e: ChunkEncoding) -> pb::ChunkEncoding {
+    match e {
+        ChunkEncoding::Xor => pb::ChunkEncoding::Xor,
+        ChunkEncoding::Histogram => pb::ChunkEncoding::Histogram,
+    }
+}
+
+fn exemplar_to_pb(e: Exemplar) -> pb::Exemplar {
+    pb::Exemplar {
+        labels: labels_to_pb(&e.labels),
+        timestamp_ms: e.t,
+        value: e.v,
+    }
+}
+
 fn labels_to_pb(l: &Labels) -> Vec<pb::LabelPair> {
     l.iter()
         .map(|l| pb::LabelPair {
@@ -133,6 +186,16 @@ impl Ingester for IngesterService {
                         v: s.value,
                     })
                     .collect(),
+                histograms: ts.histograms.into_iter().map(histogram_from_pb).collect(),
+                exemplars: ts
+                    .exemplars
+                    .into_iter()
+                    .map(|e| Exemplar {
+                        labels: labels_from_pb(e.labels),
+                        t: e.timestamp_ms,
+                        v: e.value,
+                    })
+                    .collect(),
             })
             .collect();
         let metadata: Vec<MetricMetadata> = req
@@ -170,6 +233,9 @@ impl Ingester for IngesterService {
         metrics::SERIES_CREATED
             .with_label_values(&[ts])
             .inc_by(result.series_created as u64);
+        metrics::EXEMPLARS_APPENDED
+            .with_label_values(&[ts])
+            .inc_by(result.exemplars_appended as u64);
         let rejections = result
             .rejected
             .iter()
@@ -195,6 +261,8 @@ impl Ingester for IngesterService {
             samples_appended: result.samples_appended as u64,
             series_created: result.series_created as u64,
             rejections,
+            exemplars_appended: result.exemplars_appended as u64,
+            exemplars_out_of_order: result.exemplars_out_of_order as u64,
         }))
     }
 
@@ -226,6 +294,7 @@ impl Ingester for IngesterService {
                             min_time_ms: c.min_t,
                             max_time_ms: c.max_t,
                             data: c.data,
+                            encoding: chunk_encoding_to_pb(c.encoding) as i32,
                         })
                         .collect(),
                 })
@@ -279,6 +348,41 @@ impl Ingester for IngesterService {
                 .iter()
                 .map(|l| pb::Labels {
                     labels: labels_to_pb(l),
+                })
+                .collect(),
+        }))
+    }
+
+    async fn query_exemplars(
+        &self,
+        req: Request<pb::ExemplarsRequest>,
+    ) -> Result<Response<pb::ExemplarsResponse>, Status> {
+        let req = req.into_inner();
+        let tenant = tenant(&req.tenant)?;
+        let sets = req
+            .matcher_sets
+            .into_iter()
+            .map(|s| matchers_from_pb(s.matchers))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mint, maxt) = (req.start_ms, req.end_ms);
+        let found = self
+            .blocking(move |db| {
+                let mut out = Vec::new();
+                for m in &sets {
+                    out.extend(db.exemplars(&tenant, m, mint, maxt)?);
+                }
+                // Overlapping matcher sets select a series once.
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                out.dedup_by(|a, b| a.labels == b.labels);
+                Ok(out)
+            })
+            .await?;
+        Ok(Response::new(pb::ExemplarsResponse {
+            series: found
+                .into_iter()
+                .map(|s| pb::SeriesExemplars {
+                    labels: labels_to_pb(&s.labels),
+                    exemplars: s.exemplars.into_iter().map(exemplar_to_pb).collect(),
                 })
                 .collect(),
         }))

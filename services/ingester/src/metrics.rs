@@ -45,3 +45,12 @@ pub static ACTIVE_SERIES: Lazy<IntGaugeVec> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static EXEMPLARS_APPENDED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_ingester_exemplars_appended_total",
+        "Exemplars durably stored.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});

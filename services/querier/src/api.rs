@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use crate::metrics;
 use crate::params::{Params, MAX_TIME, MIN_TIME};
+use crate::store::ChunkBudget;
 use crate::{ApiError, Querier, TenantQueryable, TENANT_HEADER};
 
 /// Prometheus refuses range queries that would return more points than this per series.
@@ -29,7 +30,7 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-fn tenant(headers: &HeaderMap) -> Result<TenantId, ApiError> {
+pub(crate) fn tenant(headers: &HeaderMap) -> Result<TenantId, ApiError> {
     let v = headers
         .get(TENANT_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -41,7 +42,7 @@ fn success(data: serde_json::Value) -> Response {
     Json(json!({"status": "success", "data": data})).into_response()
 }
 
-fn labels_json(l: &Labels) -> serde_json::Value {
+pub(crate) fn labels_json(l: &Labels) -> serde_json::Value {
     let mut m = Map::with_capacity(l.len());
     for x in l {
         m.insert(x.name.clone(), serde_json::Value::String(x.value.clone()));
@@ -113,6 +114,7 @@ fn limited<'a>(q: &'a Querier, tenant: &'a TenantId) -> LimitedQueryable<'a> {
         inner: TenantQueryable {
             store: &q.store,
             tenant,
+            chunks: ChunkBudget::new(q.cfg.max_fetched_chunks_per_query),
         },
         max_length_ms: q.cfg.max_query_length.as_millis() as i64,
         slack_ms: q.cfg.lookback_delta.as_millis() as i64,

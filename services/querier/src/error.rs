@@ -55,6 +55,13 @@ impl ApiError {
         }
     }
 
+    pub fn execution(message: impl Into<String>) -> Self {
+        Self {
+            kind: ApiErrorType::Execution,
+            message: message.into(),
+        }
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self {
             kind: ApiErrorType::Unavailable,

@@ -3,6 +3,7 @@
 
 mod api;
 mod error;
+mod exemplars;
 mod format;
 pub mod metrics;
 mod params;
@@ -18,7 +19,7 @@ use hestia_promql::{Engine, EngineOptions};
 
 pub use error::{ApiError, ApiErrorType};
 pub use params::{parse_duration, parse_time};
-pub use store::{IngesterStore, StoreError, TenantQueryable};
+pub use store::{ChunkBudget, IngesterStore, StoreError, TenantQueryable};
 
 /// The header that carries the tenant on internal HTTP calls.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
@@ -63,6 +64,10 @@ pub fn router(q: Arc<Querier>) -> Router {
             get(format::parse_query).post(format::parse_query),
         )
         .route("/api/v1/read", post(read::read))
+        .route(
+            "/api/v1/query_exemplars",
+            get(exemplars::query_exemplars).post(exemplars::query_exemplars),
+        )
         .route("/api/v1/status/buildinfo", get(api::buildinfo))
         .with_state(q)
 }

@@ -14,6 +14,7 @@ use hestia_proto::prometheus as pb;
 use hestia_storage::xor::XorAppender;
 use prost::Message;
 
+use crate::store::ChunkBudget;
 use crate::{ApiError, Querier, TENANT_HEADER};
 
 /// Largest decompressed read request accepted.
@@ -82,10 +83,11 @@ async fn handle(q: &Querier, headers: &HeaderMap, body: &[u8]) -> Result<Respons
         .accepted_response_types
         .contains(&(pb::read_request::ResponseType::StreamedXorChunks as i32));
     let mut results = Vec::with_capacity(queries.len());
+    let chunks = ChunkBudget::new(q.cfg.max_fetched_chunks_per_query);
     for (matchers, start, end) in &queries {
         results.push(
             q.store
-                .select(&tenant, matchers, *start, *end)
+                .select(&tenant, matchers, *start, *end, &chunks)
                 .await
                 .map_err(ApiError::from)?,
         );

@@ -2,12 +2,14 @@
 //! their answers, so the querier never returns a partial result as success.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hestia_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
-use hestia_promql::{QueryError, Queryable, Series};
+use hestia_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Sample, TenantId};
+use hestia_promql::{CounterResetHint, FloatHistogram, QueryError, Queryable, Series, Span};
 use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_client::IngesterClient;
+use hestia_storage::{HistogramIter, XorIter};
 use tonic::transport::Channel;
 
 use crate::ApiError;
@@ -52,12 +54,14 @@ impl IngesterStore {
     }
 
     /// Series matching `matchers` with their samples in [mint, maxt], merged across ingesters.
+    /// Every chunk received is charged to `chunks`; the read stops once the budget is exceeded.
     pub async fn select(
         &self,
         tenant: &TenantId,
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
+        chunks: &ChunkBudget,
     ) -> Result<Vec<Series>, StoreError> {
         let req = pb::QueryRequest {
             tenant: tenant.to_string(),
@@ -72,32 +76,79 @@ impl IngesterStore {
                     let mut stream = c.query_stream(req).await?.into_inner();
                     let mut out = Vec::new();
                     while let Some(msg) = stream.message().await? {
+                        let n = msg.series.iter().map(|s| s.chunks.len()).sum();
+                        chunks.charge(n)?;
                         out.extend(msg.series);
                     }
                     Ok(out)
                 }
             })
             .await?;
-        let mut merged: BTreeMap<Labels, Vec<Sample>> = BTreeMap::new();
+        let mut merged: BTreeMap<Labels, Samples> = BTreeMap::new();
         for series in per_ingester {
             for s in series {
                 let labels = from_pb_labels(s.labels);
                 let samples = merged.entry(labels).or_default();
                 for c in &s.chunks {
-                    decode_chunk(&c.data, mint, maxt, samples)?;
+                    decode_chunk(c, mint, maxt, samples)?;
                 }
             }
         }
         Ok(merged
             .into_iter()
-            .filter_map(|(labels, mut floats)| {
+            .filter_map(|(labels, (mut floats, mut histograms))| {
                 floats.sort_by_key(|s| s.t);
                 floats.dedup_by_key(|s| s.t);
-                (!floats.is_empty()).then(|| Series {
+                histograms.sort_by_key(|h| h.0);
+                histograms.dedup_by_key(|h| h.0);
+                let s = Series {
                     labels,
                     floats,
-                    histograms: Vec::new(),
+                    histograms,
+                };
+                (!s.is_empty()).then_some(s)
+            })
+            .collect())
+    }
+
+    /// Exemplars of the series matching any of `sets` in [mint, maxt], merged across ingesters
+    /// and sorted by series labels, each series' exemplars in time order.
+    pub async fn exemplars(
+        &self,
+        tenant: &TenantId,
+        sets: &[Vec<Matcher>],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<(Labels, Vec<pb::Exemplar>)>, StoreError> {
+        let req = pb::ExemplarsRequest {
+            tenant: tenant.to_string(),
+            start_ms: mint,
+            end_ms: maxt,
+            matcher_sets: sets
+                .iter()
+                .map(|ms| pb::MatcherSet {
+                    matchers: ms.iter().map(to_pb_matcher).collect(),
                 })
+                .collect(),
+        };
+        let per_ingester = self
+            .fan_out(|mut c| {
+                let req = req.clone();
+                async move { Ok(c.query_exemplars(req).await?.into_inner().series) }
+            })
+            .await?;
+        let mut merged: BTreeMap<Labels, Vec<pb::Exemplar>> = BTreeMap::new();
+        for s in per_ingester.into_iter().flatten() {
+            merged
+                .entry(from_pb_labels(s.labels))
+                .or_default()
+                .extend(s.exemplars);
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(labels, mut ex)| {
+                ex.sort_by_key(|e| e.timestamp_ms);
+                (labels, ex)
             })
             .collect())
     }
@@ -217,25 +268,79 @@ fn union_sorted(results: Vec<Vec<String>>) -> Vec<String> {
     out
 }
 
-fn decode_chunk(
-    data: &[u8],
-    mint: i64,
-    maxt: i64,
-    out: &mut Vec<Sample>,
-) -> Result<(), StoreError> {
-    let mut iter =
-        hestia_storage::xor::XorIter::new(data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    for (t, v) in iter.by_ref() {
-        if t > maxt {
-            break;
+/// A series' floats and native histograms.
+type Samples = (Vec<Sample>, Vec<(i64, FloatHistogram)>);
+
+fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Result<(), StoreError> {
+    let corrupt = |e: &hestia_storage::StorageError| StoreError::Corrupt(e.to_string());
+    match pb::ChunkEncoding::try_from(c.encoding) {
+        Ok(pb::ChunkEncoding::Xor) => {
+            let mut iter = XorIter::new(&c.data).map_err(|e| corrupt(&e))?;
+            for (t, v) in iter.by_ref() {
+                if t > maxt {
+                    break;
+                }
+                if t >= mint {
+                    out.0.push(Sample { t, v });
+                }
+            }
+            iter.err().map_or(Ok(()), |e| Err(corrupt(&e)))
         }
-        if t >= mint {
-            out.push(Sample { t, v });
+        Ok(pb::ChunkEncoding::Histogram) => {
+            let mut iter = HistogramIter::new(&c.data).map_err(|e| corrupt(&e))?;
+            for (t, h) in iter.by_ref() {
+                if t > maxt {
+                    break;
+                }
+                if t < mint {
+                    continue;
+                }
+                // A histogram stale marker (sum is the stale NaN) ends the series like a float
+                // one; the engine only recognises the float form.
+                if is_stale_nan(h.sum) {
+                    out.0.push(Sample { t, v: h.sum });
+                } else {
+                    out.1.push((t, to_float_histogram(h)));
+                }
+            }
+            iter.err().map_or(Ok(()), |e| Err(corrupt(e)))
         }
+        Err(_) => Err(StoreError::Corrupt(format!(
+            "unknown chunk encoding {}",
+            c.encoding
+        ))),
     }
-    match iter.err() {
-        Some(e) => Err(StoreError::Corrupt(e.to_string())),
-        None => Ok(()),
+}
+
+fn to_spans(spans: Vec<hestia_storage::Span>) -> Vec<Span> {
+    spans
+        .into_iter()
+        .map(|s| Span {
+            offset: s.offset,
+            length: s.length,
+        })
+        .collect()
+}
+
+fn to_float_histogram(h: hestia_storage::Histogram) -> FloatHistogram {
+    use hestia_storage::CounterResetHint as Hint;
+    FloatHistogram {
+        counter_reset_hint: match h.counter_reset_hint {
+            Hint::Unknown => CounterResetHint::Unknown,
+            Hint::CounterReset => CounterResetHint::CounterReset,
+            Hint::NotCounterReset => CounterResetHint::NotCounterReset,
+            Hint::Gauge => CounterResetHint::Gauge,
+        },
+        schema: h.schema,
+        zero_threshold: h.zero_threshold,
+        zero_count: h.zero_count,
+        count: h.count,
+        sum: h.sum,
+        positive_spans: to_spans(h.positive_spans),
+        negative_spans: to_spans(h.negative_spans),
+        positive_buckets: h.positive_buckets,
+        negative_buckets: h.negative_buckets,
+        custom_values: h.custom_values,
     }
 }
 
@@ -253,7 +358,7 @@ pub fn to_pb_matcher(m: &Matcher) -> pb::LabelMatcher {
     }
 }
 
-fn from_pb_labels(pairs: Vec<pb::LabelPair>) -> Labels {
+pub(crate) fn from_pb_labels(pairs: Vec<pb::LabelPair>) -> Labels {
     let mut v: Vec<Label> = pairs
         .into_iter()
         .map(|p| Label {
@@ -277,10 +382,57 @@ pub enum StoreError {
     Invalid { addr: String, message: String },
     #[error("corrupt chunk received from an ingester: {0}")]
     Corrupt(String),
+    #[error("the query hit the max number of chunks limit (limit: {limit} chunks)")]
+    ChunkLimit { limit: usize },
+}
+
+/// Marks the status [`ChunkBudget::charge`] returns, so that `fan_out` can tell a spent budget
+/// from an ingester failure.
+const CHUNK_LIMIT_METADATA: &str = "hestia-chunk-limit";
+
+/// The chunks one query may fetch (AMP: 2,000,000, each chunk up to 120 samples), shared by all
+/// the selections and ingester streams of the query.
+#[derive(Debug)]
+pub struct ChunkBudget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl ChunkBudget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn charge(&self, n: usize) -> Result<(), tonic::Status> {
+        let used = self.used.fetch_add(n, Ordering::Relaxed) + n;
+        if used <= self.limit {
+            return Ok(());
+        }
+        let mut s = tonic::Status::resource_exhausted("chunk limit");
+        if let Ok(v) = self.limit.to_string().parse() {
+            s.metadata_mut().insert(CHUNK_LIMIT_METADATA, v);
+        }
+        Err(s)
+    }
 }
 
 impl StoreError {
     fn from_status(addr: &str, s: tonic::Status) -> Self {
+        if let Some(limit) = s
+            .metadata()
+            .get(CHUNK_LIMIT_METADATA)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+        {
+            return Self::ChunkLimit { limit };
+        }
         match s.code() {
             tonic::Code::InvalidArgument => Self::Invalid {
                 addr: addr.to_string(),
@@ -300,6 +452,7 @@ impl From<StoreError> for ApiError {
             StoreError::Invalid { message, .. } => ApiError::bad_data(message),
             StoreError::Corrupt(_) => ApiError::internal(e.to_string()),
             StoreError::Unavailable { .. } => ApiError::unavailable(e.to_string()),
+            StoreError::ChunkLimit { .. } => ApiError::execution(e.to_string()),
         }
     }
 }
@@ -308,6 +461,7 @@ impl From<StoreError> for ApiError {
 pub struct TenantQueryable<'a> {
     pub store: &'a IngesterStore,
     pub tenant: &'a TenantId,
+    pub chunks: ChunkBudget,
 }
 
 #[async_trait::async_trait]
@@ -319,8 +473,11 @@ impl Queryable for TenantQueryable<'_> {
         maxt: i64,
     ) -> Result<Vec<Series>, QueryError> {
         self.store
-            .select(self.tenant, matchers, mint, maxt)
+            .select(self.tenant, matchers, mint, maxt, &self.chunks)
             .await
-            .map_err(|e| QueryError::Storage(e.to_string()))
+            .map_err(|e| match e {
+                StoreError::ChunkLimit { .. } => QueryError::Execution(e.to_string()),
+                e => QueryError::Storage(e.to_string()),
+            })
     }
 }

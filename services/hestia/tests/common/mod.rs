@@ -17,7 +17,16 @@ pub const WS: &str = "ws-00000000-0000-4000-8000-000000000001";
 
 /// Starts `hestia all` inside the test process on an ephemeral port.
 pub async fn start_in_process(data_dir: &Path) -> hestia::AllInOne {
+    start_in_process_with(data_dir, |_| {}).await
+}
+
+/// Like [`start_in_process`], with `adjust` applied to the default configuration first.
+pub async fn start_in_process_with(
+    data_dir: &Path,
+    adjust: impl FnOnce(&mut hestia_config::Config),
+) -> hestia::AllInOne {
     let mut cfg = hestia_config::Config::default();
+    adjust(&mut cfg);
     cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.server.data_dir = data_dir.to_path_buf();
     hestia::AllInOne::start(cfg)

@@ -1,0 +1,21 @@
+#[derive(Debug, thiserror::Error)]
+pub enum LoadgenError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("parsing scenario {path}: {source}")]
+    Scenario {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
+    #[error("invalid settings: {0}")]
+    Invalid(String),
+    #[error("credentials: {0}")]
+    Credentials(String),
+    #[error("signing: {0}")]
+    Signing(String),
+    #[error("http client: {0}")]
+    Http(#[from] reqwest::Error),
+}

@@ -1,0 +1,115 @@
+//! Hestia's control plane: workspaces, their configuration and limit overrides, replicated by an
+//! openraft group (log and state machine on RocksDB, snapshots, log compaction), served as the
+//! AMP workspace API (REST-JSON) and as an internal gRPC API (resolve, watch, voters).
+//!
+//! - `raft_types`: every openraft type parameter.
+//! - `state`: the replicated state and how commands change it (quota, idempotency, conflicts).
+//! - `store`: Raft log + state machine on RocksDB.
+//! - `network` / `grpc`: Raft RPCs over tonic, the internal ControlPlane service.
+//! - `node`: writes forwarded to the leader, linearizable reads (ReadIndex), voters.
+//! - `api`: the AMP REST-JSON API and admin endpoints; `audit`: the CloudTrail-like log.
+//! - `reconciler`: CREATING → ACTIVE, DELETING → hidden, purge after the grace period.
+
+pub mod api;
+pub mod audit;
+pub mod error;
+pub mod grpc;
+pub mod metrics;
+pub mod network;
+pub mod node;
+pub mod raft_types;
+pub mod reconciler;
+pub mod state;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hestia_config::ControlPlaneConfig;
+use hestia_proto::control::control_plane_server::ControlPlaneServer;
+use hestia_proto::control::raft_server::RaftServer;
+use tokio::sync::watch;
+
+pub use error::CpError;
+pub use node::ControlPlane;
+pub use reconciler::{NoDataPlane, Purger};
+
+/// How often the leader's reconciler looks for work.
+const RECONCILE_TICK: Duration = Duration::from_millis(500);
+
+/// A running control-plane voter: gRPC server, Raft, reconciler.
+pub struct Running {
+    pub cp: Arc<ControlPlane>,
+    pub grpc_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Binds the gRPC address, opens the state under `<data_dir>/control-plane`, starts Raft and
+/// bootstraps a new cluster if needed. `public_url` is the base of `prometheusEndpoint`.
+pub async fn start(
+    cfg: &ControlPlaneConfig,
+    data_dir: &Path,
+    public_url: String,
+    purger: Arc<dyn Purger>,
+) -> anyhow::Result<Running> {
+    let listen = cfg
+        .grpc_listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let grpc_addr = listener.local_addr()?;
+    let cp = ControlPlane::open(cfg, data_dir, grpc_addr, public_url).await?;
+    let (stop, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let server = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(
+            RaftServer::new(grpc::RaftService(cp.clone())).max_decoding_message_size(256 << 20),
+        )
+        .add_service(ControlPlaneServer::new(grpc::ControlPlaneService(
+            cp.clone(),
+        )))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            wait(stop_rx.clone()),
+        );
+    let grpc_task = tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "control-plane gRPC server");
+        }
+    });
+    cp.bootstrap().await?;
+    let reconcile = tokio::spawn(reconciler::run(
+        cp.clone(),
+        purger,
+        RECONCILE_TICK,
+        wait(stop_rx),
+    ));
+    tracing::info!(node_id = cfg.node_id, %grpc_addr, "control plane started");
+    Ok(Running {
+        cp,
+        grpc_addr,
+        stop,
+        tasks: vec![grpc_task, reconcile],
+    })
+}
+
+impl Running {
+    /// The AMP workspace API (and admin endpoints) of this voter.
+    pub fn router(&self) -> axum::Router {
+        api::router(api::Api::new(self.cp.clone()))
+    }
+
+    /// Stops the reconciler, Raft and the gRPC server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        self.cp.shutdown().await;
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `hestia-control-plane`: one control-plane voter serving the AMP workspace API and the
+//! internal gRPC API.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::Parser;
+use hestia_config::Config;
+
+#[derive(Parser)]
+#[command(name = "hestia-control-plane", version)]
+struct Args {
+    #[arg(long, env = "HESTIA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Raft node id (overrides control_plane.node_id).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// gRPC address for Raft and the internal API.
+    #[arg(long)]
+    grpc_listen: Option<SocketAddr>,
+    /// AMP workspace API address.
+    #[arg(long)]
+    api_listen: Option<SocketAddr>,
+    #[arg(long, env = "HESTIA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Voters of a new cluster, `id=host:port` (repeatable).
+    #[arg(long)]
+    bootstrap: Vec<String>,
+    /// Base of prometheusEndpoint (the gateway's public URL).
+    #[arg(long)]
+    public_url: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut cfg = args
+        .config
+        .as_deref()
+        .map(Config::from_file)
+        .transpose()?
+        .unwrap_or_default();
+    let cp = &mut cfg.control_plane;
+    cp.node_id = args.node_id.unwrap_or(cp.node_id);
+    cp.grpc_listen = args.grpc_listen.or(cp.grpc_listen);
+    cp.api_listen = args.api_listen.unwrap_or(cp.api_listen);
+    cp.public_url = args.public_url.or(cp.public_url.take());
+    if !args.bootstrap.is_empty() {
+        cp.bootstrap = args.bootstrap;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.server.data_dir = d;
+    }
+    cfg.validate()?;
+    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
+    let public_url = cfg
+        .control_plane
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
+    let running = hestia_control_plane::start(
+        &cfg.control_plane,
+        &cfg.server.data_dir,
+        public_url,
+        Arc::new(hestia_control_plane::NoDataPlane),
+    )
+    .await?;
+    let app = running
+        .router()
+        .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
+        .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
+            true,
+        ))));
+    let listener = tokio::net::TcpListener::bind(cfg.control_plane.api_listen).await?;
+    tracing::info!(addr = %cfg.control_plane.api_listen, "control-plane API listening");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
+    .await?;
+    running.shutdown().await;
+    Ok(())
+}

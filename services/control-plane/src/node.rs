@@ -1,0 +1,293 @@
+//! One control-plane voter: the Raft instance, its state machine, and the write/read paths every
+//! API uses (writes forwarded to the leader, reads made linearizable with a read index).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hestia_config::ControlPlaneConfig;
+use hestia_proto::control::control_plane_client::ControlPlaneClient;
+use hestia_proto::control::{AddVoterRequest, Empty, RemoveVoterRequest, WriteRequest};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, SnapshotPolicy};
+use parking_lot::Mutex;
+use tonic::transport::Channel;
+
+use crate::audit::AuditLog;
+use crate::error::CpError;
+use crate::network::{channel, Network};
+use crate::raft_types::{CheckIsLeaderError, NodeId, Raft, RaftMetrics};
+use crate::state::{Command, CommandResult, State, Status, Workspace};
+use crate::store::{open_db, LogStore, StateMachine};
+use hestia_model::{TenantId, WorkspaceId};
+
+/// How long a write or read keeps retrying while there is no reachable leader.
+const LEADER_WAIT: Duration = Duration::from_secs(10);
+
+pub struct ControlPlane {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub sm: StateMachine,
+    pub cfg: ControlPlaneConfig,
+    pub audit: AuditLog,
+    /// Base of `prometheusEndpoint`.
+    pub public_url: String,
+    /// This node's gRPC address as the other voters reach it.
+    pub grpc_addr: SocketAddr,
+    peers: Mutex<HashMap<String, ControlPlaneClient<Channel>>>,
+}
+
+impl ControlPlane {
+    /// Opens the RocksDB under `<data_dir>/control-plane` and starts Raft. Call `bootstrap` once
+    /// the gRPC server answers.
+    pub async fn open(
+        cfg: &ControlPlaneConfig,
+        data_dir: &Path,
+        grpc_addr: SocketAddr,
+        public_url: String,
+    ) -> anyhow::Result<Arc<Self>> {
+        let dir = data_dir.join("control-plane");
+        std::fs::create_dir_all(&dir)?;
+        let db = open_db(&dir)?;
+        let sm = StateMachine::open(db.clone())?;
+        let hb = cfg.heartbeat_interval.as_millis().max(1) as u64;
+        let raft_cfg = openraft::Config {
+            cluster_name: "hestia-control-plane".to_string(),
+            heartbeat_interval: hb,
+            election_timeout_min: hb * 3,
+            election_timeout_max: hb * 6,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: cfg.snapshot_every_entries.min(100),
+            ..Default::default()
+        }
+        .validate()?;
+        let raft = Raft::new(
+            cfg.node_id,
+            Arc::new(raft_cfg),
+            Network,
+            LogStore::new(db.clone()),
+            sm.clone(),
+        )
+        .await?;
+        Ok(Arc::new(Self {
+            node_id: cfg.node_id,
+            raft,
+            sm,
+            cfg: cfg.clone(),
+            audit: AuditLog::new(db),
+            public_url,
+            grpc_addr,
+            peers: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Initialises a new cluster with the configured voters (or this node alone) when nothing
+    /// has been initialised yet; a no-op on restart.
+    pub async fn bootstrap(&self) -> anyhow::Result<()> {
+        if self.raft.is_initialized().await? {
+            return Ok(());
+        }
+        let mut voters: BTreeMap<NodeId, BasicNode> = self
+            .cfg
+            .bootstrap_voters()?
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        if voters.is_empty() {
+            voters.insert(self.node_id, BasicNode::new(self.grpc_addr.to_string()));
+        }
+        tracing::info!(voters = ?voters.keys().collect::<Vec<_>>(), "bootstrapping control plane");
+        match self.raft.initialize(voters).await {
+            Ok(()) => Ok(()),
+            // Another voter's initialisation reached us first.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.metrics().current_leader == Some(self.node_id)
+    }
+
+    fn peer(&self, addr: &str) -> Result<ControlPlaneClient<Channel>, CpError> {
+        let mut peers = self.peers.lock();
+        if let Some(c) = peers.get(addr) {
+            return Ok(c.clone());
+        }
+        let c =
+            ControlPlaneClient::new(channel(addr).map_err(|e| CpError::Internal(e.to_string()))?);
+        peers.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Proposes a command on the leader (here, or forwarded) and returns its result once
+    /// committed and applied. Retries while there is no leader, then answers Unavailable.
+    pub async fn write(&self, cmd: Command) -> Result<Option<Workspace>, CpError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let leader_addr = match self.raft.client_write(cmd.clone()).await {
+                Ok(resp) => return resp.data.map_err(CpError::from),
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    f.leader_node.map(|n| n.addr)
+                }
+                Err(RaftError::APIError(e)) => return Err(CpError::Internal(e.to_string())),
+                Err(RaftError::Fatal(e)) => return Err(CpError::Unavailable(e.to_string())),
+            };
+            if let Some(addr) = leader_addr {
+                match self.forward_write(&addr, &cmd).await {
+                    Ok(r) => return r,
+                    Err(e) => tracing::debug!(%addr, error = %e, "forwarding to leader failed"),
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(CpError::Unavailable("no control-plane leader".to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Only the leader's local write path, for forwarded requests (never forwards again).
+    pub async fn write_local(&self, cmd: Command) -> Result<CommandResult, CpError> {
+        match self.raft.client_write(cmd).await {
+            Ok(resp) => Ok(resp.data),
+            Err(e) => Err(CpError::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn forward_write(
+        &self,
+        addr: &str,
+        cmd: &Command,
+    ) -> Result<Result<Option<Workspace>, CpError>, tonic::Status> {
+        crate::metrics::FORWARDED.inc();
+        let command =
+            serde_json::to_vec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        let reply = self
+            .peer(addr)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .write(WriteRequest { command })
+            .await?
+            .into_inner();
+        let result: CommandResult = serde_json::from_slice(&reply.result)
+            .map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(result.map_err(CpError::from))
+    }
+
+    /// Waits until this node's state machine reflects every write acknowledged before the call
+    /// (ReadIndex: the leader confirms its leadership with a quorum; a follower asks the leader
+    /// for that index and waits to apply it).
+    pub async fn read_barrier(&self) -> Result<(), CpError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let leader_addr = match self.raft.ensure_linearizable().await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                    f.leader_node.map(|n| n.addr)
+                }
+                Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => None,
+                Err(RaftError::Fatal(e)) => return Err(CpError::Unavailable(e.to_string())),
+            };
+            if let Some(addr) = leader_addr {
+                if let Ok(mut client) = self.peer(&addr) {
+                    if let Ok(reply) = client.read_index(Empty {}).await {
+                        let index = reply.into_inner().index;
+                        let waited = self
+                            .raft
+                            .wait(Some(deadline.saturating_duration_since(Instant::now())))
+                            .applied_index_at_least(Some(index), "read index")
+                            .await;
+                        return waited
+                            .map(|_| ())
+                            .map_err(|e| CpError::Unavailable(e.to_string()));
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(CpError::Unavailable("no control-plane leader".to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The leader's read index (fails on a follower).
+    pub async fn read_index(&self) -> Result<u64, CpError> {
+        self.raft
+            .ensure_linearizable()
+            .await
+            .map(|l| l.map(|l| l.index).unwrap_or(0))
+            .map_err(|e| CpError::Unavailable(e.to_string()))
+    }
+
+    /// A linearizable read of the state.
+    pub async fn read<T>(&self, f: impl FnOnce(&State) -> T) -> Result<T, CpError> {
+        self.read_barrier().await?;
+        Ok(self.sm.read(f))
+    }
+
+    /// Adds a voter (as a learner first, so it catches up before it counts for the quorum).
+    pub async fn add_voter(&self, id: NodeId, addr: String) -> Result<RaftMetrics, CpError> {
+        if let Some(leader) = self.leader_addr_if_follower() {
+            let mut c = self.peer(&leader)?;
+            c.add_voter(AddVoterRequest { node_id: id, addr })
+                .await
+                .map_err(|s| CpError::Unavailable(s.message().to_string()))?;
+            return Ok(self.metrics());
+        }
+        self.raft
+            .add_learner(id, BasicNode { addr }, true)
+            .await
+            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        Ok(self.metrics())
+    }
+
+    pub async fn remove_voter(&self, id: NodeId) -> Result<RaftMetrics, CpError> {
+        if let Some(leader) = self.leader_addr_if_follower() {
+            let mut c = self.peer(&leader)?;
+            c.remove_voter(RemoveVoterRequest { node_id: id })
+                .await
+                .map_err(|s| CpError::Unavailable(s.message().to_string()))?;
+            return Ok(self.metrics());
+        }
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| CpError::Unavailable(e.to_string()))?;
+        Ok(self.metrics())
+    }
+
+    fn leader_addr_if_follower(&self) -> Option<String> {
+        let m = self.metrics();
+        let leader = m.current_leader.filter(|l| *l != self.node_id)?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// The data-plane tenant of an ACTIVE workspace, from this node's applied state.
+    pub fn active_tenant(&self, ws: &WorkspaceId) -> Option<TenantId> {
+        self.sm.read(|s| {
+            let w = s.workspaces.get(ws.as_str())?;
+            if w.status != Status::Active {
+                return None;
+            }
+            TenantId::for_workspace(Some(&w.account), ws).ok()
+        })
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+    }
+}

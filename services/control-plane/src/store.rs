@@ -1,0 +1,493 @@
+//! Raft log and state machine on one RocksDB. Column families: `logs` (index BE → JSON entry),
+//! `raft` (vote, committed, last purged), `sm` (workspace id → JSON record, plus applied log id,
+//! membership, revision and the current snapshot). Every write is synced: an entry or vote is
+//! acknowledged only once on disk, and the state machine on disk never lags a purged log.
+
+use std::io::Cursor;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader,
+    RaftSnapshotBuilder, StorageIOError,
+};
+use parking_lot::RwLock;
+use rocksdb::{
+    ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::raft_types::{
+    Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
+};
+use crate::state::{Command, CommandResult, State};
+
+const CF_LOGS: &str = "logs";
+const CF_RAFT: &str = "raft";
+const CF_SM: &str = "sm";
+/// Local (not replicated) column family of the audit log, see `audit.rs`.
+pub(crate) const CF_AUDIT: &str = "audit";
+
+const K_VOTE: &[u8] = b"vote";
+const K_COMMITTED: &[u8] = b"committed";
+const K_PURGED: &[u8] = b"last_purged";
+const K_APPLIED: &[u8] = b"meta/applied";
+const K_MEMBERSHIP: &[u8] = b"meta/membership";
+const K_REVISION: &[u8] = b"meta/revision";
+const K_SNAPSHOT: &[u8] = b"meta/snapshot";
+const WS_PREFIX: &[u8] = b"ws/";
+
+fn io(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
+}
+
+fn synced() -> WriteOptions {
+    let mut o = WriteOptions::default();
+    o.set_sync(true);
+    o
+}
+
+/// Opens (creating if needed) the control plane's RocksDB.
+pub fn open_db(dir: &Path) -> anyhow::Result<Arc<DB>> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let cfs = [CF_LOGS, CF_RAFT, CF_SM, CF_AUDIT]
+        .into_iter()
+        .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+    Ok(Arc::new(DB::open_cf_descriptors(&opts, dir, cfs)?))
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    db.cf_handle(name).expect("column family created at open")
+}
+
+fn get_json<T: for<'de> Deserialize<'de>>(
+    db: &DB,
+    cf_name: &str,
+    key: &[u8],
+    subject: ErrorSubject<u64>,
+) -> Result<Option<T>, StorageError> {
+    match db.get_cf(cf(db, cf_name), key) {
+        Ok(Some(v)) => serde_json::from_slice(&v)
+            .map(Some)
+            .map_err(|e| io(subject, ErrorVerb::Read, e)),
+        Ok(None) => Ok(None),
+        Err(e) => Err(io(subject, ErrorVerb::Read, e)),
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("raft types serialize")
+}
+
+/// The Raft log.
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        Self { db }
+    }
+
+    fn last_purged(&self) -> Result<Option<LogId>, StorageError> {
+        get_json(&self.db, CF_RAFT, K_PURGED, ErrorSubject::Store)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + std::fmt::Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let start = match range.start_bound() {
+            std::ops::Bound::Included(i) => *i,
+            std::ops::Bound::Excluded(i) => *i + 1,
+            std::ops::Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(
+            cf(&self.db, CF_LOGS),
+            IteratorMode::From(&start.to_be_bytes(), Direction::Forward),
+        );
+        for item in iter {
+            let (k, v) = item.map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+            let idx = u64::from_be_bytes(
+                k.as_ref()
+                    .try_into()
+                    .map_err(|_| io(ErrorSubject::Logs, ErrorVerb::Read, "bad log key length"))?,
+            );
+            if !range.contains(&idx) {
+                break;
+            }
+            out.push(
+                serde_json::from_slice(&v)
+                    .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Read, e))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged_log_id = self.last_purged()?;
+        let mut iter = self
+            .db
+            .iterator_cf(cf(&self.db, CF_LOGS), IteratorMode::End);
+        let last = match iter.next() {
+            Some(Ok((_, v))) => Some(
+                serde_json::from_slice::<Entry>(&v)
+                    .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                    .log_id,
+            ),
+            Some(Err(e)) => return Err(io(ErrorSubject::Logs, ErrorVerb::Read, e)),
+            None => None,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last.or(last_purged_log_id),
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.db
+            .put_cf_opt(cf(&self.db, CF_RAFT), K_VOTE, to_json(vote), &synced())
+            .map_err(|e| io(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        get_json(&self.db, CF_RAFT, K_VOTE, ErrorSubject::Vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.db
+            .put_cf_opt(
+                cf(&self.db, CF_RAFT),
+                K_COMMITTED,
+                to_json(&committed),
+                &synced(),
+            )
+            .map_err(|e| io(ErrorSubject::Store, ErrorVerb::Write, e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(
+            get_json::<Option<LogId>>(&self.db, CF_RAFT, K_COMMITTED, ErrorSubject::Store)?
+                .flatten(),
+        )
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut batch = WriteBatch::default();
+        for e in entries {
+            batch.put_cf(
+                cf(&self.db, CF_LOGS),
+                e.log_id.index.to_be_bytes(),
+                to_json(&e),
+            );
+        }
+        let res = self.db.write_opt(batch, &synced());
+        callback.log_io_completed(
+            res.as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
+        res.map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Write, e))
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOGS),
+            log_id.index.to_be_bytes(),
+            u64::MAX.to_be_bytes(),
+        );
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_RAFT), K_PURGED, to_json(&log_id));
+        batch.delete_range_cf(
+            cf(&self.db, CF_LOGS),
+            0u64.to_be_bytes(),
+            (log_id.index + 1).to_be_bytes(),
+        );
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(|e| io(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+/// The bytes of a snapshot: everything the state machine holds.
+#[derive(Serialize, Deserialize)]
+struct SnapshotData {
+    applied: Option<LogId>,
+    membership: StoredMembership,
+    state: State,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// What the state machine holds in memory (a copy of the `sm` column family).
+#[derive(Default)]
+pub struct Applied {
+    pub applied: Option<LogId>,
+    pub membership: StoredMembership,
+    pub state: State,
+}
+
+/// The replicated state machine; cheap to clone, readers use `read`.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Arc<DB>,
+    inner: Arc<RwLock<Applied>>,
+    revision: watch::Sender<u64>,
+}
+
+impl StateMachine {
+    /// Loads the state machine from disk.
+    pub fn open(db: Arc<DB>) -> anyhow::Result<Self> {
+        let mut applied = Applied {
+            applied: get_json(&db, CF_SM, K_APPLIED, ErrorSubject::StateMachine)?,
+            membership: get_json(&db, CF_SM, K_MEMBERSHIP, ErrorSubject::StateMachine)?
+                .unwrap_or_default(),
+            state: State {
+                revision: get_json(&db, CF_SM, K_REVISION, ErrorSubject::StateMachine)?
+                    .unwrap_or(0),
+                ..State::default()
+            },
+        };
+        for item in db.prefix_iterator_cf(cf(&db, CF_SM), WS_PREFIX) {
+            let (k, v) = item?;
+            if !k.starts_with(WS_PREFIX) {
+                break;
+            }
+            let w: crate::state::Workspace = serde_json::from_slice(&v)?;
+            applied.state.workspaces.insert(w.id.clone(), w);
+        }
+        let (revision, _) = watch::channel(applied.state.revision);
+        Ok(Self {
+            db,
+            inner: Arc::new(RwLock::new(applied)),
+            revision,
+        })
+    }
+
+    /// Read access to the applied state (local: callers wanting linearizability ask Raft first).
+    pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+        f(&self.inner.read().state)
+    }
+
+    /// Notified with the state's revision after every applied change.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.revision.subscribe()
+    }
+
+    fn write_all(&self, a: &Applied, batch: &mut WriteBatch) {
+        let sm = cf(&self.db, CF_SM);
+        batch.put_cf(sm, K_APPLIED, to_json(&a.applied));
+        batch.put_cf(sm, K_MEMBERSHIP, to_json(&a.membership));
+        batch.put_cf(sm, K_REVISION, to_json(&a.state.revision));
+    }
+
+    fn snapshot_of(a: &Applied) -> (SnapshotMeta, Vec<u8>) {
+        let data = to_json(&SnapshotData {
+            applied: a.applied,
+            membership: a.membership.clone(),
+            state: a.state.clone(),
+        });
+        let meta = SnapshotMeta {
+            last_log_id: a.applied,
+            last_membership: a.membership.clone(),
+            snapshot_id: format!(
+                "{}-{}",
+                a.applied.map(|l| l.index).unwrap_or(0),
+                a.state.revision
+            ),
+        };
+        (meta, data)
+    }
+
+    fn save_snapshot(&self, meta: &SnapshotMeta, data: &[u8]) -> Result<(), StorageError> {
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data: data.to_vec(),
+        };
+        self.db
+            .put_cf_opt(cf(&self.db, CF_SM), K_SNAPSHOT, to_json(&stored), &synced())
+            .map_err(|e| {
+                io(
+                    ErrorSubject::Snapshot(Some(meta.signature())),
+                    ErrorVerb::Write,
+                    e,
+                )
+            })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (meta, data) = Self::snapshot_of(&self.inner.read());
+        self.save_snapshot(&meta, &data)?;
+        crate::metrics::SNAPSHOTS.inc();
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = StateMachine;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let a = self.inner.read();
+        Ok((a.applied, a.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut results = Vec::new();
+        let mut batch = WriteBatch::default();
+        let revision = {
+            let mut a = self.inner.write();
+            let sm = cf(&self.db, CF_SM);
+            for entry in entries {
+                a.applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => results.push(Ok(None)),
+                    EntryPayload::Membership(m) => {
+                        a.membership = StoredMembership::new(Some(entry.log_id), m);
+                        results.push(Ok(None));
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let id = cmd.workspace_id().to_string();
+                        results.push(a.state.apply(cmd));
+                        let key = [WS_PREFIX, id.as_bytes()].concat();
+                        match a.state.workspaces.get(&id) {
+                            Some(w) => batch.put_cf(sm, key, to_json(w)),
+                            None => batch.delete_cf(sm, key),
+                        }
+                    }
+                }
+            }
+            self.write_all(&a, &mut batch);
+            self.db
+                .write_opt(batch, &synced())
+                .map_err(|e| io(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+            a.state.revision
+        };
+        self.revision.send_replace(revision);
+        crate::metrics::APPLIED.inc_by(results.len() as u64);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let bytes = snapshot.into_inner();
+        let data: SnapshotData = serde_json::from_slice(&bytes).map_err(|e| {
+            io(
+                ErrorSubject::Snapshot(Some(meta.signature())),
+                ErrorVerb::Read,
+                e,
+            )
+        })?;
+        let revision = {
+            let mut a = self.inner.write();
+            let sm = cf(&self.db, CF_SM);
+            let mut batch = WriteBatch::default();
+            for id in a.state.workspaces.keys() {
+                batch.delete_cf(sm, [WS_PREFIX, id.as_bytes()].concat());
+            }
+            // A snapshot replaces the state but watchers must still see the revision advance.
+            let revision = a.state.revision.max(data.state.revision) + 1;
+            *a = Applied {
+                applied: meta.last_log_id,
+                membership: meta.last_membership.clone(),
+                state: State {
+                    revision,
+                    workspaces: data.state.workspaces,
+                },
+            };
+            for (id, w) in &a.state.workspaces {
+                batch.put_cf(sm, [WS_PREFIX, id.as_bytes()].concat(), to_json(w));
+            }
+            self.write_all(&a, &mut batch);
+            self.db
+                .write_opt(batch, &synced())
+                .map_err(|e| io(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
+            revision
+        };
+        self.save_snapshot(meta, &bytes)?;
+        self.revision.send_replace(revision);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let stored: Option<StoredSnapshot> =
+            get_json(&self.db, CF_SM, K_SNAPSHOT, ErrorSubject::Snapshot(None))?;
+        Ok(stored.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        }))
+    }
+}
+
+impl Command {
+    /// The workspace a command changes.
+    pub fn workspace_id(&self) -> &str {
+        match self {
+            Command::CreateWorkspace { id, .. }
+            | Command::Activate { id }
+            | Command::UpdateAlias { id, .. }
+            | Command::Delete { id, .. }
+            | Command::Hide { id }
+            | Command::Purged { id }
+            | Command::Tag { id, .. }
+            | Command::Untag { id, .. }
+            | Command::UpdateConfiguration { id, .. }
+            | Command::SetLimitOverrides { id, .. } => id,
+        }
+    }
+}
