@@ -24,7 +24,7 @@ run: deps
 	$(CARGO) run --release -p hestia --bin hestia -- all $(ARGS)
 
 test: deps
-	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --exclude hestia-promql --no-run
 	$(CARGO) test --workspace --exclude hestia-promql --no-fail-fast
 	$(CARGO) test -p hestia-promql --no-fail-fast -- --nocapture
 
