@@ -3,6 +3,9 @@
 //! membership, revision and the current snapshot). Every write is synced: an entry or vote is
 //! acknowledged only once on disk, and the state machine on disk never lags a purged log.
 
+// openraft's storage traits return its large `StorageError`; the helpers return it unboxed too.
+#![allow(clippy::result_large_err)]
+
 use std::io::Cursor;
 use std::ops::RangeBounds;
 use std::path::Path;
