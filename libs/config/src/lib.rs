@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use hestia_limits::Limits;
+pub use hestia_ring::{KvBackend, RingConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -37,6 +38,8 @@ pub struct Config {
     pub limits: Limits,
     pub telemetry: TelemetryConfig,
     pub control_plane: ControlPlaneConfig,
+    /// The ingester ring, shared by ingesters (members) and distributors/queriers (readers).
+    pub ring: RingConfig,
 }
 
 /// The public HTTP endpoint (gateway in a cluster, everything in `hestia all`).
@@ -71,6 +74,15 @@ pub struct IngesterConfig {
     pub checkpoint_interval: Duration,
     /// RocksDB block cache for persisted chunks and series.
     pub block_cache_bytes: usize,
+    /// This ingester's ring id, unique and stable across restarts [default: `ingester-<port>`].
+    pub instance_id: Option<String>,
+    /// Availability zone; replicas of a series go to distinct zones.
+    pub zone: String,
+    /// Address distributors and queriers dial [default: the bound gRPC address].
+    pub advertise_addr: Option<String>,
+    /// Leave the ring on a graceful shutdown. Off by default: the instance keeps its tokens and
+    /// its data on disk, and serves the same series again after a restart.
+    pub unregister_on_shutdown: bool,
 }
 
 impl Default for IngesterConfig {
@@ -79,6 +91,10 @@ impl Default for IngesterConfig {
             grpc_listen: None,
             checkpoint_interval: Duration::from_secs(60),
             block_cache_bytes: 256 << 20,
+            instance_id: None,
+            zone: String::new(),
+            advertise_addr: None,
+            unregister_on_shutdown: false,
         }
     }
 }
@@ -90,8 +106,6 @@ pub struct DistributorConfig {
     pub max_request_body_bytes: usize,
     /// Largest decompressed body; a snappy header declaring more is refused before allocating.
     pub max_decompressed_bytes: usize,
-    /// Ingester gRPC endpoints (`http://host:port`). Filled in automatically by `hestia all`.
-    pub ingesters: Vec<String>,
     /// Deadline of one Push to an ingester.
     #[serde(with = "humantime_serde")]
     pub push_timeout: Duration,
@@ -102,7 +116,6 @@ impl Default for DistributorConfig {
         Self {
             max_request_body_bytes: 1 << 20,
             max_decompressed_bytes: 32 << 20,
-            ingesters: Vec::new(),
             push_timeout: Duration::from_secs(10),
         }
     }
@@ -111,8 +124,8 @@ impl Default for DistributorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerierConfig {
-    /// Ingester gRPC endpoints. Filled in automatically by `hestia all`.
-    pub ingesters: Vec<String>,
+    /// Zone whose ingesters are asked first (the querier's own zone).
+    pub preferred_zone: Option<String>,
     /// How far back an instant selector looks for a sample.
     #[serde(with = "humantime_serde")]
     pub lookback_delta: Duration,
@@ -131,7 +144,7 @@ pub struct QuerierConfig {
 impl Default for QuerierConfig {
     fn default() -> Self {
         Self {
-            ingesters: Vec::new(),
+            preferred_zone: None,
             lookback_delta: Duration::from_secs(300),
             timeout: Duration::from_secs(120),
             max_samples: 50_000_000,
@@ -145,8 +158,10 @@ impl Default for QuerierConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
-    pub distributor_url: Option<String>,
-    pub querier_url: Option<String>,
+    /// Distributor base URLs (`http://host:port`), used round-robin with failover.
+    pub distributor_urls: Vec<String>,
+    /// Querier base URLs.
+    pub querier_urls: Vec<String>,
 }
 
 /// The control plane: a Raft group holding workspaces and their limit overrides, and the AMP
@@ -341,7 +356,23 @@ impl Config {
             }
         }
         self.control_plane.validate()?;
+        self.ring
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("ring: {e}")))?;
         self.limits.validate().map_err(ConfigError::Invalid)
+    }
+}
+
+impl Config {
+    /// Checks what a stand-alone ingester, distributor or querier (`role`) needs beyond
+    /// [`Config::validate`]: a ring shared between processes.
+    pub fn validate_cluster_role(&self, role: &str) -> Result<(), ConfigError> {
+        if self.ring.kv == KvBackend::Memory {
+            return Err(ConfigError::Invalid(format!(
+                "ring.kv = \"memory\" only works inside one process (`hestia all`); a stand-alone {role} needs ring.kv = \"controlplane\" and ring.kv_endpoints"
+            )));
+        }
+        Ok(())
     }
 }
 

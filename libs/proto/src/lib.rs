@@ -1,7 +1,11 @@
 //! Generated wire types. `prometheus` is remote write 1.0 (used to encode requests in clients,
 //! tests and the load generator; the receiver's hot path decodes by hand in hestia-remote-write).
 //! `ingester` is the internal gRPC service between distributors/queriers and ingesters.
-//! `control` holds the control plane's Raft transport and internal API.
+//! `control` holds the control plane's Raft transport and internal API. [`IngesterPool`] keeps one
+//! client per ingester address.
+
+mod pool;
+pub use pool::IngesterPool;
 
 #[allow(clippy::all, missing_docs)]
 pub mod prometheus {

@@ -15,7 +15,8 @@ pub enum KvBackend {
     /// In-process only: every ring member must live in the same process (`hestia all`, tests).
     #[default]
     Memory,
-    // `Raft` joins here with the control plane.
+    /// The control plane's Raft group, over its gRPC API at `RingConfig::kv_endpoints`.
+    ControlPlane,
 }
 
 /// Ring settings shared by every member and client of one ring.
@@ -23,6 +24,9 @@ pub enum KvBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct RingConfig {
     pub kv: KvBackend,
+    /// Control-plane gRPC endpoints (`http://host:port`) for `kv = "controlplane"`; any voter
+    /// will do, the others are tried when one is unavailable.
+    pub kv_endpoints: Vec<String>,
     /// KV key holding the ring descriptor.
     pub key: String,
     pub replication_factor: usize,
@@ -43,6 +47,7 @@ impl Default for RingConfig {
     fn default() -> Self {
         Self {
             kv: KvBackend::Memory,
+            kv_endpoints: Vec::new(),
             key: "ingester-ring".into(),
             replication_factor: 3,
             zone_awareness: true,
@@ -59,6 +64,16 @@ impl RingConfig {
         let bad = |m: &str| Err(RingError::Config(m.to_string()));
         if self.key.is_empty() {
             return bad("key must not be empty");
+        }
+        if self.kv == KvBackend::ControlPlane && self.kv_endpoints.is_empty() {
+            return bad("kv = \"controlplane\" needs kv_endpoints");
+        }
+        if self
+            .kv_endpoints
+            .iter()
+            .any(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+        {
+            return bad("kv_endpoints must be http://host:port URLs");
         }
         if !(1..=MAX_REPLICATION_FACTOR).contains(&self.replication_factor) {
             return bad("replication_factor must be between 1 and 8");
@@ -145,8 +160,28 @@ mod tests {
                 tokens_per_instance: 0,
                 ..Default::default()
             },
+            RingConfig {
+                kv: KvBackend::ControlPlane,
+                ..Default::default()
+            },
+            RingConfig {
+                kv: KvBackend::ControlPlane,
+                kv_endpoints: vec!["127.0.0.1:9000".into()],
+                ..Default::default()
+            },
         ] {
             assert!(c.validate().is_err());
         }
+    }
+
+    #[test]
+    fn control_plane_backend_is_one_line_away() {
+        let c: RingConfig =
+            toml::from_str("kv = \"controlplane\"\nkv_endpoints = [\"http://127.0.0.1:9000\"]\n")
+                .unwrap();
+        assert_eq!(c.kv, KvBackend::ControlPlane);
+        c.validate().unwrap();
+        let c: RingConfig = toml::from_str("").unwrap();
+        assert_eq!((c.kv, c.kv_endpoints.len()), (KvBackend::Memory, 0));
     }
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use crate::{KvBackend, RingDesc, RingError};
+use crate::remote::ControlPlaneKv;
+use crate::{KvBackend, RingConfig, RingDesc, RingError};
 
 /// A descriptor with the version `cas` compares against. Versions only grow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +38,13 @@ pub trait Kv: Send + Sync + 'static {
     async fn watch(&self, key: &str) -> Result<KvWatch, RingError>;
 }
 
-/// Opens the store `backend` names.
-pub fn new_kv(backend: KvBackend) -> Arc<dyn Kv> {
-    match backend {
+/// Opens the store `cfg.kv` names (the control plane's needs a tokio runtime: call it inside one).
+pub fn new_kv(cfg: &RingConfig) -> Result<Arc<dyn Kv>, RingError> {
+    cfg.validate()?;
+    Ok(match cfg.kv {
         KvBackend::Memory => Arc::new(MemoryKv::default()),
-    }
+        KvBackend::ControlPlane => Arc::new(ControlPlaneKv::new(&cfg.kv_endpoints)?),
+    })
 }
 
 /// Reads, changes and CASes the descriptor at `key` until it sticks. `change` returns false to
@@ -161,7 +164,7 @@ mod tests {
 
     #[tokio::test]
     async fn cas_get_watch_heartbeat() {
-        let kv = new_kv(KvBackend::Memory);
+        let kv = new_kv(&RingConfig::default()).unwrap();
         let mut w = kv.watch("r").await.unwrap();
         assert!(kv.get("r").await.unwrap().is_none());
         assert_eq!(kv.cas("r", 0, desc_with("a")).await.unwrap(), Some(1));

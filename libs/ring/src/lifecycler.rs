@@ -115,6 +115,20 @@ impl Lifecycler {
         self.shared.register().await
     }
 
+    /// Graceful shutdown of a member with a persistent disk: goes LEAVING (writers move to the
+    /// next instance of the zone, readers still ask it) and stops heartbeating, keeping its entry
+    /// and tokens so that it owns the same series after a restart. `unregister` leaves the ring
+    /// instead ([`Lifecycler::stop`]).
+    pub async fn shutdown(self, unregister: bool) -> Result<(), RingError> {
+        if unregister {
+            return self.stop().await;
+        }
+        self.set_state(InstanceState::Leaving).await?;
+        let _ = self.stop_tx.send(true);
+        let _ = self.task.await;
+        Ok(())
+    }
+
     /// Stops heartbeating, goes LEAVING, then removes the instance from the ring.
     pub async fn stop(self) -> Result<(), RingError> {
         let Lifecycler {

@@ -6,6 +6,19 @@ use crate::{InstanceDesc, InstanceState, RingConfig, RingDesc, RingError};
 
 /// An immutable view of the ring for lookups. Token walks are precomputed when the topology
 /// changes; heartbeats are kept apart so a heartbeat only costs a copy of one `i64` per instance.
+/// One member in [`Ring::status`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InstanceStatus {
+    pub id: String,
+    pub addr: String,
+    pub zone: String,
+    pub state: InstanceState,
+    pub tokens: usize,
+    pub heartbeat_age_ms: i64,
+    /// A heartbeat within the timeout: writers and readers use it.
+    pub healthy: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Ring {
     pub(crate) topo: Arc<Topology>,
@@ -131,6 +144,24 @@ impl Ring {
 
     pub fn is_healthy(&self, idx: usize, now_ms: i64) -> bool {
         now_ms - self.heartbeats[idx] <= self.heartbeat_timeout_ms
+    }
+
+    /// Every member as operators see it (the distributor's `/ring` page).
+    pub fn status(&self, now_ms: i64) -> Vec<InstanceStatus> {
+        self.topo
+            .instances
+            .iter()
+            .enumerate()
+            .map(|(idx, i)| InstanceStatus {
+                id: i.id.clone(),
+                addr: i.addr.clone(),
+                zone: i.zone.clone(),
+                state: i.state,
+                tokens: i.tokens.len(),
+                heartbeat_age_ms: now_ms - self.heartbeats[idx],
+                healthy: self.is_healthy(idx, now_ms),
+            })
+            .collect()
     }
 
     pub(crate) fn healthy_mask(&self, now_ms: i64) -> Vec<bool> {

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::audit::AuditEvent;
 use crate::error::CpError;
 use crate::node::ControlPlane;
-use crate::state::{Command, Workspace, WorkspaceConfiguration};
+use crate::state::{Command, Target, Workspace, WorkspaceConfiguration};
 
 /// AMP's default retention when a workspace has no configured one.
 const DEFAULT_RETENTION_DAYS: u32 = 150;
@@ -122,11 +122,17 @@ impl Api {
 
     /// A write on a workspace of this account (ownership checked before proposing).
     async fn write_owned(&self, cmd: Command) -> Result<Workspace, CpError> {
-        let id = cmd.workspace_id().to_string();
+        let Target::Workspace(id) = cmd.target() else {
+            return Err(CpError::Internal(format!(
+                "{cmd} is not a workspace command"
+            )));
+        };
+        let id = id.to_string();
         self.workspace(&id).await?;
         self.cp
             .write(cmd)
             .await?
+            .into_workspace()
             .ok_or_else(|| CpError::workspace_not_found(&id))
     }
 
@@ -409,6 +415,7 @@ async fn create_workspace(
                     max_per_account: api.cp.cfg.max_workspaces_per_account,
                 })
                 .await?
+                .into_workspace()
                 .ok_or_else(|| CpError::Internal("create returned no workspace".to_string()))?;
             let mut v = json!({
                 "workspaceId": w.id,

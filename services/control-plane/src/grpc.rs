@@ -2,6 +2,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::Stream;
 use hestia_model::{TenantId, WorkspaceId};
@@ -9,15 +10,21 @@ use hestia_proto::control::control_plane_server::ControlPlane as ControlPlaneApi
 use hestia_proto::control::raft_server::Raft as RaftApi;
 use hestia_proto::control::{
     AddVoterRequest, ClusterReply, Empty, RaftMessage, ReadIndexReply, RemoveVoterRequest,
-    ResolveWorkspaceReply, ResolveWorkspaceRequest, WatchReply, WatchRequest, WorkspaceInfo,
-    WriteReply, WriteRequest,
+    ResolveWorkspaceReply, ResolveWorkspaceRequest, RingCasReply, RingCasRequest,
+    RingHeartbeatReply, RingHeartbeatRequest, RingKeyRequest, RingValue, WatchReply, WatchRequest,
+    WorkspaceInfo, WriteReply, WriteRequest,
 };
+use hestia_ring::RingDesc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::node::ControlPlane;
-use crate::state::{Command, Workspace};
+use crate::state::{Command, RingEntry, Workspace};
+
+/// How often a ring watch re-confirms (read barrier) that this node still follows a leader; a
+/// node cut off from the quorum ends its watches so clients move to another node.
+const RING_WATCH_CHECK: Duration = Duration::from_secs(5);
 
 fn decode<T: DeserializeOwned>(m: &RaftMessage) -> Result<T, Status> {
     serde_json::from_slice(&m.json).map_err(|e| Status::invalid_argument(e.to_string()))
@@ -87,7 +94,21 @@ fn cluster_reply(m: &crate::raft_types::RaftMetrics) -> Response<ClusterReply> {
     })
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchReply, Status>> + Send>>;
+type ReplyStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+type WatchStream = ReplyStream<WatchReply>;
+type RingWatchStream = ReplyStream<RingValue>;
+
+fn ring_value(entry: Option<&RingEntry>) -> Result<RingValue, Status> {
+    Ok(match entry {
+        Some(e) => RingValue {
+            found: true,
+            version: e.version,
+            desc_json: serde_json::to_string(&e.desc)
+                .map_err(|e| Status::internal(e.to_string()))?,
+        },
+        None => RingValue::default(),
+    })
+}
 
 #[tonic::async_trait]
 impl ControlPlaneApi for ControlPlaneService {
@@ -141,8 +162,9 @@ impl ControlPlaneApi for ControlPlaneService {
                         return;
                     }
                 }
-                if rx.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return },
+                    _ = cp.closed() => return,
                 }
             }
         });
@@ -177,12 +199,105 @@ impl ControlPlaneApi for ControlPlaneService {
     async fn cluster_status(&self, _: Request<Empty>) -> Result<Response<ClusterReply>, Status> {
         Ok(cluster_reply(&self.0.metrics()))
     }
+
+    async fn ring_get(&self, req: Request<RingKeyRequest>) -> Result<Response<RingValue>, Status> {
+        let entry = self
+            .0
+            .ring_get(&req.get_ref().key)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(ring_value(entry.as_ref())?))
+    }
+
+    async fn ring_cas(
+        &self,
+        req: Request<RingCasRequest>,
+    ) -> Result<Response<RingCasReply>, Status> {
+        let r = req.into_inner();
+        let desc: RingDesc = serde_json::from_str(&r.desc_json)
+            .map_err(|e| Status::invalid_argument(format!("desc_json: {e}")))?;
+        let (ok, version) = self
+            .0
+            .ring_cas(&r.key, r.expected, desc)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(RingCasReply { ok, version }))
+    }
+
+    async fn ring_heartbeat(
+        &self,
+        req: Request<RingHeartbeatRequest>,
+    ) -> Result<Response<RingHeartbeatReply>, Status> {
+        let r = req.get_ref();
+        let known = self
+            .0
+            .ring_heartbeat(&r.key, &r.instance, r.at_ms)
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(RingHeartbeatReply { known }))
+    }
+
+    type RingWatchStream = RingWatchStream;
+
+    async fn ring_watch(
+        &self,
+        req: Request<RingKeyRequest>,
+    ) -> Result<Response<RingWatchStream>, Status> {
+        let key = req.into_inner().key;
+        let cp = self.0.clone();
+        // Subscribed before the first read, so no change between the two is missed.
+        let mut changes = cp.sm.subscribe_rings();
+        // A linearizable read first (it also validates the key): the stream starts no older
+        // than any acknowledged write, then follows this node's applied state.
+        cp.ring_get(&key).await.map_err(|e| e.to_status())?;
+        let stream = async_stream(move |tx| async move {
+            let mut sent = None;
+            let mut check = tokio::time::interval(RING_WATCH_CHECK);
+            check.tick().await;
+            loop {
+                let value = cp.sm.read(|s| {
+                    let entry = s.rings.get(&key);
+                    (sent != Some(entry.map_or(0, |e| e.version))).then(|| ring_value(entry))
+                });
+                match value {
+                    Some(Ok(v)) => {
+                        sent = Some(v.version);
+                        if tx.send(Ok(v)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    None => {}
+                }
+                tokio::select! {
+                    r = changes.changed() => if r.is_err() { return },
+                    _ = check.tick() => {
+                        if let Err(e) = cp.read_barrier().await {
+                            let _ = tx.send(Err(e.to_status())).await;
+                            return;
+                        }
+                    }
+                    _ = cp.closed() => {
+                        let stopping = Status::unavailable("control-plane node stopping");
+                        let _ = tx.send(Err(stopping)).await;
+                        return;
+                    }
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(stream))
+    }
 }
 
 /// A stream fed by a task through a small channel (the task ends when the client goes away).
-fn async_stream<F, Fut>(f: F) -> WatchStream
+fn async_stream<T, F, Fut>(f: F) -> ReplyStream<T>
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<WatchReply, Status>>) -> Fut,
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, Status>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(4);

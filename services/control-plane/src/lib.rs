@@ -1,6 +1,7 @@
 //! Hestia's control plane: workspaces, their configuration and limit overrides, replicated by an
 //! openraft group (log and state machine on RocksDB, snapshots, log compaction), served as the
-//! AMP workspace API (REST-JSON) and as an internal gRPC API (resolve, watch, voters).
+//! AMP workspace API (REST-JSON) and as an internal gRPC API (resolve, watch, voters). The same
+//! group stores the ingester ring (hestia-ring's KV: CAS, coalesced heartbeats, watch).
 //!
 //! - `raft_types`: every openraft type parameter.
 //! - `state`: the replicated state and how commands change it (quota, idempotency, conflicts).
@@ -9,6 +10,7 @@
 //! - `node`: writes forwarded to the leader, linearizable reads (ReadIndex), voters.
 //! - `api`: the AMP REST-JSON API and admin endpoints; `audit`: the CloudTrail-like log.
 //! - `reconciler`: CREATING → ACTIVE, DELETING → hidden, purge after the grace period.
+//! - `ring`: the ring KV's server side, heartbeats buffered and committed in batches.
 
 pub mod api;
 pub mod audit;
@@ -19,6 +21,7 @@ pub mod network;
 pub mod node;
 pub mod raft_types;
 pub mod reconciler;
+pub mod ring;
 pub mod state;
 pub mod store;
 
@@ -38,6 +41,8 @@ pub use reconciler::{NoDataPlane, Purger};
 
 /// How often the leader's reconciler looks for work.
 const RECONCILE_TICK: Duration = Duration::from_millis(500);
+/// How often a node commits the ring heartbeats it buffered (one Raft entry per ring key).
+const RING_HEARTBEAT_FLUSH: Duration = Duration::from_secs(1);
 
 /// A running control-plane voter: gRPC server, Raft, reconciler.
 pub struct Running {
@@ -87,6 +92,11 @@ pub async fn start(
         cp.clone(),
         purger,
         RECONCILE_TICK,
+        wait(stop_rx.clone()),
+    ));
+    let heartbeats = tokio::spawn(ring::flush_heartbeats(
+        cp.clone(),
+        RING_HEARTBEAT_FLUSH,
         wait(stop_rx),
     ));
     tracing::info!(node_id = cfg.node_id, %grpc_addr, "control plane started");
@@ -94,7 +104,7 @@ pub async fn start(
         cp,
         grpc_addr,
         stop,
-        tasks: vec![grpc_task, reconcile],
+        tasks: vec![grpc_task, reconcile, heartbeats],
     })
 }
 

@@ -13,13 +13,15 @@ use hestia_proto::control::{AddVoterRequest, Empty, RemoveVoterRequest, WriteReq
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, SnapshotPolicy};
 use parking_lot::Mutex;
+use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::audit::AuditLog;
 use crate::error::CpError;
 use crate::network::{channel, Network};
 use crate::raft_types::{CheckIsLeaderError, NodeId, Raft, RaftMetrics};
-use crate::state::{Command, CommandResult, State, Status, Workspace};
+use crate::ring::HeartbeatBuffer;
+use crate::state::{Command, CommandResult, Outcome, State, Status};
 use crate::store::{open_db, LogStore, StateMachine};
 use hestia_model::{TenantId, WorkspaceId};
 
@@ -36,7 +38,11 @@ pub struct ControlPlane {
     pub public_url: String,
     /// This node's gRPC address as the other voters reach it.
     pub grpc_addr: SocketAddr,
+    /// Ring heartbeats received here and not yet committed.
+    pub ring_beats: HeartbeatBuffer,
     peers: Mutex<HashMap<String, ControlPlaneClient<Channel>>>,
+    /// Set by `shutdown`: ends the gRPC streams so the server can stop.
+    closing: watch::Sender<bool>,
 }
 
 impl ControlPlane {
@@ -79,7 +85,9 @@ impl ControlPlane {
             audit: AuditLog::new(db),
             public_url,
             grpc_addr,
+            ring_beats: HeartbeatBuffer::default(),
             peers: Mutex::new(HashMap::new()),
+            closing: watch::channel(false).0,
         }))
     }
 
@@ -128,7 +136,7 @@ impl ControlPlane {
 
     /// Proposes a command on the leader (here, or forwarded) and returns its result once
     /// committed and applied. Retries while there is no leader, then answers Unavailable.
-    pub async fn write(&self, cmd: Command) -> Result<Option<Workspace>, CpError> {
+    pub async fn write(&self, cmd: Command) -> Result<Outcome, CpError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             let leader_addr = match self.raft.client_write(cmd.clone()).await {
@@ -164,7 +172,7 @@ impl ControlPlane {
         &self,
         addr: &str,
         cmd: &Command,
-    ) -> Result<Result<Option<Workspace>, CpError>, tonic::Status> {
+    ) -> Result<Result<Outcome, CpError>, tonic::Status> {
         crate::metrics::FORWARDED.inc();
         let command =
             serde_json::to_vec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
@@ -285,7 +293,13 @@ impl ControlPlane {
         })
     }
 
+    /// Resolves once `shutdown` has begun.
+    pub async fn closed(&self) {
+        let _ = self.closing.subscribe().wait_for(|c| *c).await;
+    }
+
     pub async fn shutdown(&self) {
+        self.closing.send_replace(true);
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "raft shutdown");
         }

@@ -1,9 +1,11 @@
 //! The replicated state: workspaces with their tags, configuration and limit overrides. Every
 //! decision that depends on other workspaces (quota, clientToken replay, state conflicts) is made
-//! here, when a command is applied, so it is the same on every voter and linearizable.
+//! here, when a command is applied, so it is the same on every voter and linearizable. The state
+//! also holds the ingester ring's KV keys (hestia-ring descriptors with their CAS versions).
 
 use std::collections::BTreeMap;
 
+use hestia_ring::RingDesc;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +109,42 @@ pub enum Command {
         id: String,
         overrides: BTreeMap<String, serde_json::Value>,
     },
+    /// Stores a ring descriptor if the key's version is `expected` (0: absent).
+    RingCas {
+        key: String,
+        expected: u64,
+        desc: RingDesc,
+    },
+    /// Raises instances' heartbeats (never lowers them); unknown instances are ignored.
+    RingHeartbeats {
+        key: String,
+        beats: Vec<(String, i64)>,
+    },
+}
+
+/// The record a command changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target<'a> {
+    Workspace(&'a str),
+    Ring(&'a str),
+}
+
+impl Command {
+    pub fn target(&self) -> Target<'_> {
+        match self {
+            Command::CreateWorkspace { id, .. }
+            | Command::Activate { id }
+            | Command::UpdateAlias { id, .. }
+            | Command::Delete { id, .. }
+            | Command::Hide { id }
+            | Command::Purged { id }
+            | Command::Tag { id, .. }
+            | Command::Untag { id, .. }
+            | Command::UpdateConfiguration { id, .. }
+            | Command::SetLimitOverrides { id, .. } => Target::Workspace(id),
+            Command::RingCas { key, .. } | Command::RingHeartbeats { key, .. } => Target::Ring(key),
+        }
+    }
 }
 
 impl std::fmt::Display for Command {
@@ -126,22 +164,85 @@ pub enum CommandError {
     QuotaExceeded { limit: usize },
 }
 
-pub type CommandResult = Result<Option<Workspace>, CommandError>;
+/// What an applied entry produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// Blank, membership and heartbeat entries.
+    Nothing,
+    /// A workspace command: the workspace as it is now (`None` once hidden or purged).
+    Workspace(Option<Box<Workspace>>),
+    /// `version` is the new version when `ok`, else the key's current version.
+    RingCas { ok: bool, version: u64 },
+}
+
+impl Outcome {
+    pub fn into_workspace(self) -> Option<Workspace> {
+        match self {
+            Outcome::Workspace(w) => w.map(|w| *w),
+            Outcome::Nothing | Outcome::RingCas { .. } => None,
+        }
+    }
+}
+
+pub type CommandResult = Result<Outcome, CommandError>;
+
+/// One ring key: the descriptor and the version `RingCas` compares against. Versions only grow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RingEntry {
+    pub version: u64,
+    pub desc: RingDesc,
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    /// Bumped by every applied command that changed something; watchers compare it.
+    /// Bumped by every applied workspace command that succeeded; workspace watchers compare it.
+    /// Ring commands leave it alone (ring keys carry their own versions).
     pub revision: u64,
     pub workspaces: BTreeMap<String, Workspace>,
+    #[serde(default)]
+    pub rings: BTreeMap<String, RingEntry>,
 }
 
 impl State {
     pub fn apply(&mut self, cmd: Command) -> CommandResult {
+        let workspace = matches!(cmd.target(), Target::Workspace(_));
         let result = self.apply_inner(cmd);
-        if result.is_ok() {
+        if workspace && result.is_ok() {
             self.revision += 1;
         }
         result
+    }
+
+    fn ring_cas(&mut self, key: String, expected: u64, desc: RingDesc) -> Outcome {
+        let current = self.rings.get(&key).map_or(0, |e| e.version);
+        if current != expected {
+            return Outcome::RingCas {
+                ok: false,
+                version: current,
+            };
+        }
+        let version = current + 1;
+        self.rings.insert(key, RingEntry { version, desc });
+        Outcome::RingCas { ok: true, version }
+    }
+
+    /// One new version when any heartbeat was raised, none otherwise.
+    fn ring_heartbeats(&mut self, key: &str, beats: Vec<(String, i64)>) {
+        let Some(entry) = self.rings.get_mut(key) else {
+            return;
+        };
+        let mut raised = false;
+        for (id, at_ms) in beats {
+            if let Some(i) = entry.desc.instances.get_mut(&id) {
+                if i.heartbeat_ms < at_ms {
+                    i.heartbeat_ms = at_ms;
+                    raised = true;
+                }
+            }
+        }
+        if raised {
+            entry.version += 1;
+        }
     }
 
     fn get_mut(&mut self, id: &str) -> Result<&mut Workspace, CommandError> {
@@ -168,7 +269,7 @@ impl State {
                         .values()
                         .find(|w| w.account == account && w.client_token.as_deref() == Some(token))
                     {
-                        return Ok(Some(w.clone()));
+                        return outcome(w);
                     }
                 }
                 let owned = self
@@ -200,14 +301,14 @@ impl State {
                     limit_overrides: BTreeMap::new(),
                 };
                 self.workspaces.insert(id, w.clone());
-                Ok(Some(w))
+                Ok(Outcome::Workspace(Some(Box::new(w))))
             }
             Command::Activate { id } => {
                 let w = self.get_mut(&id)?;
                 if w.status == Status::Creating {
                     w.status = Status::Active;
                 }
-                Ok(Some(w.clone()))
+                outcome(w)
             }
             Command::UpdateAlias { id, alias } => {
                 let w = self.get_mut(&id)?;
@@ -215,7 +316,7 @@ impl State {
                     return Err(conflict(&id, "Workspace is being deleted"));
                 }
                 w.alias = alias;
-                Ok(Some(w.clone()))
+                outcome(w)
             }
             Command::Delete { id, now_ms } => {
                 let w = self.get_mut(&id)?;
@@ -223,7 +324,7 @@ impl State {
                     w.status = Status::Deleting;
                     w.deleted_at_ms = Some(now_ms);
                 }
-                Ok(Some(w.clone()))
+                outcome(w)
             }
             Command::Hide { id } => {
                 if let Some(w) = self.workspaces.get_mut(&id) {
@@ -231,7 +332,7 @@ impl State {
                         w.status = Status::Deleted;
                     }
                 }
-                Ok(None)
+                Ok(Outcome::Workspace(None))
             }
             Command::Purged { id } => {
                 if self
@@ -241,19 +342,19 @@ impl State {
                 {
                     self.workspaces.remove(&id);
                 }
-                Ok(None)
+                Ok(Outcome::Workspace(None))
             }
             Command::Tag { id, tags } => {
                 let w = self.get_mut(&id)?;
                 w.tags.extend(tags);
-                Ok(Some(w.clone()))
+                outcome(w)
             }
             Command::Untag { id, keys } => {
                 let w = self.get_mut(&id)?;
                 for k in keys {
                     w.tags.remove(&k);
                 }
-                Ok(Some(w.clone()))
+                outcome(w)
             }
             Command::UpdateConfiguration { id, configuration } => {
                 let w = self.get_mut(&id)?;
@@ -274,15 +375,29 @@ impl State {
                 if configuration.limits_per_label_set.is_some() {
                     c.limits_per_label_set = configuration.limits_per_label_set;
                 }
-                Ok(Some(w.clone()))
+                outcome(w)
             }
             Command::SetLimitOverrides { id, overrides } => {
                 let w = self.get_mut(&id)?;
                 w.limit_overrides = overrides;
-                Ok(Some(w.clone()))
+                outcome(w)
+            }
+            Command::RingCas {
+                key,
+                expected,
+                desc,
+            } => Ok(self.ring_cas(key, expected, desc)),
+            Command::RingHeartbeats { key, beats } => {
+                self.ring_heartbeats(&key, beats);
+                Ok(Outcome::Nothing)
             }
         }
     }
+}
+
+/// A workspace command's outcome: the workspace as it is now.
+fn outcome(w: &Workspace) -> CommandResult {
+    Ok(Outcome::Workspace(Some(Box::new(w.clone()))))
 }
 
 fn conflict(id: &str, message: &str) -> CommandError {
@@ -311,8 +426,16 @@ mod tests {
     #[test]
     fn quota_token_replay_and_lifecycle() {
         let mut s = State::default();
-        let a = s.apply(create("ws-a", Some("t"))).unwrap().unwrap();
-        let again = s.apply(create("ws-other", Some("t"))).unwrap().unwrap();
+        let a = s
+            .apply(create("ws-a", Some("t")))
+            .unwrap()
+            .into_workspace()
+            .unwrap();
+        let again = s
+            .apply(create("ws-other", Some("t")))
+            .unwrap()
+            .into_workspace()
+            .unwrap();
         assert_eq!(a.id, again.id);
         s.apply(create("ws-b", None)).unwrap();
         assert_eq!(
@@ -340,5 +463,96 @@ mod tests {
         s.apply(Command::Purged { id: "ws-a".into() }).unwrap();
         s.apply(Command::Purged { id: "ws-a".into() }).unwrap();
         assert!(!s.workspaces.contains_key("ws-a"));
+    }
+
+    fn ring_of(ids: &[(&str, i64)]) -> RingDesc {
+        let mut d = RingDesc::default();
+        for (id, hb) in ids {
+            d.instances.insert(
+                id.to_string(),
+                hestia_ring::InstanceDesc {
+                    id: id.to_string(),
+                    addr: format!("{id}:9095"),
+                    zone: "a".into(),
+                    tokens: vec![1],
+                    state: hestia_ring::InstanceState::Active,
+                    heartbeat_ms: *hb,
+                },
+            );
+        }
+        d
+    }
+
+    fn cas(key: &str, expected: u64, desc: RingDesc) -> Command {
+        Command::RingCas {
+            key: key.into(),
+            expected,
+            desc,
+        }
+    }
+
+    fn beats(key: &str, beats: &[(&str, i64)]) -> Command {
+        Command::RingHeartbeats {
+            key: key.into(),
+            beats: beats.iter().map(|(i, t)| (i.to_string(), *t)).collect(),
+        }
+    }
+
+    #[test]
+    fn ring_cas_compares_versions_and_leaves_the_workspace_revision() {
+        let mut s = State::default();
+        let ok = |version| -> CommandResult { Ok(Outcome::RingCas { ok: true, version }) };
+        let conflict = |version| -> CommandResult { Ok(Outcome::RingCas { ok: false, version }) };
+        assert_eq!(s.apply(cas("r", 1, ring_of(&[("a", 1)]))), conflict(0));
+        assert_eq!(s.apply(cas("r", 0, ring_of(&[("a", 1)]))), ok(1));
+        assert_eq!(s.apply(cas("r", 0, ring_of(&[("b", 1)]))), conflict(1));
+        assert_eq!(s.apply(cas("r", 1, ring_of(&[("b", 1)]))), ok(2));
+        // Keys are independent.
+        assert_eq!(s.apply(cas("other", 0, RingDesc::default())), ok(1));
+        assert_eq!(s.rings["r"].desc, ring_of(&[("b", 1)]));
+        assert_eq!(s.revision, 0);
+    }
+
+    #[test]
+    fn ring_heartbeats_only_raise_known_instances() {
+        let mut s = State::default();
+        // Heartbeats for a missing key change nothing.
+        assert_eq!(s.apply(beats("r", &[("a", 5)])), Ok(Outcome::Nothing));
+        assert!(s.rings.is_empty());
+        s.apply(cas("r", 0, ring_of(&[("a", 10), ("b", 10)])))
+            .unwrap();
+
+        s.apply(beats("r", &[("a", 20), ("b", 5), ("zz", 99)]))
+            .unwrap();
+        let e = &s.rings["r"];
+        assert_eq!(e.version, 2);
+        assert_eq!(e.desc.instances["a"].heartbeat_ms, 20);
+        assert_eq!(e.desc.instances["b"].heartbeat_ms, 10);
+        assert!(!e.desc.instances.contains_key("zz"));
+
+        // Nothing raised: no new version, so no watcher wakes and no CAS is invalidated.
+        s.apply(beats("r", &[("a", 20), ("b", 1)])).unwrap();
+        assert_eq!(s.rings["r"].version, 2);
+        // A CAS against the pre-heartbeat version loses.
+        assert_eq!(
+            s.apply(cas("r", 1, ring_of(&[("a", 1)]))),
+            Ok(Outcome::RingCas {
+                ok: false,
+                version: 2
+            })
+        );
+        assert_eq!(s.revision, 0);
+    }
+
+    #[test]
+    fn rings_survive_serde_and_old_states_decode() {
+        let mut s = State::default();
+        s.apply(create("ws-a", None)).unwrap();
+        s.apply(cas("r", 0, ring_of(&[("a", 1)]))).unwrap();
+        let json = serde_json::to_vec(&s).unwrap();
+        assert_eq!(serde_json::from_slice::<State>(&json).unwrap(), s);
+        // A snapshot written before rings existed.
+        let old: State = serde_json::from_str(r#"{"revision":3,"workspaces":{}}"#).unwrap();
+        assert!(old.rings.is_empty());
     }
 }

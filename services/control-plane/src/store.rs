@@ -1,7 +1,8 @@
 //! Raft log and state machine on one RocksDB. Column families: `logs` (index BE → JSON entry),
-//! `raft` (vote, committed, last purged), `sm` (workspace id → JSON record, plus applied log id,
-//! membership, revision and the current snapshot). Every write is synced: an entry or vote is
-//! acknowledged only once on disk, and the state machine on disk never lags a purged log.
+//! `raft` (vote, committed, last purged), `sm` (workspace id → JSON record, ring key → JSON entry,
+//! plus applied log id, membership, revision and the current snapshot). Every write is synced:
+//! an entry or vote is acknowledged only once on disk, and the state machine on disk never lags a
+//! purged log.
 
 // openraft's storage traits return its large `StorageError`; the helpers return it unboxed too.
 #![allow(clippy::result_large_err)]
@@ -26,7 +27,7 @@ use tokio::sync::watch;
 use crate::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
-use crate::state::{Command, CommandResult, State};
+use crate::state::{CommandResult, Outcome, RingEntry, State, Target, Workspace};
 
 const CF_LOGS: &str = "logs";
 const CF_RAFT: &str = "raft";
@@ -42,6 +43,7 @@ const K_MEMBERSHIP: &[u8] = b"meta/membership";
 const K_REVISION: &[u8] = b"meta/revision";
 const K_SNAPSHOT: &[u8] = b"meta/snapshot";
 const WS_PREFIX: &[u8] = b"ws/";
+const RING_PREFIX: &[u8] = b"ring/";
 
 fn io(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
@@ -272,6 +274,24 @@ pub struct StateMachine {
     db: Arc<DB>,
     inner: Arc<RwLock<Applied>>,
     revision: watch::Sender<u64>,
+    /// Counts changes of any ring key (in memory only: it just wakes ring watchers).
+    ring_changes: watch::Sender<u64>,
+}
+
+/// Every record under `prefix` in the `sm` column family, decoded.
+fn load_prefix<T: for<'de> Deserialize<'de>>(
+    db: &DB,
+    prefix: &[u8],
+) -> anyhow::Result<Vec<(Vec<u8>, T)>> {
+    let mut out = Vec::new();
+    for item in db.prefix_iterator_cf(cf(db, CF_SM), prefix) {
+        let (k, v) = item?;
+        if !k.starts_with(prefix) {
+            break;
+        }
+        out.push((k[prefix.len()..].to_vec(), serde_json::from_slice(&v)?));
+    }
+    Ok(out)
 }
 
 impl StateMachine {
@@ -287,19 +307,18 @@ impl StateMachine {
                 ..State::default()
             },
         };
-        for item in db.prefix_iterator_cf(cf(&db, CF_SM), WS_PREFIX) {
-            let (k, v) = item?;
-            if !k.starts_with(WS_PREFIX) {
-                break;
-            }
-            let w: crate::state::Workspace = serde_json::from_slice(&v)?;
+        for (_, w) in load_prefix::<Workspace>(&db, WS_PREFIX)? {
             applied.state.workspaces.insert(w.id.clone(), w);
+        }
+        for (key, e) in load_prefix::<RingEntry>(&db, RING_PREFIX)? {
+            applied.state.rings.insert(String::from_utf8(key)?, e);
         }
         let (revision, _) = watch::channel(applied.state.revision);
         Ok(Self {
             db,
             inner: Arc::new(RwLock::new(applied)),
             revision,
+            ring_changes: watch::channel(0).0,
         })
     }
 
@@ -308,9 +327,14 @@ impl StateMachine {
         f(&self.inner.read().state)
     }
 
-    /// Notified with the state's revision after every applied change.
+    /// Notified with the state's revision after every applied workspace change.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.revision.subscribe()
+    }
+
+    /// Notified after every change of a ring key.
+    pub fn subscribe_rings(&self) -> watch::Receiver<u64> {
+        self.ring_changes.subscribe()
     }
 
     fn write_all(&self, a: &Applied, batch: &mut WriteBatch) {
@@ -382,26 +406,40 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut results = Vec::new();
         let mut batch = WriteBatch::default();
+        let mut rings_changed = false;
         let revision = {
             let mut a = self.inner.write();
             let sm = cf(&self.db, CF_SM);
             for entry in entries {
                 a.applied = Some(entry.log_id);
                 match entry.payload {
-                    EntryPayload::Blank => results.push(Ok(None)),
+                    EntryPayload::Blank => results.push(Ok(Outcome::Nothing)),
                     EntryPayload::Membership(m) => {
                         a.membership = StoredMembership::new(Some(entry.log_id), m);
-                        results.push(Ok(None));
+                        results.push(Ok(Outcome::Nothing));
                     }
-                    EntryPayload::Normal(cmd) => {
-                        let id = cmd.workspace_id().to_string();
-                        results.push(a.state.apply(cmd));
-                        let key = [WS_PREFIX, id.as_bytes()].concat();
-                        match a.state.workspaces.get(&id) {
-                            Some(w) => batch.put_cf(sm, key, to_json(w)),
-                            None => batch.delete_cf(sm, key),
+                    EntryPayload::Normal(cmd) => match cmd.target() {
+                        Target::Workspace(id) => {
+                            let id = id.to_string();
+                            results.push(a.state.apply(cmd));
+                            let key = [WS_PREFIX, id.as_bytes()].concat();
+                            match a.state.workspaces.get(&id) {
+                                Some(w) => batch.put_cf(sm, key, to_json(w)),
+                                None => batch.delete_cf(sm, key),
+                            }
                         }
-                    }
+                        Target::Ring(key) => {
+                            let key = key.to_string();
+                            let before = a.state.rings.get(&key).map(|e| e.version);
+                            results.push(a.state.apply(cmd));
+                            let entry = a.state.rings.get(&key);
+                            if let Some(e) = entry.filter(|e| before != Some(e.version)) {
+                                let k = [RING_PREFIX, key.as_bytes()].concat();
+                                batch.put_cf(sm, k, to_json(e));
+                                rings_changed = true;
+                            }
+                        }
+                    },
                 }
             }
             self.write_all(&a, &mut batch);
@@ -410,7 +448,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 .map_err(|e| io(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
             a.state.revision
         };
-        self.revision.send_replace(revision);
+        self.revision
+            .send_if_modified(|r| std::mem::replace(r, revision) != revision);
+        if rings_changed {
+            self.ring_changes.send_modify(|n| *n += 1);
+        }
         crate::metrics::APPLIED.inc_by(results.len() as u64);
         Ok(results)
     }
@@ -443,6 +485,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for id in a.state.workspaces.keys() {
                 batch.delete_cf(sm, [WS_PREFIX, id.as_bytes()].concat());
             }
+            for key in a.state.rings.keys() {
+                batch.delete_cf(sm, [RING_PREFIX, key.as_bytes()].concat());
+            }
             // A snapshot replaces the state but watchers must still see the revision advance.
             let revision = a.state.revision.max(data.state.revision) + 1;
             *a = Applied {
@@ -451,10 +496,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 state: State {
                     revision,
                     workspaces: data.state.workspaces,
+                    rings: data.state.rings,
                 },
             };
             for (id, w) in &a.state.workspaces {
                 batch.put_cf(sm, [WS_PREFIX, id.as_bytes()].concat(), to_json(w));
+            }
+            for (key, e) in &a.state.rings {
+                batch.put_cf(sm, [RING_PREFIX, key.as_bytes()].concat(), to_json(e));
             }
             self.write_all(&a, &mut batch);
             self.db
@@ -464,6 +513,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         self.save_snapshot(meta, &bytes)?;
         self.revision.send_replace(revision);
+        self.ring_changes.send_modify(|n| *n += 1);
         Ok(())
     }
 
@@ -474,23 +524,5 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
-    }
-}
-
-impl Command {
-    /// The workspace a command changes.
-    pub fn workspace_id(&self) -> &str {
-        match self {
-            Command::CreateWorkspace { id, .. }
-            | Command::Activate { id }
-            | Command::UpdateAlias { id, .. }
-            | Command::Delete { id, .. }
-            | Command::Hide { id }
-            | Command::Purged { id }
-            | Command::Tag { id, .. }
-            | Command::Untag { id, .. }
-            | Command::UpdateConfiguration { id, .. }
-            | Command::SetLimitOverrides { id, .. } => id,
-        }
     }
 }

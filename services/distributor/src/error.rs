@@ -26,6 +26,11 @@ pub enum DistributorError {
     Ingester { ingester: String, message: String },
     #[error("ingester {ingester} did not answer within {timeout_ms} ms")]
     IngesterTimeout { ingester: String, timeout_ms: u128 },
+    /// Too few live replicas for some series (Cortex: "at least 2 live replicas required").
+    #[error("{0}")]
+    Ring(#[from] hestia_ring::RingError),
+    #[error("{failed_series} series could not be stored on a quorum of their replicas")]
+    Quorum { failed_series: usize },
 }
 
 impl DistributorError {
@@ -38,7 +43,9 @@ impl DistributorError {
             }
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Body(_) | Self::Decode(_) | Self::Invalid(_) => StatusCode::BAD_REQUEST,
-            Self::Ingester { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Ingester { .. } | Self::Ring(_) | Self::Quorum { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
             Self::IngesterTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -6,25 +6,31 @@
 //!    (2.0), else 415),
 //! 2. body size (compressed limit, 413), 3. snappy with the declared size checked before
 //!    allocating, 4. protobuf decode (400), 5. validation of each series, float sample, native
-//!    histogram and exemplar (invalid ones are dropped and counted; the rest continue), 6. sharding
-//!    by `hash(tenant, labels)` over the ingesters, 7. one gRPC Push per ingester, all in parallel.
+//!    histogram and exemplar (invalid ones are dropped and counted; the rest continue), 6. a ring
+//!    token per series from `hash(tenant, labels)` (per metadata entry from its metric name),
+//! 7. replication: each series goes to its replication set (RF instances in distinct zones, from
+//!    the ring), one gRPC Push per ingester carrying all of its series, all in parallel.
 //!
-//! The answer is 2xx only when every valid sample is durably stored; 5xx when any ingester failed
-//! (the sender retries; re-sent samples are accepted idempotently); otherwise 400 when something
-//! was refused, with the first refusal's message. 1.0 succeeds with 200, 2.0 with 204; 2.0
+//! The answer is 2xx once every valid series is durably stored on a quorum of its replicas
+//! (2 of 3); 5xx when some series cannot reach quorum (the sender retries; re-sent samples are
+//! accepted idempotently); otherwise 400 when something was refused, with the first refusal's
+//! message. 1.0 succeeds with 200, 2.0 with 204; 2.0
 //! answers always carry `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`.
 
 mod error;
 pub mod metrics;
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures::stream::{FuturesUnordered, StreamExt};
 
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use hestia_config::DistributorConfig;
 use hestia_limits::{
@@ -33,11 +39,11 @@ use hestia_limits::{
 };
 use hestia_model::{hash_label_pairs, TenantId};
 use hestia_proto::ingester as pb;
-use hestia_proto::ingester::ingester_client::IngesterClient;
+use hestia_proto::IngesterPool;
 use hestia_remote_write::{
     decode_write_request, decode_write_request_v2, decompress, FlatWriteRequest,
 };
-use tonic::transport::Channel;
+use hestia_ring::{token_of, QuorumStatus, RingClient};
 use tracing::Instrument;
 
 pub use error::DistributorError;
@@ -49,59 +55,54 @@ pub const TENANT_HEADER: &str = "x-scope-orgid";
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PushSummary {
     pub samples_received: usize,
-    pub samples_stored: u64,
-    pub series_created: u64,
     pub samples_refused: usize,
     pub exemplars_received: usize,
-    pub exemplars_stored: u64,
     pub exemplars_refused: usize,
-    /// Float samples and native histograms sent to the ingesters, for the 2.0 "written" headers.
+    /// Float samples, native histograms and exemplars sent to the ingesters, for the 2.0
+    /// "written" headers.
     pub floats_sent: usize,
     pub histograms_sent: usize,
-    /// Samples of either kind the ingesters refused (out of order, duplicates).
+    pub exemplars_sent: usize,
+    /// Samples of either kind the ingesters refused (out of order, duplicates), per series the
+    /// largest count any replica refused.
     pub refused_by_ingesters: usize,
+    /// Exemplars older than their series' newest one, dropped without an error (largest count
+    /// any replica dropped).
+    pub exemplars_dropped: usize,
     /// The first refusal's message, when anything was refused.
     pub first_error: Option<String>,
 }
 
-struct IngesterHandle {
-    addr: String,
-    client: IngesterClient<Channel>,
+/// A validated request: series with their ring tokens, and metadata by metric-name token.
+#[derive(Debug, Default)]
+struct Batch {
+    series: Vec<pb::TimeSeries>,
+    metadata: Vec<pb::MetricMetadata>,
+    /// `series.len() + metadata.len()` tokens, series first.
+    tokens: Vec<u32>,
 }
 
 pub struct Distributor {
     cfg: DistributorConfig,
     limits: Limits,
-    ingesters: Vec<IngesterHandle>,
+    ring: Arc<RingClient>,
+    pool: Arc<IngesterPool>,
 }
 
 impl Distributor {
-    /// Connects lazily to the configured ingesters (at least one is required).
-    pub fn new(cfg: DistributorConfig, limits: Limits) -> anyhow::Result<Self> {
-        if cfg.ingesters.is_empty() {
-            anyhow::bail!("distributor: no ingesters configured");
-        }
-        let ingesters = cfg
-            .ingesters
-            .iter()
-            .map(|addr| {
-                let channel = Channel::from_shared(addr.clone())?
-                    .connect_timeout(Duration::from_secs(5))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                Ok(IngesterHandle {
-                    addr: addr.clone(),
-                    client: IngesterClient::new(channel)
-                        .max_decoding_message_size(64 << 20)
-                        .max_encoding_message_size(64 << 20),
-                })
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self {
+    /// Writes go to the ingesters `ring` shows, through clients from `pool`.
+    pub fn new(
+        cfg: DistributorConfig,
+        limits: Limits,
+        ring: Arc<RingClient>,
+        pool: Arc<IngesterPool>,
+    ) -> Self {
+        Self {
             cfg,
             limits,
-            ingesters,
-        })
+            ring,
+            pool,
+        }
     }
 
     /// Decompresses, decodes, validates and stores one remote-write body. On an ingester
@@ -115,29 +116,29 @@ impl Distributor {
     ) -> Result<PushSummary, (DistributorError, PushSummary)> {
         let body = decompress(compressed, self.cfg.max_decompressed_bytes)
             .map_err(|e| (e.into(), PushSummary::default()))?;
-        let (shards, mut summary) = match protocol {
+        let (batch, mut summary) = match protocol {
             Protocol::V1 => {
                 let req =
                     decode_write_request(&body).map_err(|e| (e.into(), PushSummary::default()))?;
-                self.validate_and_shard(tenant, &req)
+                self.validate(tenant, &req)
             }
             Protocol::V2 => {
                 let req = decode_write_request_v2(&body)
                     .map_err(|e| (e.into(), PushSummary::default()))?;
-                self.validate_and_shard(tenant, &req)
+                self.validate(tenant, &req)
             }
         };
-        match self.send(tenant, shards, &mut summary).await {
+        match self.replicate(tenant, batch, &mut summary).await {
             Ok(()) => Ok(summary),
             Err(e) => Err((e, summary)),
         }
     }
 
-    fn validate_and_shard<'a, R: FlatWriteRequest<'a>>(
+    fn validate<'a, R: FlatWriteRequest<'a>>(
         &self,
         tenant: &TenantId,
         req: &R,
-    ) -> (Vec<pb::PushRequest>, PushSummary) {
+    ) -> (Batch, PushSummary) {
         let t = tenant.as_str();
         let now_ms = now_ms();
         let mut summary = PushSummary {
@@ -171,14 +172,7 @@ impl Distributor {
                 summary.first_error.get_or_insert(message);
             };
 
-        let n = self.ingesters.len();
-        let mut shards: Vec<pb::PushRequest> = (0..n)
-            .map(|_| pb::PushRequest {
-                tenant: t.to_string(),
-                ..Default::default()
-            })
-            .collect();
-
+        let mut batch = Batch::default();
         for s in req.series() {
             let labels = req.labels(s);
             let samples = req.samples(s);
@@ -243,16 +237,11 @@ impl Distributor {
             }
             summary.floats_sent += kept.len();
             summary.histograms_sent += kept_h.len();
-            let shard = if n == 1 {
-                0
-            } else {
-                let h = hash_label_pairs(
-                    std::iter::once(("__tenant__", t))
-                        .chain(labels.iter().map(|l| (l.name, l.value))),
-                );
-                (h % n as u64) as usize
-            };
-            shards[shard].timeseries.push(pb::TimeSeries {
+            summary.exemplars_sent += kept_e.len();
+            batch.tokens.push(token_of(hash_label_pairs(
+                std::iter::once(("__tenant__", t)).chain(labels.iter().map(|l| (l.name, l.value))),
+            )));
+            batch.series.push(pb::TimeSeries {
                 labels: to_pb_labels(labels),
                 samples: kept,
                 histograms: kept_h,
@@ -268,88 +257,156 @@ impl Distributor {
                 summary.first_error.get_or_insert(e.to_string());
                 continue;
             }
-            let shard = (hash_label_pairs(std::iter::once(("__name__", m.metric_family_name)))
-                % n as u64) as usize;
-            shards[shard].metadata.push(pb::MetricMetadata {
+            batch.tokens.push(token_of(hash_label_pairs(
+                std::iter::once(("__tenant__", t))
+                    .chain(std::iter::once(("__name__", m.metric_family_name))),
+            )));
+            batch.metadata.push(pb::MetricMetadata {
                 metric_family_name: m.metric_family_name.to_string(),
                 r#type: m.kind.as_str().to_string(),
                 help: m.help.to_string(),
                 unit: m.unit.to_string(),
             });
         }
-        (shards, summary)
+        (batch, summary)
     }
 
-    async fn send(
+    /// Sends each ingester its share in one Push, all in parallel, and answers once every series
+    /// reached quorum (success) or one series cannot any more (failure). Pushes still running
+    /// then finish in the background, so that every replica gets its copy.
+    async fn replicate(
         &self,
         tenant: &TenantId,
-        shards: Vec<pb::PushRequest>,
+        batch: Batch,
         summary: &mut PushSummary,
     ) -> Result<(), DistributorError> {
+        if batch.tokens.is_empty() {
+            return Ok(());
+        }
+        let ring = self.ring.ring();
+        let sharded = ring.shard_batch(&batch.tokens, now_ms())?;
+        let mut tracker = sharded.tracker;
+        let n_series = batch.series.len();
         let timeout = self.cfg.push_timeout;
-        let calls = shards
-            .into_iter()
-            .zip(&self.ingesters)
-            .filter(|(r, _)| !r.timeseries.is_empty() || !r.metadata.is_empty())
-            .map(|(r, ing)| {
-                let mut client = ing.client.clone();
+        let mut calls = FuturesUnordered::new();
+        for (idx, items) in sharded.per_instance {
+            let addr = ring.instance(idx).addr.clone();
+            let mut client = self
+                .pool
+                .get(&addr)
+                .map_err(|e| DistributorError::Ingester {
+                    ingester: addr.clone(),
+                    message: e.to_string(),
+                })?;
+            let split = items.partition_point(|&i| (i as usize) < n_series);
+            let req = pb::PushRequest {
+                tenant: tenant.to_string(),
+                timeseries: items[..split]
+                    .iter()
+                    .map(|&i| batch.series[i as usize].clone())
+                    .collect(),
+                metadata: items[split..]
+                    .iter()
+                    .map(|&i| batch.metadata[i as usize - n_series].clone())
+                    .collect(),
+            };
+            let span = tracing::debug_span!("push_ingester", ingester = %addr);
+            calls.push(
                 async move {
-                    let res = tokio::time::timeout(timeout, client.push(r)).await;
-                    (ing.addr.as_str(), res)
+                    let res = match tokio::time::timeout(timeout, client.push(req)).await {
+                        Ok(Ok(resp)) => Ok(resp.into_inner()),
+                        Ok(Err(status)) => Err(DistributorError::Ingester {
+                            ingester: addr.clone(),
+                            message: status.message().to_string(),
+                        }),
+                        Err(_) => Err(DistributorError::IngesterTimeout {
+                            ingester: addr.clone(),
+                            timeout_ms: timeout.as_millis(),
+                        }),
+                    };
+                    (addr, items, res)
                 }
-            });
-        let results = futures::future::join_all(calls).await;
+                .instrument(span),
+            );
+        }
+
+        // Per series of the batch: the most samples any replica refused, and why.
+        let mut refused: HashMap<u32, (u32, pb::RejectReason, String)> = HashMap::new();
         let mut failure = None;
-        for (addr, res) in results {
+        let mut status = tracker.status();
+        while status == QuorumStatus::Pending {
+            let Some((addr, items, res)) = calls.next().await else {
+                break;
+            };
+            let ok = res.is_ok();
             match res {
-                Ok(Ok(resp)) => {
-                    let resp = resp.into_inner();
-                    summary.samples_stored += resp.samples_appended;
-                    summary.series_created += resp.series_created;
-                    summary.exemplars_stored += resp.exemplars_appended;
-                    if resp.exemplars_out_of_order > 0 {
-                        // Dropped like Prometheus does, without failing the request.
-                        metrics::DISCARDED_EXEMPLARS
-                            .with_label_values(&["exemplar_out_of_order", tenant.as_str()])
-                            .inc_by(resp.exemplars_out_of_order);
-                    }
+                Ok(resp) => {
+                    summary.exemplars_dropped = summary
+                        .exemplars_dropped
+                        .max(resp.exemplars_out_of_order as usize);
                     for r in resp.rejections {
-                        let reason = match pb::RejectReason::try_from(r.reason) {
-                            Ok(pb::RejectReason::OutOfOrder) => "sample-out-of-order",
-                            Ok(pb::RejectReason::DuplicateTimestamp) => "new-value-for-timestamp",
-                            _ => "invalid",
+                        let Some(&series) = items.get(r.series_index as usize) else {
+                            continue;
                         };
-                        metrics::DISCARDED_SAMPLES
-                            .with_label_values(&[reason, tenant.as_str()])
-                            .inc_by(u64::from(r.samples));
-                        summary.samples_refused += r.samples as usize;
-                        summary.refused_by_ingesters += r.samples as usize;
-                        summary.first_error.get_or_insert(r.message);
+                        let reason = pb::RejectReason::try_from(r.reason)
+                            .unwrap_or(pb::RejectReason::Invalid);
+                        let e = refused.entry(series).or_insert((0, reason, String::new()));
+                        if r.samples > e.0 {
+                            *e = (r.samples, reason, r.message);
+                        }
                     }
                 }
-                Ok(Err(status)) => {
+                Err(e) => {
                     metrics::INGESTER_PUSH_FAILURES
-                        .with_label_values(&[addr])
+                        .with_label_values(&[addr.as_str()])
                         .inc();
-                    failure.get_or_insert(DistributorError::Ingester {
-                        ingester: addr.to_string(),
-                        message: status.message().to_string(),
-                    });
-                }
-                Err(_) => {
-                    metrics::INGESTER_PUSH_FAILURES
-                        .with_label_values(&[addr])
-                        .inc();
-                    failure.get_or_insert(DistributorError::IngesterTimeout {
-                        ingester: addr.to_string(),
-                        timeout_ms: timeout.as_millis(),
-                    });
+                    tracing::warn!(error = %e, "ingester push failed");
+                    failure.get_or_insert(e);
                 }
             }
+            status = tracker.record(&items, ok);
         }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(()),
+        if !calls.is_empty() {
+            tokio::spawn(async move {
+                while let Some((addr, _, res)) = calls.next().await {
+                    if res.is_err() {
+                        metrics::INGESTER_PUSH_FAILURES
+                            .with_label_values(&[addr.as_str()])
+                            .inc();
+                    }
+                }
+            });
+        }
+
+        let t = tenant.as_str();
+        if summary.exemplars_dropped > 0 {
+            metrics::DISCARDED_EXEMPLARS
+                .with_label_values(&["exemplar_out_of_order", t])
+                .inc_by(summary.exemplars_dropped as u64);
+        }
+        let mut refused: Vec<_> = refused.into_iter().collect();
+        refused.sort_unstable_by_key(|(series, _)| *series);
+        for (_, (samples, reason, message)) in refused {
+            let reason = match reason {
+                pb::RejectReason::OutOfOrder => "sample-out-of-order",
+                pb::RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
+                _ => "invalid",
+            };
+            metrics::DISCARDED_SAMPLES
+                .with_label_values(&[reason, t])
+                .inc_by(u64::from(samples));
+            summary.samples_refused += samples as usize;
+            summary.refused_by_ingesters += samples as usize;
+            summary.first_error.get_or_insert(message);
+        }
+        match status {
+            QuorumStatus::Succeeded => Ok(()),
+            QuorumStatus::Failed | QuorumStatus::Pending => {
+                metrics::QUORUM_FAILURES.with_label_values(&[t]).inc();
+                Err(failure.unwrap_or(DistributorError::Quorum {
+                    failed_series: tracker.failed_series(),
+                }))
+            }
         }
     }
 }
@@ -357,13 +414,17 @@ impl Distributor {
 impl PushSummary {
     /// `(samples, histograms, exemplars)` durably written, for the 2.0 response headers. Ingester
     /// refusals are not broken down by kind; they are taken from the floats first.
-    pub fn written(&self) -> (usize, usize, u64) {
+    pub fn written(&self) -> (usize, usize, usize) {
         let refused = self.refused_by_ingesters;
         let floats = self.floats_sent.saturating_sub(refused);
         let histograms = self
             .histograms_sent
             .saturating_sub(refused.saturating_sub(self.floats_sent));
-        (floats, histograms, self.exemplars_stored)
+        (
+            floats,
+            histograms,
+            self.exemplars_sent.saturating_sub(self.exemplars_dropped),
+        )
     }
 }
 
@@ -402,7 +463,14 @@ fn now_ms() -> i64 {
 pub fn router(d: Arc<Distributor>) -> Router {
     Router::new()
         .route("/api/v1/push", post(push_handler))
+        .route("/ring", get(ring_status))
         .with_state(d)
+}
+
+/// `GET /ring`: the ingester ring as this distributor sees it, as JSON.
+async fn ring_status(State(d): State<Arc<Distributor>>) -> Response {
+    let instances = d.ring.ring().status(now_ms());
+    axum::Json(serde_json::json!({ "instances": instances })).into_response()
 }
 
 async fn push_handler(
@@ -524,12 +592,17 @@ mod tests {
     use hestia_proto::prometheus as rw;
     use prost::Message;
 
-    fn distributor() -> Distributor {
-        let cfg = DistributorConfig {
-            ingesters: vec!["http://127.0.0.1:1".into()],
-            ..DistributorConfig::default()
-        };
-        Distributor::new(cfg, Limits::default()).unwrap()
+    async fn distributor() -> Distributor {
+        let kv: Arc<dyn hestia_ring::Kv> = Arc::new(hestia_ring::MemoryKv::default());
+        let ring = RingClient::start(kv, &hestia_ring::RingConfig::default())
+            .await
+            .unwrap();
+        Distributor::new(
+            DistributorConfig::default(),
+            Limits::default(),
+            Arc::new(ring),
+            Arc::default(),
+        )
     }
 
     fn label(name: &str, value: &str) -> rw::Label {
@@ -598,7 +671,7 @@ mod tests {
         .encode_to_vec();
         let req = decode_write_request(&body).unwrap();
         let tenant = TenantId::parse("t").unwrap();
-        let (shards, summary) = distributor().validate_and_shard(&tenant, &req);
+        let (batch, summary) = distributor().await.validate(&tenant, &req);
         assert_eq!(summary.samples_received, 5);
         assert_eq!(summary.samples_refused, 3);
         assert_eq!(summary.exemplars_received, 3);
@@ -608,7 +681,8 @@ mod tests {
             first.contains("invalid schema: 10 (err-mimir-invalid-native-histogram-schema)"),
             "{first}"
         );
-        let ts = &shards[0].timeseries;
+        let ts = &batch.series;
+        assert_eq!(batch.tokens.len(), 1);
         assert_eq!(ts.len(), 1);
         assert_eq!(ts[0].samples.len(), 1);
         let h = &ts[0].histograms[0];

@@ -49,7 +49,7 @@ pub static REQUESTS: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static INGESTER_PUSH_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "hestia_distributor_ingester_push_failures_total",
-        "Pushes to an ingester that failed (the request was answered 5xx).",
+        "Pushes to one ingester that failed or timed out (the request fails only without quorum).",
         &["ingester"]
     )
     .expect("metric registers once")
@@ -69,6 +69,15 @@ pub static DISCARDED_EXEMPLARS: Lazy<IntCounterVec> = Lazy::new(|| {
         "hestia_discarded_exemplars_total",
         "Exemplars refused or dropped, by reason.",
         &["reason", "tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static QUORUM_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_quorum_failures_total",
+        "Requests answered 5xx because some series could not reach a write quorum.",
+        &["tenant"]
     )
     .expect("metric registers once")
 });

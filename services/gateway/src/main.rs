@@ -15,10 +15,12 @@ struct Args {
     config: Option<PathBuf>,
     #[arg(long, env = "HESTIA_GATEWAY_ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    #[arg(long)]
-    distributor_url: Option<String>,
-    #[arg(long)]
-    querier_url: Option<String>,
+    /// Distributor base URL (repeatable: requests go round-robin with failover).
+    #[arg(long = "distributor-url")]
+    distributor_urls: Vec<String>,
+    /// Querier base URL (repeatable).
+    #[arg(long = "querier-url")]
+    querier_urls: Vec<String>,
 }
 
 #[tokio::main]
@@ -30,16 +32,17 @@ async fn main() -> anyhow::Result<()> {
         .map(Config::from_file)
         .transpose()?
         .unwrap_or_default();
-    cfg.gateway.distributor_url = args.distributor_url.or(cfg.gateway.distributor_url);
-    cfg.gateway.querier_url = args.querier_url.or(cfg.gateway.querier_url);
+    if !args.distributor_urls.is_empty() {
+        cfg.gateway.distributor_urls = args.distributor_urls;
+    }
+    if !args.querier_urls.is_empty() {
+        cfg.gateway.querier_urls = args.querier_urls;
+    }
     cfg.validate()?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
-    let (Some(d), Some(q)) = (&cfg.gateway.distributor_url, &cfg.gateway.querier_url) else {
-        anyhow::bail!("gateway: --distributor-url and --querier-url (or [gateway] in the config) are required");
-    };
     let gw = Arc::new(Gateway::new(
-        Upstream::remote("distributor", d)?,
-        Upstream::remote("querier", q)?,
+        Upstream::remote("distributor", &cfg.gateway.distributor_urls)?,
+        Upstream::remote("querier", &cfg.gateway.querier_urls)?,
     ));
     let app = hestia_gateway::router(gw)
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))

@@ -94,16 +94,35 @@ impl AllInOne {
             db.clone(),
             wait_stop(stop_rx.clone()),
         ));
-        let ingester_url = format!("http://{grpc_addr}");
         tracing::info!(%grpc_addr, "ingester gRPC listening");
 
-        cfg.distributor.ingesters = vec![ingester_url.clone()];
-        cfg.querier.ingesters = vec![ingester_url];
+        // One ingester, so one replica: the ring lives in this process.
+        cfg.ring.kv = hestia_config::KvBackend::Memory;
+        cfg.ring.replication_factor = 1;
+        cfg.ring.zone_awareness = false;
+        cfg.ingester.advertise_addr = None;
+        let kv: Arc<dyn hestia_ring::Kv> = Arc::new(hestia_ring::MemoryKv::default());
+        let lifecycler = hestia_ingester::join_ring(
+            kv.clone(),
+            &cfg.ring,
+            &cfg.ingester,
+            grpc_addr,
+            &cfg.server.data_dir,
+        )
+        .await?;
+        let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
+        let pool = Arc::new(hestia_proto::IngesterPool::default());
         let distributor = Arc::new(hestia_distributor::Distributor::new(
             cfg.distributor.clone(),
             cfg.limits.clone(),
-        )?);
-        let querier = Arc::new(hestia_querier::Querier::new(cfg.querier.clone())?);
+            ring.clone(),
+            pool.clone(),
+        ));
+        let querier = Arc::new(hestia_querier::Querier::new(
+            cfg.querier.clone(),
+            ring,
+            pool,
+        ));
         let gateway = Arc::new(Gateway::new(
             Upstream::InProcess(hestia_distributor::router(distributor)),
             Upstream::InProcess(hestia_querier::router(querier)),
@@ -143,6 +162,9 @@ impl AllInOne {
             .await;
             // In-flight pushes finish before the ingester stops and the database closes.
             let _ = tokio::time::timeout(grace, grpc).await;
+            if let Err(e) = lifecycler.shutdown(true).await {
+                tracing::warn!(error = %e, "leaving the ring");
+            }
             stats.abort();
             tokio::task::spawn_blocking(move || db.close()).await??;
             served.context("serving HTTP")

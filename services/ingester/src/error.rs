@@ -9,13 +9,15 @@ pub enum IngesterError {
     Storage(#[from] StorageError),
     #[error("ingester task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("ring: {0}")]
+    Ring(#[from] hestia_ring::RingError),
 }
 
 impl From<IngesterError> for tonic::Status {
     fn from(e: IngesterError) -> Self {
         match e {
             IngesterError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
-            IngesterError::Storage(_) | IngesterError::Task(_) => {
+            IngesterError::Storage(_) | IngesterError::Task(_) | IngesterError::Ring(_) => {
                 tracing::error!(error = %e, "ingester request failed");
                 tonic::Status::internal(e.to_string())
             }

@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use hestia_config::IngesterConfig;
+use hestia_config::{IngesterConfig, RingConfig};
 use hestia_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
 use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_server::{Ingester, IngesterServer};
+use hestia_ring::{InstanceConfig, InstanceState, Kv, Lifecycler};
 use hestia_storage::{
     ChunkEncoding, CounterResetHint, Exemplar, Histogram, MetricMetadata, MetricType, RejectReason,
     SeriesAppend, Span, Tsdb, TsdbOptions,
@@ -412,6 +413,33 @@ impl Ingester for IngesterService {
                 .collect(),
         }))
     }
+}
+
+/// Joins the ring as ACTIVE (the WAL was replayed when the database opened) under the
+/// configured identity; tokens are kept in `<data_dir>/ring-tokens.json` so that a restarted
+/// ingester owns the same series.
+pub async fn join_ring(
+    kv: Arc<dyn Kv>,
+    ring: &RingConfig,
+    cfg: &IngesterConfig,
+    grpc_addr: SocketAddr,
+    data_dir: &Path,
+) -> Result<Lifecycler, IngesterError> {
+    let addr = cfg
+        .advertise_addr
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string());
+    let instance = InstanceConfig {
+        id: cfg
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| format!("ingester-{addr}")),
+        addr,
+        zone: cfg.zone.clone(),
+        tokens_file: Some(data_dir.join("ring-tokens.json")),
+    };
+    tracing::info!(id = %instance.id, addr = %instance.addr, zone = %instance.zone, "joining the ring");
+    Ok(Lifecycler::start(kv, ring, instance, InstanceState::Active).await?)
 }
 
 /// Binds the gRPC listener; returns it with its actual address (port 0 picks a free one).

@@ -35,6 +35,7 @@ async fn main() -> anyhow::Result<()> {
         cfg.server.data_dir = d;
     }
     cfg.validate()?;
+    cfg.validate_cluster_role("ingester")?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let (data_dir, icfg) = (cfg.server.data_dir.clone(), cfg.ingester.clone());
     let db =
@@ -53,8 +54,15 @@ async fn main() -> anyhow::Result<()> {
             hestia_ingester::export_head_stats(&stats_db);
         }
     });
+    let kv = hestia_ring::new_kv(&cfg.ring)?;
+    let lifecycler =
+        hestia_ingester::join_ring(kv, &cfg.ring, &cfg.ingester, addr, &cfg.server.data_dir)
+            .await?;
     hestia_ingester::serve_grpc(grpc, db.clone(), hestia_telemetry::shutdown_signal()).await?;
     ready.store(false, Ordering::Release);
+    lifecycler
+        .shutdown(cfg.ingester.unregister_on_shutdown)
+        .await?;
     tokio::task::spawn_blocking(move || db.close()).await??;
     Ok(())
 }

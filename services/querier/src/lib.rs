@@ -16,6 +16,8 @@ use axum::routing::{get, post};
 use axum::Router;
 use hestia_config::QuerierConfig;
 use hestia_promql::{Engine, EngineOptions};
+use hestia_proto::IngesterPool;
+use hestia_ring::RingClient;
 
 pub use error::{ApiError, ApiErrorType};
 pub use params::{parse_duration, parse_time};
@@ -31,15 +33,16 @@ pub struct Querier {
 }
 
 impl Querier {
-    pub fn new(cfg: QuerierConfig) -> anyhow::Result<Self> {
-        let store = IngesterStore::new(&cfg.ingesters)?;
+    /// Reads go to the ingesters `ring` shows, through clients from `pool`.
+    pub fn new(cfg: QuerierConfig, ring: Arc<RingClient>, pool: Arc<IngesterPool>) -> Self {
+        let store = IngesterStore::new(ring, pool, cfg.preferred_zone.clone());
         let engine = Engine::new(EngineOptions {
             lookback_delta: cfg.lookback_delta,
             max_samples: cfg.max_samples,
             timeout: Some(cfg.timeout),
             ..EngineOptions::default()
         });
-        Ok(Self { cfg, engine, store })
+        Self { cfg, engine, store }
     }
 }
 

@@ -14,26 +14,24 @@ struct Args {
     config: Option<PathBuf>,
     #[arg(long, default_value = "127.0.0.1:8082")]
     listen: SocketAddr,
-    /// Ingester gRPC endpoint (repeatable), e.g. http://127.0.0.1:9095.
-    #[arg(long = "ingester")]
-    ingesters: Vec<String>,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let mut cfg = args
+    let cfg = args
         .config
         .as_deref()
         .map(Config::from_file)
         .transpose()?
         .unwrap_or_default();
-    if !args.ingesters.is_empty() {
-        cfg.querier.ingesters = args.ingesters;
-    }
     cfg.validate()?;
+    cfg.validate_cluster_role("querier")?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
-    let q = Arc::new(hestia_querier::Querier::new(cfg.querier)?);
+    let kv = hestia_ring::new_kv(&cfg.ring)?;
+    let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
+    let pool = Arc::new(hestia_proto::IngesterPool::default());
+    let q = Arc::new(hestia_querier::Querier::new(cfg.querier, ring, pool));
     let app = hestia_querier::router(q)
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
         .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(

@@ -1,14 +1,21 @@
-//! Reads from the ingesters over gRPC: every call fans out to all ingesters in parallel and merges
-//! their answers, so the querier never returns a partial result as success.
+//! Reads from the ingesters over gRPC, zone by zone: a write reached a quorum of its replicas in
+//! distinct zones, so asking every instance of all zones but `quorum - 1` sees every acknowledged
+//! sample. The ring's read plan names the zones, complete zones first (the querier's own zone
+//! leading); when an instance of a zone fails, the next complete zone is asked instead. Replicas
+//! are merged and deduplicated, and a read that cannot be completed fails: never a partial
+//! result as success.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::Arc;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use hestia_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Sample, TenantId};
 use hestia_promql::{CounterResetHint, FloatHistogram, QueryError, Queryable, Series, Span};
 use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_client::IngesterClient;
+use hestia_proto::IngesterPool;
+use hestia_ring::{now_ms, RingClient, ZoneReplicas};
 use hestia_storage::{HistogramIter, XorIter};
 use tonic::transport::Channel;
 
@@ -16,41 +23,85 @@ use crate::ApiError;
 
 #[derive(Clone)]
 pub struct IngesterStore {
-    clients: Vec<(String, IngesterClient<Channel>)>,
+    ring: Arc<RingClient>,
+    pool: Arc<IngesterPool>,
+    preferred_zone: Option<String>,
 }
 
 impl IngesterStore {
-    pub fn new(addrs: &[String]) -> anyhow::Result<Self> {
-        if addrs.is_empty() {
-            anyhow::bail!("querier: no ingesters configured");
+    pub fn new(
+        ring: Arc<RingClient>,
+        pool: Arc<IngesterPool>,
+        preferred_zone: Option<String>,
+    ) -> Self {
+        Self {
+            ring,
+            pool,
+            preferred_zone,
         }
-        let clients = addrs
-            .iter()
-            .map(|a| {
-                let ch = Channel::from_shared(a.clone())?
-                    .connect_timeout(Duration::from_secs(5))
-                    .tcp_nodelay(true)
-                    .connect_lazy();
-                Ok((
-                    a.clone(),
-                    IngesterClient::new(ch).max_decoding_message_size(256 << 20),
-                ))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { clients })
     }
 
-    /// Runs `call` against every ingester in parallel; any failure fails the whole read.
+    /// Runs `call` against every instance of the zones the read plan needs, in parallel, moving
+    /// on to the next complete zone when one fails; the answers of all instances asked.
     async fn fan_out<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
     where
         F: Fn(IngesterClient<Channel>) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
-        let calls = self.clients.iter().map(|(addr, c)| {
-            let fut = call(c.clone());
-            async move { fut.await.map_err(|s| StoreError::from_status(addr, s)) }
-        });
-        futures::future::join_all(calls).await.into_iter().collect()
+        let ring = self.ring.ring();
+        let plan = ring
+            .read_plan(now_ms(), self.preferred_zone.as_deref())
+            .map_err(|e| StoreError::Ring(e.to_string()))?;
+        let ask_zone = |zone: &ZoneReplicas| {
+            let calls = zone.instances.iter().map(|&i| {
+                let addr = ring.instance(i).addr.clone();
+                let client = self.pool.get(&addr);
+                let fut = client.map(&call);
+                async move {
+                    match fut {
+                        Ok(f) => f.await.map_err(|s| StoreError::from_status(&addr, s)),
+                        Err(e) => Err(StoreError::Unavailable {
+                            addr,
+                            message: e.to_string(),
+                        }),
+                    }
+                }
+            });
+            futures::future::try_join_all(calls)
+        };
+        let mut zones = plan.zones.iter().filter(|z| z.complete);
+        let mut pending: FuturesUnordered<_> = zones
+            .by_ref()
+            .take(plan.zones_needed)
+            .map(ask_zone)
+            .collect();
+        let mut out = Vec::new();
+        let mut answered = 0;
+        while let Some(res) = pending.next().await {
+            match res {
+                Ok(v) => {
+                    out.extend(v);
+                    answered += 1;
+                    if answered == plan.zones_needed {
+                        return Ok(out);
+                    }
+                }
+                Err(e @ (StoreError::Unavailable { .. } | StoreError::Corrupt(_))) => {
+                    match zones.next() {
+                        Some(z) => {
+                            tracing::warn!(error = %e, zone = %z.zone, "zone read failed, asking another zone");
+                            pending.push(ask_zone(z));
+                        }
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Ring(format!(
+            "{answered} of {} zones answered",
+            plan.zones_needed
+        )))
     }
 
     /// Series matching `matchers` with their samples in [mint, maxt], merged across ingesters.
@@ -148,6 +199,10 @@ impl IngesterStore {
             .into_iter()
             .map(|(labels, mut ex)| {
                 ex.sort_by_key(|e| e.timestamp_ms);
+                // Replicas hold the same exemplars.
+                ex.dedup_by(|a, b| {
+                    a.timestamp_ms == b.timestamp_ms && a.value.to_bits() == b.value.to_bits()
+                });
                 (labels, ex)
             })
             .collect())
@@ -384,6 +439,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the query hit the max number of chunks limit (limit: {limit} chunks)")]
     ChunkLimit { limit: usize },
+    #[error("ingester ring: {0}")]
+    Ring(String),
 }
 
 /// Marks the status [`ChunkBudget::charge`] returns, so that `fan_out` can tell a spent budget
@@ -451,7 +508,9 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Invalid { message, .. } => ApiError::bad_data(message),
             StoreError::Corrupt(_) => ApiError::internal(e.to_string()),
-            StoreError::Unavailable { .. } => ApiError::unavailable(e.to_string()),
+            StoreError::Unavailable { .. } | StoreError::Ring(_) => {
+                ApiError::unavailable(e.to_string())
+            }
             StoreError::ChunkLimit { .. } => ApiError::execution(e.to_string()),
         }
     }

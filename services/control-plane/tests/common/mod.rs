@@ -1,0 +1,139 @@
+//! A 3-voter cluster of `hestia-control-plane` processes for the fault tests.
+
+// Each test crate uses a part of these helpers.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Voter {
+    pub id: u64,
+    /// AMP API and admin endpoints.
+    pub api: String,
+    /// The internal gRPC API, `http://host:port`.
+    pub grpc: String,
+    config: PathBuf,
+    data: PathBuf,
+    child: Option<Child>,
+}
+
+impl Voter {
+    pub fn start(&mut self) {
+        let log = std::fs::File::create(self.data.with_extension("log")).unwrap();
+        self.child = Some(
+            Command::new(env!("CARGO_BIN_EXE_hestia-control-plane"))
+                .arg("--config")
+                .arg(&self.config)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+impl Drop for Voter {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts three voters under `dir`, snapshotting every `snapshot_every` entries.
+pub fn cluster(dir: &Path, snapshot_every: u64) -> Vec<Voter> {
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let bootstrap: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (g, _))| format!("\"{}=127.0.0.1:{g}\"", i + 1))
+        .collect();
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, (g, a))| {
+            let id = i as u64 + 1;
+            let data = dir.join(format!("cp-{id}"));
+            let config = dir.join(format!("cp-{id}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[server]\ndata_dir = {data:?}\n[control_plane]\nnode_id = {id}\n\
+                     grpc_listen = \"127.0.0.1:{g}\"\napi_listen = \"127.0.0.1:{a}\"\n\
+                     bootstrap = [{}]\nheartbeat_interval = \"100ms\"\n\
+                     snapshot_every_entries = {snapshot_every}\n\
+                     max_workspaces_per_account = 1000\napi_rate = 1000.0\napi_burst = 1000\n",
+                    bootstrap.join(", ")
+                ),
+            )
+            .unwrap();
+            let mut v = Voter {
+                id,
+                api: format!("http://127.0.0.1:{a}"),
+                grpc: format!("http://127.0.0.1:{g}"),
+                config,
+                data,
+                child: None,
+            };
+            v.start();
+            v
+        })
+        .collect()
+}
+
+/// The voter's openraft metrics (`/admin/cluster`).
+pub async fn metrics(client: &reqwest::Client, v: &Voter) -> Option<Value> {
+    client
+        .get(format!("{}/admin/cluster", v.api))
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
+pub async fn leader_of(client: &reqwest::Client, v: &Voter) -> Option<u64> {
+    metrics(client, v).await?["current_leader"].as_u64()
+}
+
+/// Waits until every running voter names the same leader, other than `not`.
+pub async fn wait_leader(client: &reqwest::Client, voters: &[Voter], not: Option<u64>) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut seen = Vec::new();
+        for v in voters.iter().filter(|v| v.running()) {
+            seen.push(leader_of(client, v).await);
+        }
+        if let Some(Some(l)) = seen.first() {
+            if seen.iter().all(|s| *s == Some(*l)) && Some(*l) != not {
+                return *l;
+            }
+        }
+        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
