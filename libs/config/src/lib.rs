@@ -36,6 +36,8 @@ pub struct Config {
     pub querier: QuerierConfig,
     pub gateway: GatewayConfig,
     pub limits: Limits,
+    /// Per-workspace limits that differ from `[limits]`.
+    pub overrides: OverridesConfig,
     pub telemetry: TelemetryConfig,
     pub control_plane: ControlPlaneConfig,
     /// The ingester ring, shared by ingesters (members) and distributors/queriers (readers).
@@ -83,6 +85,43 @@ pub struct IngesterConfig {
     /// Leave the ring on a graceful shutdown. Off by default: the instance keeps its tokens and
     /// its data on disk, and serves the same series again after a restart.
     pub unregister_on_shutdown: bool,
+    /// Cap on a workspace's active series on this ingester, whatever the global limit gives
+    /// (0: none; the "local limit" of the series-limit message).
+    pub max_local_series_per_user: usize,
+    /// The same per metric name.
+    pub max_local_series_per_metric: usize,
+}
+
+/// The runtime-reloaded overrides file (`hestia_limits::Overrides`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverridesConfig {
+    /// TOML with `[overrides."<account>_<workspace>"]` tables; unset: every workspace gets
+    /// `[limits]`.
+    pub file: Option<PathBuf>,
+    /// How often the file is checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub reload_period: Duration,
+}
+
+impl Default for OverridesConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            reload_period: Duration::from_secs(10),
+        }
+    }
+}
+
+impl OverridesConfig {
+    /// The overrides of every workspace on top of `defaults`; a configured file must load.
+    pub fn load(&self, defaults: &Limits) -> Result<hestia_limits::Overrides, ConfigError> {
+        match &self.file {
+            Some(path) => hestia_limits::Overrides::from_file(defaults.clone(), path)
+                .map_err(|e| ConfigError::Invalid(format!("overrides.file: {e}"))),
+            None => Ok(hestia_limits::Overrides::fixed(defaults.clone())),
+        }
+    }
 }
 
 impl Default for IngesterConfig {
@@ -95,6 +134,8 @@ impl Default for IngesterConfig {
             zone: String::new(),
             advertise_addr: None,
             unregister_on_shutdown: false,
+            max_local_series_per_user: 0,
+            max_local_series_per_metric: 0,
         }
     }
 }
@@ -328,6 +369,9 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.distributor.max_request_body_bytes == 0 {
             return bad("distributor.max_request_body_bytes must be positive");
+        }
+        if self.overrides.reload_period.is_zero() {
+            return bad("overrides.reload_period must be positive");
         }
         if self.distributor.max_decompressed_bytes < self.distributor.max_request_body_bytes {
             return bad(

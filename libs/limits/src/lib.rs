@@ -2,6 +2,7 @@
 //! ingested data") and the validation the distributor applies to every series before it is sharded.
 
 mod histogram;
+mod overrides;
 mod validate;
 
 use std::time::Duration;
@@ -12,6 +13,7 @@ pub use histogram::{
     validate_exemplar, validate_histogram, BucketCounts, CUSTOM_BUCKETS_SCHEMA,
     EXEMPLAR_MAX_LABEL_SET_LENGTH, EXPONENTIAL_SCHEMAS,
 };
+pub use overrides::{Overrides, OverridesError};
 pub use validate::{validate_labels, validate_metadata, validate_sample_time, ValidationError};
 
 /// Limits applied per workspace. Defaults are AMP's.
@@ -32,6 +34,15 @@ pub struct Limits {
     pub creation_grace_period: Duration,
     /// Bytes of one metadata entry: metric name, HELP and UNIT together (AMP: 1024).
     pub max_metadata_length: usize,
+    /// Samples (and metadata) per second a workspace may send, shared by the healthy
+    /// distributors (AMP: 70,000).
+    pub ingestion_rate: f64,
+    /// Samples a workspace may send at once above the rate (AMP: 1,000,000).
+    pub ingestion_burst_size: usize,
+    /// Active series per workspace across the cluster, before replication (AMP: 1,000,000).
+    pub max_global_series_per_user: usize,
+    /// Active series per metric name across the cluster (AMP: 200,000).
+    pub max_global_series_per_metric: usize,
 }
 
 impl Default for Limits {
@@ -43,6 +54,10 @@ impl Default for Limits {
             reject_old_samples_max_age: Duration::from_secs(3600),
             creation_grace_period: Duration::from_secs(600),
             max_metadata_length: 1024,
+            ingestion_rate: 70_000.0,
+            ingestion_burst_size: 1_000_000,
+            max_global_series_per_user: 1_000_000,
+            max_global_series_per_metric: 200_000,
         }
     }
 }
@@ -60,6 +75,12 @@ impl Limits {
         }
         if self.reject_old_samples_max_age.is_zero() {
             return Err("limits.reject_old_samples_max_age must be positive".into());
+        }
+        if !(self.ingestion_rate.is_finite() && self.ingestion_rate > 0.0) {
+            return Err("limits.ingestion_rate must be a positive number".into());
+        }
+        if self.ingestion_burst_size == 0 {
+            return Err("limits.ingestion_burst_size must be at least 1".into());
         }
         Ok(())
     }

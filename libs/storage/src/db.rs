@@ -39,7 +39,8 @@ use crate::histogram::{Histogram, HistogramAppender};
 use crate::keys;
 use crate::types::{
     AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata, MetricType,
-    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, TenantStats,
+    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLimits,
+    TenantStats,
 };
 use crate::xor::XorAppender;
 use crate::StorageError;
@@ -129,6 +130,54 @@ struct Tenant {
     samples_out_of_order: AtomicU64,
     samples_duplicate_timestamp: AtomicU64,
     exemplars: Mutex<ExemplarRing>,
+    active: Mutex<ActiveCounts>,
+}
+
+/// Active series of one tenant for [`SeriesLimits`]: recounted from the index at most every
+/// [`ACTIVE_RECOUNT`], incremented for every series created in between (so series that went
+/// idle free their slot within one recount).
+#[derive(Default)]
+struct ActiveCounts {
+    total: usize,
+    per_metric: HashMap<String, usize>,
+    counted_at: Option<Instant>,
+}
+
+const ACTIVE_RECOUNT: Duration = Duration::from_secs(10);
+
+impl ActiveCounts {
+    fn refresh(&mut self, idx: &Index, active_since: i64) {
+        if self
+            .counted_at
+            .is_some_and(|t| t.elapsed() < ACTIVE_RECOUNT)
+        {
+            return;
+        }
+        self.total = 0;
+        self.per_metric.clear();
+        for s in idx.all_series() {
+            if s.max_time() >= active_since {
+                self.total += 1;
+                let name = s.labels.metric_name().unwrap_or_default();
+                *self.per_metric.entry(name.to_string()).or_default() += 1;
+            }
+        }
+        self.counted_at = Some(Instant::now());
+    }
+
+    /// Takes a slot for a new series of metric `name`, or says which limit is full.
+    fn admit(&mut self, name: &str, limits: &SeriesLimits) -> Result<(), RejectReason> {
+        if limits.max_series > 0 && self.total >= limits.max_series {
+            return Err(RejectReason::SeriesLimit);
+        }
+        let n = self.per_metric.get(name).copied().unwrap_or(0);
+        if limits.max_series_per_metric > 0 && n >= limits.max_series_per_metric {
+            return Err(RejectReason::MetricSeriesLimit);
+        }
+        self.total += 1;
+        *self.per_metric.entry(name.to_string()).or_default() += 1;
+        Ok(())
+    }
 }
 
 /// A tenant's exemplars, oldest first, each under its sequence number in the exemplars column
@@ -153,6 +202,7 @@ impl Tenant {
             samples_out_of_order: AtomicU64::new(0),
             samples_duplicate_timestamp: AtomicU64::new(0),
             exemplars: Mutex::new(ExemplarRing::default()),
+            active: Mutex::new(ActiveCounts::default()),
         }
     }
 
@@ -264,7 +314,19 @@ impl Tsdb {
         tenant: &TenantId,
         batch: &[SeriesAppend],
     ) -> Result<AppendResult, StorageError> {
-        self.inner.append(tenant, batch)
+        self.inner.append(tenant, batch, &SeriesLimits::default())
+    }
+
+    /// [`Tsdb::append`] with caps on new series: a new series over `limits` is refused with all
+    /// its samples (one [`Rejection`] per series, reason [`RejectReason::SeriesLimit`] or
+    /// [`RejectReason::MetricSeriesLimit`]); the rest of the batch is appended.
+    pub fn append_limited(
+        &self,
+        tenant: &TenantId,
+        batch: &[SeriesAppend],
+        limits: &SeriesLimits,
+    ) -> Result<AppendResult, StorageError> {
+        self.inner.append(tenant, batch, limits)
     }
 
     /// Persists every open chunk that has unpersisted samples, then drops the WAL behind it.
@@ -788,6 +850,7 @@ impl Inner {
         &self,
         tenant: &TenantId,
         batch: &[SeriesAppend],
+        limits: &SeriesLimits,
     ) -> Result<AppendResult, StorageError> {
         self.check_writable()?;
         let mut result = AppendResult::default();
@@ -818,13 +881,32 @@ impl Inner {
             .any(|(r, sa)| r.is_none() && sa.has_data())
         {
             let mut idx = t.index.write();
-            for ((r, sa), h) in refs.iter_mut().zip(batch).zip(&hashes) {
+            let mut active = (!limits.is_unlimited()).then(|| {
+                let mut a = t.active.lock();
+                a.refresh(&idx, active_since(self.opts.active_series_window));
+                a
+            });
+            for (i, ((r, sa), h)) in refs.iter_mut().zip(batch).zip(&hashes).enumerate() {
                 if r.is_some() || !sa.has_data() {
                     continue;
                 }
                 if let Some(s) = idx.get(*h, &sa.labels) {
                     *r = Some(s.clone());
                     continue;
+                }
+                if let Some(a) = active.as_mut() {
+                    let name = sa.labels.metric_name().unwrap_or_default();
+                    if let Err(reason) = a.admit(name, limits) {
+                        let first = sa.samples.iter().map(|x| x.t);
+                        let first = first.chain(sa.histograms.iter().map(|(t, _)| *t)).min();
+                        result.rejected.push(Rejection {
+                            series_index: i,
+                            reason,
+                            count: sa.samples.len() + sa.histograms.len(),
+                            first_timestamp: first.unwrap_or_default(),
+                        });
+                        continue;
+                    }
                 }
                 let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
                 let s = Arc::new(Series::new(id, sa.labels.clone(), false));

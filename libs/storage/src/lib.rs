@@ -22,7 +22,8 @@ pub use error::StorageError;
 pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
 pub use types::{
     AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata, MetricType,
-    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, TenantStats,
+    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLimits,
+    TenantStats,
 };
 pub use xor::{XorAppender, XorChunk, XorIter};
 

@@ -914,3 +914,79 @@ fn exemplars_are_bounded_per_tenant_and_persisted() {
         .unwrap();
     assert_eq!(r.exemplars_out_of_order, 1);
 }
+
+#[test]
+fn series_limits_refuse_new_series_only_and_count_active_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let limits = SeriesLimits {
+        max_series: 3,
+        max_series_per_metric: 2,
+    };
+    let a = |i: &str| labels(&[("__name__", "a"), ("i", i)]);
+    let b = |i: &str| labels(&[("__name__", "b"), ("i", i)]);
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        let r = db
+            .append_limited(
+                &t,
+                &[
+                    one(&a("1"), [(now, 1.0)]),
+                    one(&a("2"), [(now, 1.0)]),
+                    one(&a("3"), [(now, 1.0), (now + 1, 2.0)]),
+                    one(&b("1"), [(now, 1.0)]),
+                ],
+                &limits,
+            )
+            .unwrap();
+        assert_eq!(r.samples_appended, 3);
+        assert_eq!(r.series_created, 3);
+        assert_eq!(r.rejected.len(), 1);
+        let rej = &r.rejected[0];
+        assert_eq!(
+            (rej.series_index, rej.reason, rej.count, rej.first_timestamp),
+            (2, RejectReason::MetricSeriesLimit, 2, now)
+        );
+        assert!(rej.reason.is_limit());
+        // The tenant is full: a new series is refused, existing ones keep appending.
+        let r = db
+            .append_limited(
+                &t,
+                &[one(&b("2"), [(now, 1.0)]), one(&a("1"), [(now + 1, 2.0)])],
+                &limits,
+            )
+            .unwrap();
+        assert_eq!(r.samples_appended, 1);
+        assert_eq!(r.rejected[0].reason, RejectReason::SeriesLimit);
+        assert_eq!(r.rejected[0].series_index, 0);
+        // Other tenants and unlimited appends are not affected.
+        let r = db.append(&t, &[one(&b("3"), [(now, 1.0)])]).unwrap();
+        assert!(r.rejected.is_empty());
+        let r = db
+            .append_limited(&tenant("u"), &[one(&b("3"), [(now, 1.0)])], &limits)
+            .unwrap();
+        assert!(r.rejected.is_empty());
+        db.close().unwrap();
+    }
+    // Series without a sample in the active window do not count.
+    {
+        let db = Tsdb::open(
+            dir.path(),
+            TsdbOptions {
+                active_series_window: Duration::from_millis(1),
+                ..opts()
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let r = db
+            .append_limited(&t, &[one(&b("4"), [(now + 10, 1.0)])], &limits)
+            .unwrap();
+        assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+        assert_eq!(r.series_created, 1);
+    }
+}

@@ -54,6 +54,35 @@ pub enum RejectReason {
     OutOfOrder,
     /// Same timestamp as the newest sample but a different value.
     DuplicateTimestamp,
+    /// A new series over the tenant's series limit ([`SeriesLimits::max_series`]).
+    SeriesLimit,
+    /// A new series over its metric name's limit ([`SeriesLimits::max_series_per_metric`]).
+    MetricSeriesLimit,
+}
+
+impl RejectReason {
+    /// A per-tenant quota, not bad data: the sender should slow down or ask for more (429).
+    pub fn is_limit(self) -> bool {
+        matches!(
+            self,
+            RejectReason::SeriesLimit | RejectReason::MetricSeriesLimit
+        )
+    }
+}
+
+/// Caps on the active series a tenant may have on this database; 0 means no cap. A series is
+/// active while its newest sample is within `TsdbOptions::active_series_window` of now. New
+/// series over a cap are refused with all their samples; existing series always append.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeriesLimits {
+    pub max_series: usize,
+    pub max_series_per_metric: usize,
+}
+
+impl SeriesLimits {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_series == 0 && self.max_series_per_metric == 0
+    }
 }
 
 impl RejectReason {
@@ -62,6 +91,8 @@ impl RejectReason {
         match self {
             RejectReason::OutOfOrder => "err-mimir-sample-out-of-order",
             RejectReason::DuplicateTimestamp => "err-mimir-sample-duplicate-timestamp",
+            RejectReason::SeriesLimit => "err-mimir-max-series-per-user",
+            RejectReason::MetricSeriesLimit => "err-mimir-max-series-per-metric",
         }
     }
 
@@ -70,6 +101,8 @@ impl RejectReason {
         match self {
             RejectReason::OutOfOrder => "sample-out-of-order",
             RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
+            RejectReason::SeriesLimit => "per_user_series_limit",
+            RejectReason::MetricSeriesLimit => "per_metric_series_limit",
         }
     }
 
@@ -78,6 +111,8 @@ impl RejectReason {
         match self {
             RejectReason::OutOfOrder => "out of order sample",
             RejectReason::DuplicateTimestamp => "duplicate sample for timestamp",
+            RejectReason::SeriesLimit => "per-user series limit exceeded",
+            RejectReason::MetricSeriesLimit => "per-metric series limit exceeded",
         }
     }
 }
@@ -94,6 +129,8 @@ impl fmt::Display for RejectReason {
                 "the sample has been rejected because another sample with the same timestamp, but a \
                  different value, has already been ingested"
             }
+            RejectReason::SeriesLimit => "per-user series limit exceeded",
+            RejectReason::MetricSeriesLimit => "per-metric series limit exceeded",
         };
         write!(f, "{msg} ({})", self.error_id())
     }

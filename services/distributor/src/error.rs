@@ -31,6 +31,18 @@ pub enum DistributorError {
     Ring(#[from] hestia_ring::RingError),
     #[error("{failed_series} series could not be stored on a quorum of their replicas")]
     Quorum { failed_series: usize },
+    /// The workspace's ingestion rate (this distributor's share) would be exceeded; nothing
+    /// of the request was stored.
+    #[error("ingestion rate limit ({local_rate}) exceeded while adding {samples} samples and {metadata} metadata")]
+    RateLimited {
+        local_rate: f64,
+        samples: usize,
+        metadata: usize,
+        retry_after_secs: u64,
+    },
+    /// New series over a workspace series limit were refused; the rest was stored.
+    #[error("{0}")]
+    SeriesLimit(String),
 }
 
 impl DistributorError {
@@ -47,6 +59,7 @@ impl DistributorError {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::IngesterTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } | Self::SeriesLimit(_) => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
@@ -57,6 +70,14 @@ impl IntoResponse for DistributorError {
         if status.is_server_error() {
             tracing::warn!(error = %self, "push failed");
         }
-        (status, self.to_string()).into_response()
+        let mut resp = (status, self.to_string()).into_response();
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = self
+        {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after_secs.into());
+        }
+        resp
     }
 }

@@ -19,6 +19,7 @@
 
 mod error;
 pub mod metrics;
+mod rate;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use crate::rate::RateLimiter;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -35,7 +37,7 @@ use axum::Router;
 use hestia_config::DistributorConfig;
 use hestia_limits::{
     validate_exemplar, validate_histogram, validate_labels, validate_metadata,
-    validate_sample_time, Limits,
+    validate_sample_time, Limits, Overrides,
 };
 use hestia_model::{hash_label_pairs, TenantId};
 use hestia_proto::ingester as pb;
@@ -71,6 +73,8 @@ pub struct PushSummary {
     pub exemplars_dropped: usize,
     /// The first refusal's message, when anything was refused.
     pub first_error: Option<String>,
+    /// The first refusal by a workspace series limit (answered 429 rather than 400).
+    pub first_limit_error: Option<String>,
 }
 
 /// A validated request: series with their ring tokens, and metadata by metric-name token.
@@ -84,22 +88,27 @@ struct Batch {
 
 pub struct Distributor {
     cfg: DistributorConfig,
-    limits: Limits,
+    overrides: Arc<Overrides>,
+    rate: RateLimiter,
     ring: Arc<RingClient>,
     pool: Arc<IngesterPool>,
 }
 
 impl Distributor {
-    /// Writes go to the ingesters `ring` shows, through clients from `pool`.
+    /// Writes go to the ingesters `ring` shows, through clients from `pool`, under each
+    /// workspace's limits from `overrides`. `distributors` is the ring the distributors
+    /// heartbeat in, which divides the ingestion rate among them (`None`: this one is alone).
     pub fn new(
         cfg: DistributorConfig,
-        limits: Limits,
+        overrides: Arc<Overrides>,
         ring: Arc<RingClient>,
         pool: Arc<IngesterPool>,
+        distributors: Option<Arc<RingClient>>,
     ) -> Self {
         Self {
             cfg,
-            limits,
+            overrides,
+            rate: RateLimiter::new(distributors),
             ring,
             pool,
         }
@@ -116,18 +125,41 @@ impl Distributor {
     ) -> Result<PushSummary, (DistributorError, PushSummary)> {
         let body = decompress(compressed, self.cfg.max_decompressed_bytes)
             .map_err(|e| (e.into(), PushSummary::default()))?;
+        let limits = self.overrides.get(tenant.as_str());
         let (batch, mut summary) = match protocol {
             Protocol::V1 => {
                 let req =
                     decode_write_request(&body).map_err(|e| (e.into(), PushSummary::default()))?;
-                self.validate(tenant, &req)
+                self.validate(tenant, &req, &limits)
             }
             Protocol::V2 => {
                 let req = decode_write_request_v2(&body)
                     .map_err(|e| (e.into(), PushSummary::default()))?;
-                self.validate(tenant, &req)
+                self.validate(tenant, &req, &limits)
             }
         };
+        // Rate-limited on what passed validation, as Cortex does; a refused request stores nothing.
+        let samples = summary.floats_sent + summary.histograms_sent;
+        let metadata = batch.metadata.len();
+        if let Err(r) = self
+            .rate
+            .allow(tenant.as_str(), samples + metadata, &limits)
+        {
+            let t = tenant.as_str();
+            metrics::DISCARDED_SAMPLES
+                .with_label_values(&["rate_limited", t])
+                .inc_by(samples as u64);
+            metrics::DISCARDED_METADATA
+                .with_label_values(&["rate_limited", t])
+                .inc_by(metadata as u64);
+            let e = DistributorError::RateLimited {
+                local_rate: r.local_rate,
+                samples,
+                metadata,
+                retry_after_secs: r.retry_after.as_secs(),
+            };
+            return Err((e, PushSummary::default()));
+        }
         match self.replicate(tenant, batch, &mut summary).await {
             Ok(()) => Ok(summary),
             Err(e) => Err((e, summary)),
@@ -138,6 +170,7 @@ impl Distributor {
         &self,
         tenant: &TenantId,
         req: &R,
+        limits: &Limits,
     ) -> (Batch, PushSummary) {
         let t = tenant.as_str();
         let now_ms = now_ms();
@@ -178,7 +211,7 @@ impl Distributor {
             let samples = req.samples(s);
             let histograms = req.histograms(s);
             let exemplars = req.exemplars(s);
-            if let Err(e) = validate_labels(labels, &self.limits) {
+            if let Err(e) = validate_labels(labels, limits) {
                 if !exemplars.is_empty() {
                     refuse_exemplars(&mut summary, e.reason(), exemplars.len(), e.to_string());
                 }
@@ -192,7 +225,7 @@ impl Distributor {
             }
             let mut kept = Vec::with_capacity(samples.len());
             for smp in samples {
-                match validate_sample_time(labels, smp.timestamp, now_ms, &self.limits) {
+                match validate_sample_time(labels, smp.timestamp, now_ms, limits) {
                     Ok(()) => kept.push(pb::Sample {
                         timestamp_ms: smp.timestamp,
                         value: smp.value,
@@ -202,7 +235,7 @@ impl Distributor {
             }
             let mut kept_h = Vec::with_capacity(histograms.len());
             for h in histograms {
-                match validate_histogram(labels, h, now_ms, &self.limits) {
+                match validate_histogram(labels, h, now_ms, limits) {
                     Ok(counts) => kept_h.push(pb::Histogram {
                         timestamp_ms: h.timestamp,
                         reset_hint: u32::from(h.reset_hint),
@@ -223,7 +256,7 @@ impl Distributor {
             let mut kept_e = Vec::with_capacity(exemplars.len());
             for e in exemplars {
                 let elabels = req.exemplar_labels(e);
-                match validate_exemplar(labels, elabels, e.timestamp, now_ms, &self.limits) {
+                match validate_exemplar(labels, elabels, e.timestamp, now_ms, limits) {
                     Ok(()) => kept_e.push(pb::Exemplar {
                         labels: to_pb_labels(elabels),
                         timestamp_ms: e.timestamp,
@@ -250,7 +283,7 @@ impl Distributor {
         }
 
         for m in req.metadata() {
-            if let Err(e) = validate_metadata(m, &self.limits) {
+            if let Err(e) = validate_metadata(m, limits) {
                 metrics::DISCARDED_METADATA
                     .with_label_values(&[e.reason(), t])
                     .inc();
@@ -390,8 +423,13 @@ impl Distributor {
             let reason = match reason {
                 pb::RejectReason::OutOfOrder => "sample-out-of-order",
                 pb::RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
-                _ => "invalid",
+                pb::RejectReason::PerUserSeriesLimit => "per_user_series_limit",
+                pb::RejectReason::PerMetricSeriesLimit => "per_metric_series_limit",
+                pb::RejectReason::Invalid | pb::RejectReason::Unspecified => "invalid",
             };
+            if reason.ends_with("_series_limit") {
+                summary.first_limit_error.get_or_insert(message.clone());
+            }
             metrics::DISCARDED_SAMPLES
                 .with_label_values(&[reason, t])
                 .inc_by(u64::from(samples));
@@ -459,6 +497,40 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The ring key distributors heartbeat under; its healthy members share the ingestion rate.
+pub const DISTRIBUTOR_RING_KEY: &str = "distributor-ring";
+
+/// Registers this distributor (id `distributor-<addr>`) in the distributors' ring and watches
+/// that ring, so that each distributor enforces its share of every workspace's rate.
+pub async fn join_distributor_ring(
+    kv: Arc<dyn hestia_ring::Kv>,
+    ingester_ring: &hestia_ring::RingConfig,
+    addr: std::net::SocketAddr,
+) -> Result<(hestia_ring::Lifecycler, Arc<RingClient>), hestia_ring::RingError> {
+    let cfg = hestia_ring::RingConfig {
+        key: DISTRIBUTOR_RING_KEY.to_string(),
+        replication_factor: 1,
+        zone_awareness: false,
+        tokens_per_instance: 1,
+        ..ingester_ring.clone()
+    };
+    let instance = hestia_ring::InstanceConfig {
+        id: format!("distributor-{addr}"),
+        addr: addr.to_string(),
+        zone: String::new(),
+        tokens_file: None,
+    };
+    let lifecycler = hestia_ring::Lifecycler::start(
+        kv.clone(),
+        &cfg,
+        instance,
+        hestia_ring::InstanceState::Active,
+    )
+    .await?;
+    let ring = Arc::new(RingClient::start(kv, &cfg).await?);
+    Ok((lifecycler, ring))
+}
+
 /// The distributor's internal HTTP API: `POST /api/v1/push` with the tenant in `X-Scope-OrgID`.
 pub fn router(d: Arc<Distributor>) -> Router {
     Router::new()
@@ -498,10 +570,11 @@ async fn push_handler(
     .await;
     let (mut resp, protocol, summary) = match result {
         Ok((protocol, summary)) => {
-            let resp = match &summary.first_error {
-                Some(msg) => DistributorError::Invalid(msg.clone()).into_response(),
-                None if protocol == Protocol::V2 => StatusCode::NO_CONTENT.into_response(),
-                None => StatusCode::OK.into_response(),
+            let resp = match (&summary.first_limit_error, &summary.first_error) {
+                (Some(msg), _) => DistributorError::SeriesLimit(msg.clone()).into_response(),
+                (None, Some(msg)) => DistributorError::Invalid(msg.clone()).into_response(),
+                (None, None) if protocol == Protocol::V2 => StatusCode::NO_CONTENT.into_response(),
+                (None, None) => StatusCode::OK.into_response(),
             };
             (resp, Some(protocol), summary)
         }
@@ -599,9 +672,10 @@ mod tests {
             .unwrap();
         Distributor::new(
             DistributorConfig::default(),
-            Limits::default(),
+            Arc::new(hestia_limits::Overrides::fixed(Limits::default())),
             Arc::new(ring),
             Arc::default(),
+            None,
         )
     }
 
@@ -671,7 +745,9 @@ mod tests {
         .encode_to_vec();
         let req = decode_write_request(&body).unwrap();
         let tenant = TenantId::parse("t").unwrap();
-        let (batch, summary) = distributor().await.validate(&tenant, &req);
+        let (batch, summary) = distributor()
+            .await
+            .validate(&tenant, &req, &Limits::default());
         assert_eq!(summary.samples_received, 5);
         assert_eq!(summary.samples_refused, 3);
         assert_eq!(summary.exemplars_received, 3);

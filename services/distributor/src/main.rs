@@ -29,13 +29,18 @@ async fn main() -> anyhow::Result<()> {
     cfg.validate_cluster_role("distributor")?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let kv = hestia_ring::new_kv(&cfg.ring)?;
-    let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
+    let ring = Arc::new(hestia_ring::RingClient::start(kv.clone(), &cfg.ring).await?);
+    let (lifecycler, distributors) =
+        hestia_distributor::join_distributor_ring(kv, &cfg.ring, args.listen).await?;
+    let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
+    let _reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
     let pool = Arc::new(hestia_proto::IngesterPool::default());
     let d = Arc::new(hestia_distributor::Distributor::new(
         cfg.distributor,
-        cfg.limits,
+        overrides,
         ring,
         pool,
+        Some(distributors),
     ));
     let app = hestia_distributor::router(d)
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
@@ -47,5 +52,6 @@ async fn main() -> anyhow::Result<()> {
     axum::serve(listener, app)
         .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
         .await?;
+    lifecycler.shutdown(true).await?;
     Ok(())
 }

@@ -89,9 +89,19 @@ impl AllInOne {
         let (grpc_listener, grpc_addr) = hestia_ingester::bind_grpc(grpc_addr)
             .await
             .with_context(|| format!("binding ingester gRPC on {grpc_addr}"))?;
+        let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
+        let reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
+        // One ingester holds every series: the global series limits apply to it whole.
+        let limiter = hestia_ingester::SeriesLimiter::new(
+            overrides.clone(),
+            cfg.ingester.max_local_series_per_user,
+            cfg.ingester.max_local_series_per_metric,
+            None,
+            1,
+        );
         let grpc = tokio::spawn(hestia_ingester::serve_grpc(
             grpc_listener,
-            db.clone(),
+            hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter)),
             wait_stop(stop_rx.clone()),
         ));
         tracing::info!(%grpc_addr, "ingester gRPC listening");
@@ -114,9 +124,10 @@ impl AllInOne {
         let pool = Arc::new(hestia_proto::IngesterPool::default());
         let distributor = Arc::new(hestia_distributor::Distributor::new(
             cfg.distributor.clone(),
-            cfg.limits.clone(),
+            overrides,
             ring.clone(),
             pool.clone(),
+            None,
         ));
         let querier = Arc::new(hestia_querier::Querier::new(
             cfg.querier.clone(),
@@ -166,6 +177,7 @@ impl AllInOne {
                 tracing::warn!(error = %e, "leaving the ring");
             }
             stats.abort();
+            reloader.abort();
             tokio::task::spawn_blocking(move || db.close()).await??;
             served.context("serving HTTP")
         });

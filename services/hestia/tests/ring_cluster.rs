@@ -52,7 +52,11 @@ impl Ingester {
         let server = tokio::spawn({
             let db = db.clone();
             async move {
-                let _ = hestia_ingester::serve_grpc(listener, db, async move {
+                let service = hestia_ingester::IngesterService::new(
+                    db,
+                    Arc::new(hestia_ingester::SeriesLimiter::unlimited()),
+                );
+                let _ = hestia_ingester::serve_grpc(listener, service, async move {
                     let _ = stop_rx.wait_for(|s| *s).await;
                 })
                 .await;
@@ -126,9 +130,10 @@ impl Cluster {
             .map(|_| {
                 Arc::new(Distributor::new(
                     cfg.distributor.clone(),
-                    cfg.limits.clone(),
+                    Arc::new(hestia_limits::Overrides::fixed(cfg.limits.clone())),
                     ring.clone(),
                     pool.clone(),
+                    None,
                 ))
             })
             .collect();

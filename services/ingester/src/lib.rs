@@ -3,6 +3,7 @@
 //! on tokio's blocking pool; a Push is answered only after its WAL write is fsync'd.
 
 mod error;
+mod limits;
 pub mod metrics;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
 pub use error::IngesterError;
+pub use limits::{PushLimits, SeriesLimiter};
 
 /// Series per `QueryStreamResponse` message.
 const STREAM_BATCH_SERIES: usize = 128;
@@ -42,11 +44,12 @@ pub fn open_tsdb(data_dir: &Path, cfg: &IngesterConfig) -> Result<Arc<Tsdb>, Ing
 #[derive(Clone)]
 pub struct IngesterService {
     db: Arc<Tsdb>,
+    limiter: Arc<SeriesLimiter>,
 }
 
 impl IngesterService {
-    pub fn new(db: Arc<Tsdb>) -> Self {
-        Self { db }
+    pub fn new(db: Arc<Tsdb>, limiter: Arc<SeriesLimiter>) -> Self {
+        Self { db, limiter }
     }
 
     pub fn into_server(self) -> IngesterServer<Self> {
@@ -210,9 +213,10 @@ impl Ingester for IngesterService {
             })
             .collect();
         let t = tenant.clone();
+        let limits = self.limiter.limits_for(&tenant);
         let (result, messages) = self
             .blocking(move |db| {
-                let r = db.append(&t, &batch)?;
+                let r = db.append_limited(&t, &batch, &limits.series)?;
                 if !metadata.is_empty() {
                     db.put_metadata(&t, &metadata)?;
                 }
@@ -220,7 +224,9 @@ impl Ingester for IngesterService {
                     .rejected
                     .iter()
                     .map(|rej| match batch.get(rej.series_index) {
-                        Some(s) => rej.message(&s.labels),
+                        Some(s) => limits
+                            .message(&t, rej.reason, &s.labels)
+                            .unwrap_or_else(|| rej.message(&s.labels)),
                         None => rej.to_string(),
                     })
                     .collect();
@@ -245,6 +251,8 @@ impl Ingester for IngesterService {
                 let reason = match r.reason {
                     RejectReason::OutOfOrder => pb::RejectReason::OutOfOrder,
                     RejectReason::DuplicateTimestamp => pb::RejectReason::DuplicateTimestamp,
+                    RejectReason::SeriesLimit => pb::RejectReason::PerUserSeriesLimit,
+                    RejectReason::MetricSeriesLimit => pb::RejectReason::PerMetricSeriesLimit,
                 };
                 let label = r.reason.discard_reason();
                 metrics::SAMPLES_REJECTED
@@ -452,14 +460,14 @@ pub async fn bind_grpc(addr: SocketAddr) -> std::io::Result<(TcpListener, Socket
 /// Serves the ingester gRPC service until `shutdown` resolves.
 pub async fn serve_grpc(
     listener: TcpListener,
-    db: Arc<Tsdb>,
+    service: IngesterService,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .add_service(IngesterService::new(db).into_server())
+        .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

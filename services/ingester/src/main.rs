@@ -55,10 +55,26 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let kv = hestia_ring::new_kv(&cfg.ring)?;
-    let lifecycler =
-        hestia_ingester::join_ring(kv, &cfg.ring, &cfg.ingester, addr, &cfg.server.data_dir)
-            .await?;
-    hestia_ingester::serve_grpc(grpc, db.clone(), hestia_telemetry::shutdown_signal()).await?;
+    let lifecycler = hestia_ingester::join_ring(
+        kv.clone(),
+        &cfg.ring,
+        &cfg.ingester,
+        addr,
+        &cfg.server.data_dir,
+    )
+    .await?;
+    let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
+    let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
+    let _reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
+    let limiter = hestia_ingester::SeriesLimiter::new(
+        overrides,
+        cfg.ingester.max_local_series_per_user,
+        cfg.ingester.max_local_series_per_metric,
+        Some(ring),
+        cfg.ring.replication_factor,
+    );
+    let service = hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter));
+    hestia_ingester::serve_grpc(grpc, service, hestia_telemetry::shutdown_signal()).await?;
     ready.store(false, Ordering::Release);
     lifecycler
         .shutdown(cfg.ingester.unregister_on_shutdown)

@@ -1,0 +1,213 @@
+//! Per-workspace limit overrides ("request a quota increase"), read from a TOML file and
+//! reloaded while running:
+//!
+//! ```toml
+//! [overrides."123456789012_ws-0f8c…"]
+//! ingestion_rate = 200000
+//! max_global_series_per_user = 5000000
+//! ```
+//!
+//! A tenant's entry only names what differs; everything else is the configured default. A file
+//! that does not parse or validate is reported and the previous overrides stay in force.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OverridesError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    overrides: HashMap<String, toml::Table>,
+}
+
+/// The limits of every tenant: defaults plus the overrides file's entries.
+#[derive(Debug)]
+pub struct Overrides {
+    defaults: Arc<Limits>,
+    path: Option<PathBuf>,
+    state: RwLock<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    by_tenant: HashMap<String, Arc<Limits>>,
+    loaded_mtime: Option<SystemTime>,
+}
+
+impl Overrides {
+    /// Every tenant gets `defaults`.
+    pub fn fixed(defaults: Limits) -> Self {
+        Self {
+            defaults: Arc::new(defaults),
+            path: None,
+            state: RwLock::default(),
+        }
+    }
+
+    /// `defaults` with the overrides of the file at `path`, which must load now.
+    pub fn from_file(defaults: Limits, path: &Path) -> Result<Self, OverridesError> {
+        let o = Self {
+            defaults: Arc::new(defaults),
+            path: Some(path.to_path_buf()),
+            state: RwLock::default(),
+        };
+        o.reload()?;
+        Ok(o)
+    }
+
+    pub fn defaults(&self) -> &Limits {
+        &self.defaults
+    }
+
+    /// The limits of `tenant`.
+    pub fn get(&self, tenant: &str) -> Arc<Limits> {
+        let state = self.state.read().unwrap_or_else(|e| e.into_inner());
+        state
+            .by_tenant
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| self.defaults.clone())
+    }
+
+    /// Re-reads the file if it changed; true if new overrides took effect. On an error the
+    /// previous overrides stay.
+    pub fn reload(&self) -> Result<bool, OverridesError> {
+        let Some(path) = &self.path else {
+            return Ok(false);
+        };
+        let read_err = |source| OverridesError::Read {
+            path: path.clone(),
+            source,
+        };
+        let mtime = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .map_err(read_err)?;
+        if self
+            .state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .loaded_mtime
+            == Some(mtime)
+        {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(path).map_err(read_err)?;
+        let by_tenant =
+            parse(&text, &self.defaults).map_err(|message| OverridesError::Invalid {
+                path: path.clone(),
+                message,
+            })?;
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        state.by_tenant = by_tenant;
+        state.loaded_mtime = Some(mtime);
+        Ok(true)
+    }
+
+    /// Reloads every `period` until the returned task is aborted.
+    pub fn spawn_reloader(self: &Arc<Self>, period: Duration) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let o = this.clone();
+                match tokio::task::spawn_blocking(move || o.reload()).await {
+                    Ok(Ok(true)) => tracing::info!("limit overrides reloaded"),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => tracing::warn!(error = %e, "limit overrides not reloaded"),
+                    Err(e) => tracing::warn!(error = %e, "limit overrides reload panicked"),
+                }
+            }
+        })
+    }
+}
+
+fn parse(text: &str, defaults: &Limits) -> Result<HashMap<String, Arc<Limits>>, String> {
+    let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+    let base = toml::Table::try_from(defaults).map_err(|e| e.to_string())?;
+    let mut out = HashMap::with_capacity(file.overrides.len());
+    for (tenant, entry) in file.overrides {
+        let mut merged = base.clone();
+        merged.extend(entry);
+        let limits: Limits = merged
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("overrides.{tenant:?}: {e}"))?;
+        limits
+            .validate()
+            .map_err(|e| format!("overrides.{tenant:?}: {e}"))?;
+        out.insert(tenant, Arc::new(limits));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_override_named_fields_and_keep_the_rest() {
+        let defaults = Limits {
+            ingestion_rate: 10.0,
+            ..Limits::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overrides.toml");
+        std::fs::write(
+            &path,
+            "[overrides.\"1_ws-a\"]\ningestion_rate = 500.0\nmax_global_series_per_user = 7\n",
+        )
+        .unwrap();
+        let o = Overrides::from_file(defaults.clone(), &path).unwrap();
+        let a = o.get("1_ws-a");
+        assert_eq!(a.ingestion_rate, 500.0);
+        assert_eq!(a.max_global_series_per_user, 7);
+        assert_eq!(
+            a.max_label_names_per_series,
+            defaults.max_label_names_per_series
+        );
+        assert_eq!(*o.get("1_ws-b"), defaults);
+
+        // A bad file is refused and the previous overrides stay; a good one replaces them.
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&path, "[overrides.\"1_ws-a\"]\ningestion_rate = -1.0\n").unwrap();
+        let err = o.reload().unwrap_err().to_string();
+        assert!(
+            err.contains("ingestion_rate must be a positive number"),
+            "{err}"
+        );
+        std::fs::write(&path, "[overrides.\"1_ws-a\"]\nno_such_limit = 1\n").unwrap();
+        let err = o.reload().unwrap_err().to_string();
+        assert!(err.contains("no_such_limit"), "{err}");
+        assert_eq!(o.get("1_ws-a").ingestion_rate, 500.0);
+        std::fs::write(&path, "[overrides.\"1_ws-b\"]\ningestion_burst_size = 3\n").unwrap();
+        assert!(o.reload().unwrap());
+        assert_eq!(o.get("1_ws-b").ingestion_burst_size, 3);
+        assert_eq!(*o.get("1_ws-a"), defaults);
+        assert!(!o.reload().unwrap(), "unchanged file is not re-read");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_at_start() {
+        let err =
+            Overrides::from_file(Limits::default(), Path::new("/nonexistent/o.toml")).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/o.toml"), "{err}");
+    }
+}
