@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test test-unit conformance bench bench-rw bench-storage bench-promql bench-query lint fmt clean
+.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,7 +32,7 @@ test: deps
 conformance: deps
 	$(CARGO) test -p hestia-promql --test conformance -- --nocapture
 
-bench: deps bench-rw bench-storage bench-promql bench-query
+bench: deps bench-rw bench-storage bench-promql bench-query bench-ingest
 
 bench-rw:
 	$(CARGO) bench -p hestia-remote-write --bench decode -- --noplot
@@ -47,6 +47,11 @@ bench-promql:
 # Dashboard queries over 10k series x 2 h on Hestia and on Prometheus 2.42, side by side.
 bench-query: deps
 	$(CARGO) bench -p hestia --bench query
+
+# Remote-write CPU µs per sample and memory per series: the local cluster at RF=3 and Prometheus
+# 2.42, the same load from hestia-loadgen, side by side (loadtest/bench-ingest --help).
+bench-ingest: deps
+	python3 loadtest/bench-ingest $(ARGS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check

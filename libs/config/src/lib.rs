@@ -203,6 +203,9 @@ pub struct GatewayConfig {
     pub distributor_urls: Vec<String>,
     /// Querier base URLs.
     pub querier_urls: Vec<String>,
+    /// Control-plane gRPC endpoints (`http://host:port`) the gateway learns workspaces from;
+    /// empty: dev mode, every well-formed workspace id is accepted as its own tenant.
+    pub control_plane_endpoints: Vec<String>,
 }
 
 /// The control plane: a Raft group holding workspaces and their limit overrides, and the AMP

@@ -43,6 +43,9 @@ pub struct Limits {
     pub max_global_series_per_user: usize,
     /// Active series per metric name across the cluster (AMP: 200,000).
     pub max_global_series_per_metric: usize,
+    /// Metric families with metadata per workspace (AMP: 20,000). Metadata is kept per family
+    /// and type, so a family never holds more than 8 entries (AMP allows 10).
+    pub max_global_metrics_with_metadata_per_user: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             ingestion_burst_size: 1_000_000,
             max_global_series_per_user: 1_000_000,
             max_global_series_per_metric: 200_000,
+            max_global_metrics_with_metadata_per_user: 20_000,
         }
     }
 }

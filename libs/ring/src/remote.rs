@@ -3,31 +3,16 @@
 //! forward writes to the leader and answer reads after a read barrier.
 
 use std::collections::HashMap;
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hestia_proto::control::control_plane_client::ControlPlaneClient;
 use hestia_proto::control::{RingCasRequest, RingHeartbeatRequest, RingKeyRequest, RingValue};
+use hestia_proto::{CallError, ControlPlaneEndpoints, MAX_BACKOFF, MIN_BACKOFF};
 use parking_lot::Mutex;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status, Streaming};
+use tonic::{Status, Streaming};
 
 use crate::{Kv, KvWatch, RingDesc, RingError, Versioned};
-
-/// A dead node is skipped after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// One call on one endpoint; the server itself waits up to 10 s for a leader.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long a call keeps going around the endpoints before it fails.
-const CALL_DEADLINE: Duration = Duration::from_secs(20);
-const MIN_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// HTTP/2 pings find a connection to a vanished host (a watch stream would wait forever).
-const KEEPALIVE: Duration = Duration::from_secs(10);
 
 type Value = Option<Arc<Versioned>>;
 
@@ -39,67 +24,28 @@ type Value = Option<Arc<Versioned>>;
 /// A CAS whose reply was lost is retried on another endpoint and then reports a conflict even
 /// if the first attempt was committed; callers re-read, as [`crate::update`] does.
 pub struct ControlPlaneKv {
-    endpoints: Arc<Endpoints>,
+    endpoints: Arc<ControlPlaneEndpoints>,
     watches: Mutex<HashMap<String, watch::Sender<Value>>>,
 }
 
-struct Endpoints {
-    clients: Vec<(String, ControlPlaneClient<Channel>)>,
-    /// The endpoint that answered last.
-    preferred: AtomicUsize,
+impl From<CallError> for RingError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Config(m) => RingError::Config(m),
+            e => RingError::Kv(e.to_string()),
+        }
+    }
 }
 
 impl ControlPlaneKv {
     /// Clients for control-plane gRPC `endpoints` (`http://host:port`), connected lazily. Must
     /// be called inside a tokio runtime.
     pub fn new(endpoints: &[String]) -> Result<ControlPlaneKv, RingError> {
-        if endpoints.is_empty() {
-            return Err(RingError::Config(
-                "the control-plane KV needs at least one endpoint".into(),
-            ));
-        }
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(RingError::Config(
-                "the control-plane KV must be created inside a tokio runtime".into(),
-            ));
-        }
-        let clients = endpoints
-            .iter()
-            .map(|url| {
-                let channel = Endpoint::from_shared(url.clone())
-                    .map_err(|e| RingError::Config(format!("kv endpoint {url}: {e}")))?
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(KEEPALIVE)
-                    .keep_alive_timeout(KEEPALIVE)
-                    .keep_alive_while_idle(true)
-                    .connect_lazy();
-                Ok((url.clone(), ControlPlaneClient::new(channel)))
-            })
-            .collect::<Result<_, RingError>>()?;
         Ok(ControlPlaneKv {
-            endpoints: Arc::new(Endpoints {
-                clients,
-                preferred: AtomicUsize::new(0),
-            }),
+            endpoints: Arc::new(ControlPlaneEndpoints::new(endpoints)?),
             watches: Mutex::new(HashMap::new()),
         })
     }
-}
-
-/// Errors another node may not have: anything but a refusal of the request itself.
-fn try_elsewhere(s: &Status) -> bool {
-    !matches!(
-        s.code(),
-        Code::InvalidArgument
-            | Code::NotFound
-            | Code::AlreadyExists
-            | Code::PermissionDenied
-            | Code::Unauthenticated
-            | Code::FailedPrecondition
-            | Code::OutOfRange
-            | Code::Unimplemented
-    )
 }
 
 fn decode(v: RingValue) -> Result<Value, RingError> {
@@ -114,64 +60,25 @@ fn decode(v: RingValue) -> Result<Value, RingError> {
     })))
 }
 
-impl Endpoints {
-    /// Runs `call` on each endpoint in turn, from the preferred one, until one answers; goes
-    /// around again with backoff while none does, until `CALL_DEADLINE`.
-    async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, RingError>
-    where
-        F: Fn(ControlPlaneClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<T, Status>>,
-    {
-        let deadline = Instant::now() + CALL_DEADLINE;
-        let mut backoff = MIN_BACKOFF;
-        let n = self.clients.len();
-        loop {
-            let start = self.preferred.load(Ordering::Relaxed);
-            let mut last = String::new();
-            for idx in (start..start + n).map(|i| i % n) {
-                let (url, client) = &self.clients[idx];
-                let error = match tokio::time::timeout(REQUEST_TIMEOUT, call(client.clone())).await
-                {
-                    Ok(Ok(r)) => {
-                        self.preferred.store(idx, Ordering::Relaxed);
-                        return Ok(r);
-                    }
-                    Ok(Err(s)) if !try_elsewhere(&s) => {
-                        return Err(RingError::Kv(format!("{what} at {url}: {}", s.message())))
-                    }
-                    Ok(Err(s)) => s.message().to_string(),
-                    Err(_) => "timed out".to_string(),
-                };
-                tracing::debug!(endpoint = %url, %error, "ring {what} failed, trying the next endpoint");
-                last = format!("{url}: {error}");
+/// A watch stream of `key` and the first value it sent.
+async fn open_watch(
+    endpoints: &ControlPlaneEndpoints,
+    key: &str,
+) -> Result<(Value, Streaming<RingValue>), RingError> {
+    let (first, stream) = endpoints
+        .call("ring watch", |mut c| {
+            let req = RingKeyRequest { key: key.into() };
+            async move {
+                let mut stream = c.ring_watch(req).await?.into_inner();
+                let first = stream
+                    .message()
+                    .await?
+                    .ok_or_else(|| Status::unavailable("ring watch ended at once"))?;
+                Ok((first, stream))
             }
-            if Instant::now() + backoff >= deadline {
-                return Err(RingError::Kv(format!(
-                    "{what}: no control-plane endpoint answered (last: {last})"
-                )));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(MAX_BACKOFF);
-        }
-    }
-
-    /// A watch stream of `key` and the first value it sent.
-    async fn open_watch(&self, key: &str) -> Result<(Value, Streaming<RingValue>), RingError> {
-        let (first, stream) = self
-            .call("watch", |mut c| {
-                let req = RingKeyRequest { key: key.into() };
-                async move {
-                    let mut stream = c.ring_watch(req).await?.into_inner();
-                    let first = stream
-                        .message()
-                        .await?
-                        .ok_or_else(|| Status::unavailable("ring watch ended at once"))?;
-                    Ok((first, stream))
-                }
-            })
-            .await?;
-        Ok((decode(first)?, stream))
-    }
+        })
+        .await?;
+    Ok((decode(first)?, stream))
 }
 
 /// Publishes `v` unless the receivers already have that version or a newer one.
@@ -191,7 +98,7 @@ fn publish(tx: &watch::Sender<Value>, v: Value) {
 
 /// Feeds `tx` from `stream` until every receiver is gone.
 async fn follow(
-    endpoints: Arc<Endpoints>,
+    endpoints: Arc<ControlPlaneEndpoints>,
     key: String,
     tx: watch::Sender<Value>,
     stream: Streaming<RingValue>,
@@ -204,7 +111,7 @@ async fn follow(
 
 /// Feeds `tx` from `stream`, reopening it (on any endpoint, with backoff) whenever it breaks.
 async fn feed(
-    endpoints: &Endpoints,
+    endpoints: &ControlPlaneEndpoints,
     key: &str,
     tx: &watch::Sender<Value>,
     mut stream: Streaming<RingValue>,
@@ -228,7 +135,7 @@ async fn feed(
         loop {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(MAX_BACKOFF);
-            match endpoints.open_watch(key).await {
+            match open_watch(endpoints, key).await {
                 Ok((first, s)) => {
                     publish(tx, first);
                     stream = s;
@@ -245,7 +152,7 @@ impl Kv for ControlPlaneKv {
     async fn get(&self, key: &str) -> Result<Value, RingError> {
         let v = self
             .endpoints
-            .call("get", |mut c| {
+            .call("ring get", |mut c| {
                 let req = RingKeyRequest { key: key.into() };
                 async move { c.ring_get(req).await.map(tonic::Response::into_inner) }
             })
@@ -262,7 +169,7 @@ impl Kv for ControlPlaneKv {
         let desc_json = serde_json::to_string(&desc).map_err(|e| RingError::Kv(e.to_string()))?;
         let r = self
             .endpoints
-            .call("cas", |mut c| {
+            .call("ring cas", |mut c| {
                 let req = RingCasRequest {
                     key: key.into(),
                     expected,
@@ -277,7 +184,7 @@ impl Kv for ControlPlaneKv {
     async fn heartbeat(&self, key: &str, instance: &str, at_ms: i64) -> Result<bool, RingError> {
         let r = self
             .endpoints
-            .call("heartbeat", |mut c| {
+            .call("ring heartbeat", |mut c| {
                 let req = RingHeartbeatRequest {
                     key: key.into(),
                     instance: instance.into(),
@@ -301,7 +208,7 @@ impl Kv for ControlPlaneKv {
         if let Some(rx) = open(&self.watches.lock()) {
             return Ok(rx);
         }
-        let (first, stream) = self.endpoints.open_watch(key).await?;
+        let (first, stream) = open_watch(&self.endpoints, key).await?;
         let mut watches = self.watches.lock();
         // Another caller opened it meanwhile.
         if let Some(rx) = open(&watches) {

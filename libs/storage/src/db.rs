@@ -482,7 +482,18 @@ impl Tsdb {
         tenant: &TenantId,
         metadata: &[MetricMetadata],
     ) -> Result<(), StorageError> {
-        self.inner.put_metadata(tenant, metadata)
+        self.inner.put_metadata(tenant, metadata, 0).map(|_| ())
+    }
+
+    /// [`Tsdb::put_metadata`] keeping at most `max_metrics` metric families with metadata per
+    /// tenant (0: no limit); entries of new families beyond it are refused. Returns how many.
+    pub fn put_metadata_limited(
+        &self,
+        tenant: &TenantId,
+        metadata: &[MetricMetadata],
+        max_metrics: usize,
+    ) -> Result<usize, StorageError> {
+        self.inner.put_metadata(tenant, metadata, max_metrics)
     }
 
     /// Metadata sorted by metric family name, optionally of one metric, with at most `limit`
@@ -583,6 +594,26 @@ impl Drop for Tsdb {
 }
 
 /// The oldest newest-sample timestamp (ms) of an active series.
+type MetadataMap = BTreeMap<(String, MetricType), (String, String)>;
+
+fn has_family(md: &MetadataMap, name: &str) -> bool {
+    md.range((name.to_string(), MetricType::Counter)..=(name.to_string(), MetricType::Unknown))
+        .next()
+        .is_some()
+}
+
+fn count_families(md: &MetadataMap) -> usize {
+    let mut n = 0;
+    let mut last: Option<&str> = None;
+    for (name, _) in md.keys() {
+        if last != Some(name.as_str()) {
+            n += 1;
+            last = Some(name.as_str());
+        }
+    }
+    n
+}
+
 fn active_since(window: Duration) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1230,14 +1261,18 @@ impl Inner {
         &self,
         tenant: &TenantId,
         metadata: &[MetricMetadata],
-    ) -> Result<(), StorageError> {
+        max_metrics: usize,
+    ) -> Result<usize, StorageError> {
         self.check_writable()?;
         if metadata.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let t = self.tenant_or_create(tenant);
         let mut md = t.metadata.lock();
         let mut ops = Vec::new();
+        // Metric families with metadata, counted once per call and only under a limit.
+        let mut families = None;
+        let mut refused = 0;
         for m in metadata {
             let key = (m.metric_family_name.clone(), m.kind);
             if md
@@ -1245,6 +1280,14 @@ impl Inner {
                 .is_some_and(|(h, u)| *h == m.help && *u == m.unit)
             {
                 continue;
+            }
+            if max_metrics > 0 && !has_family(&md, &m.metric_family_name) {
+                let n = families.get_or_insert_with(|| count_families(&md));
+                if *n >= max_metrics {
+                    refused += 1;
+                    continue;
+                }
+                *n += 1;
             }
             ops.push(Op::Put(
                 Cf::Metadata,
@@ -1257,7 +1300,7 @@ impl Inner {
             // Under the lock, so concurrent updates of one key reach disk in memory order.
             write_batch(&self.db, &ops, false)?;
         }
-        Ok(())
+        Ok(refused)
     }
 
     fn background(&self) {

@@ -366,6 +366,7 @@ impl Distributor {
         // Per series of the batch: the most samples any replica refused, and why.
         let mut refused: HashMap<u32, (u32, pb::RejectReason, String)> = HashMap::new();
         let mut failure = None;
+        let mut metadata_refused = 0u64;
         let mut status = tracker.status();
         while status == QuorumStatus::Pending {
             let Some((addr, items, res)) = calls.next().await else {
@@ -377,6 +378,12 @@ impl Distributor {
                     summary.exemplars_dropped = summary
                         .exemplars_dropped
                         .max(resp.exemplars_out_of_order as usize);
+                    metadata_refused = metadata_refused.max(resp.metadata_refused);
+                    if resp.metadata_refused > 0 {
+                        summary
+                            .first_limit_error
+                            .get_or_insert(resp.metadata_limit_message);
+                    }
                     for r in resp.rejections {
                         let Some(&series) = items.get(r.series_index as usize) else {
                             continue;
@@ -412,6 +419,11 @@ impl Distributor {
         }
 
         let t = tenant.as_str();
+        if metadata_refused > 0 {
+            metrics::DISCARDED_METADATA
+                .with_label_values(&["per_user_metadata_limit", t])
+                .inc_by(metadata_refused);
+        }
         if summary.exemplars_dropped > 0 {
             metrics::DISCARDED_EXEMPLARS
                 .with_label_values(&["exemplar_out_of_order", t])

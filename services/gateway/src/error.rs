@@ -10,6 +10,14 @@ use crate::ApiKind;
 pub enum GatewayError {
     #[error("workspace not found: {workspace:?}")]
     WorkspaceNotFound { workspace: String, api: ApiKind },
+    #[error("workspace {workspace:?} is {status}, not ACTIVE")]
+    WorkspaceNotActive {
+        workspace: String,
+        status: String,
+        api: ApiKind,
+    },
+    #[error("control plane unavailable: {message}")]
+    ControlPlaneUnavailable { message: String, api: ApiKind },
     #[error("invalid request path: {0}")]
     BadPath(String),
     #[error("upstream unavailable: {0}")]
@@ -19,7 +27,10 @@ pub enum GatewayError {
 impl GatewayError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::WorkspaceNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::WorkspaceNotFound { .. } | Self::WorkspaceNotActive { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Self::ControlPlaneUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadPath(_) => StatusCode::BAD_REQUEST,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
         }
@@ -27,7 +38,9 @@ impl GatewayError {
 
     fn api(&self) -> ApiKind {
         match self {
-            Self::WorkspaceNotFound { api, .. } => *api,
+            Self::WorkspaceNotFound { api, .. }
+            | Self::WorkspaceNotActive { api, .. }
+            | Self::ControlPlaneUnavailable { api, .. } => *api,
             _ => ApiKind::Prometheus,
         }
     }

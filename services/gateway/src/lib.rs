@@ -5,12 +5,14 @@
 //! validated before anything else (malformed → 404), and the tenant travels in `X-Scope-OrgID`,
 //! which the gateway always overwrites so clients can never choose it.
 //!
-//! Dev mode: until the control plane exists, every well-formed workspace id is accepted without
-//! authentication and the tenant id is the workspace id.
+//! Workspaces come from the control plane ([`Workspaces::ControlPlane`]): unknown, deleted and
+//! not yet ACTIVE ones get 404. In dev mode ([`Workspaces::Any`], `hestia all` until
+//! authentication lands) every well-formed id is accepted and is its own tenant.
 
 mod error;
 pub mod metrics;
 mod upstream;
+mod workspaces;
 
 use std::sync::Arc;
 
@@ -20,25 +22,48 @@ use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use axum::Router;
-use hestia_model::{TenantId, WorkspaceId};
+use hestia_model::TenantId;
 
 pub use error::GatewayError;
 pub use upstream::Upstream;
+pub use workspaces::{Directory, Unresolved, Workspaces};
 
 /// The header carrying the tenant to internal services.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
 
 pub struct Gateway {
+    workspaces: Workspaces,
     distributor: Upstream,
     querier: Upstream,
 }
 
 impl Gateway {
-    pub fn new(distributor: Upstream, querier: Upstream) -> Self {
+    pub fn new(workspaces: Workspaces, distributor: Upstream, querier: Upstream) -> Self {
         Self {
+            workspaces,
             distributor,
             querier,
         }
+    }
+
+    async fn resolve(&self, workspace: &str, api: ApiKind) -> Result<TenantId, GatewayError> {
+        self.workspaces
+            .resolve(workspace)
+            .await
+            .map_err(|e| match e {
+                Unresolved::NotFound => GatewayError::WorkspaceNotFound {
+                    workspace: workspace.to_string(),
+                    api,
+                },
+                Unresolved::NotActive(status) => GatewayError::WorkspaceNotActive {
+                    workspace: workspace.to_string(),
+                    status,
+                    api,
+                },
+                Unresolved::Unavailable(message) => {
+                    GatewayError::ControlPlaneUnavailable { message, api }
+                }
+            })
     }
 }
 
@@ -51,17 +76,6 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/workspaces/{workspace}/api/v1/{*rest}", any(query_api))
         .with_state(gw)
-}
-
-fn resolve(workspace: &str, api: ApiKind) -> Result<TenantId, GatewayError> {
-    let ws = WorkspaceId::parse(workspace).map_err(|_| GatewayError::WorkspaceNotFound {
-        workspace: workspace.to_string(),
-        api,
-    })?;
-    TenantId::for_workspace(None, &ws).map_err(|_| GatewayError::WorkspaceNotFound {
-        workspace: workspace.to_string(),
-        api,
-    })
 }
 
 /// Which API family a route belongs to; decides the error body format.
@@ -97,7 +111,7 @@ async fn remote_write(
     req: Request,
 ) -> Response {
     let result = async {
-        let tenant = resolve(&workspace, ApiKind::RemoteWrite)?;
+        let tenant = gw.resolve(&workspace, ApiKind::RemoteWrite).await?;
         let req = forward_parts(req, &tenant, "/api/v1/push")?;
         gw.distributor.call(req).await
     };
@@ -110,7 +124,7 @@ async fn query_api(
     req: Request<Body>,
 ) -> Response {
     let result = async {
-        let tenant = resolve(&workspace, ApiKind::Prometheus)?;
+        let tenant = gw.resolve(&workspace, ApiKind::Prometheus).await?;
         let req = forward_parts(req, &tenant, &format!("/api/v1/{rest}"))?;
         gw.querier.call(req).await
     };

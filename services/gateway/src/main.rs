@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hestia_config::Config;
-use hestia_gateway::{Gateway, Upstream};
+use hestia_gateway::{Directory, Gateway, Upstream, Workspaces};
 
 #[derive(Parser)]
 #[command(name = "hestia-gateway", version)]
@@ -40,7 +40,19 @@ async fn main() -> anyhow::Result<()> {
     }
     cfg.validate()?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
+    let endpoints = &cfg.gateway.control_plane_endpoints;
+    let (workspaces, _watch) = if endpoints.is_empty() {
+        tracing::warn!(
+            "no gateway.control_plane_endpoints: dev mode, any workspace id is accepted"
+        );
+        (Workspaces::Any, None)
+    } else {
+        let directory = Directory::new(endpoints)?;
+        let watch = directory.spawn_watch();
+        (Workspaces::ControlPlane(directory), Some(watch))
+    };
     let gw = Arc::new(Gateway::new(
+        workspaces,
         Upstream::remote("distributor", &cfg.gateway.distributor_urls)?,
         Upstream::remote("querier", &cfg.gateway.querier_urls)?,
     ));

@@ -135,6 +135,7 @@ impl AllInOne {
             pool,
         ));
         let gateway = Arc::new(Gateway::new(
+            hestia_gateway::Workspaces::Any,
             Upstream::InProcess(hestia_distributor::router(distributor)),
             Upstream::InProcess(hestia_querier::router(querier)),
         ));

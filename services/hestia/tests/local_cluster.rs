@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{encode, now_ms, series, WS};
+use serde_json::json;
 
 const METRIC: &str = "local_cluster_load";
 const SERIES: usize = 60;
@@ -112,6 +113,35 @@ const PROCESSES: [&str; 14] = [
     "control-plane-3",
 ];
 
+/// Creates a workspace through the AMP API of a control-plane voter and waits until it is ACTIVE.
+async fn create_workspace(client: &reqwest::Client) -> String {
+    let r = client
+        .post("http://127.0.0.12:8090/workspaces")
+        .json(&json!({"alias": "local-cluster"}))
+        .send()
+        .await
+        .expect("CreateWorkspace");
+    assert_eq!(r.status(), 202, "CreateWorkspace");
+    let v: serde_json::Value = r.json().await.expect("json");
+    let id = v["workspaceId"].as_str().expect("workspaceId").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: serde_json::Value = client
+            .get(format!("http://127.0.0.11:8090/workspaces/{id}"))
+            .send()
+            .await
+            .expect("DescribeWorkspace")
+            .json()
+            .await
+            .expect("json");
+        if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "workspace not ACTIVE: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every write the load sent: (timestamp, status); the value of each sample is its timestamp.
 type Log = Arc<Mutex<Vec<(i64, u16)>>>;
 
@@ -125,7 +155,7 @@ async fn write_round(client: &reqwest::Client, base: &str, t: i64) -> u16 {
         })
         .collect();
     let r = client
-        .post(format!("{base}/workspaces/{WS}/api/v1/remote_write"))
+        .post(format!("{base}/api/v1/remote_write"))
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
         .header("X-Prometheus-Remote-Write-Version", "0.1.0")
@@ -163,7 +193,7 @@ fn start_load(base: String, log: Log) -> tokio::sync::oneshot::Sender<()> {
 /// HTTP status of a failed query.
 async fn stored(client: &reqwest::Client, base: &str) -> Result<BTreeMap<usize, Vec<i64>>, u16> {
     let r = client
-        .get(format!("{base}/workspaces/{WS}/api/v1/query"))
+        .get(format!("{base}/api/v1/query"))
         .query(&[
             ("query", format!("{METRIC}[30m]")),
             ("time", format!("{:.3}", (now_ms() + 1000) as f64 / 1000.0)),
@@ -265,9 +295,14 @@ fn statuses_since(log: &Log, from: usize) -> Vec<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_ingesters_under_load() {
     let c = LocalCluster::up();
-    let base = c.base();
     let client = reqwest::Client::new();
     wait_ring_healthy(&client, 6).await;
+    // The gateway serves the workspaces of the control plane, and only those.
+    let unknown = format!("{}/workspaces/{WS}", c.base());
+    assert_eq!(write_round(&client, &unknown, now_ms()).await, 404);
+    assert_eq!(stored(&client, &unknown).await, Err(404));
+    let ws = create_workspace(&client).await;
+    let base = format!("{}/workspaces/{ws}", c.base());
 
     let log: Log = Arc::default();
     let load = start_load(base.clone(), log.clone());
@@ -318,4 +353,21 @@ async fn kill_ingesters_under_load() {
         .await
         .unwrap_or_else(|s| panic!("after restarts: query failed with {s}"));
     eprintln!("{acked} acknowledged rounds of {SERIES} series, all queryable");
+
+    // A deleted workspace is refused at once by the data plane.
+    let r = client
+        .delete(format!("http://127.0.0.13:8090/workspaces/{ws}"))
+        .send()
+        .await
+        .expect("DeleteWorkspace");
+    assert_eq!(r.status(), 202, "DeleteWorkspace");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while write_round(&client, &base, now_ms()).await != 404 {
+        assert!(
+            Instant::now() < deadline,
+            "deleted workspace still accepts writes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored(&client, &base).await, Err(404));
 }

@@ -46,6 +46,7 @@ async fn quotas_refuse_with_cortex_messages_per_workspace() {
         cfg.limits.ingestion_burst_size = 500;
         cfg.limits.max_global_series_per_user = 1_000_000;
         cfg.limits.max_global_series_per_metric = 6;
+        cfg.limits.max_global_metrics_with_metadata_per_user = 3;
         cfg.overrides.file = Some(file);
         cfg.overrides.reload_period = Duration::from_millis(100);
     })
@@ -128,6 +129,41 @@ async fn quotas_refuse_with_cortex_messages_per_workspace() {
     let (status, body) = remote_write(&c, &base, OTHER, big).await;
     assert_eq!(status, 200, "{body}");
 
+    // Metadata: 3 metric families per workspace; a known family can still be updated.
+    let md = |names: &[&str]| {
+        use hestia_proto::prometheus as pb;
+        use prost::Message;
+        let raw = pb::WriteRequest {
+            timeseries: vec![],
+            metadata: names
+                .iter()
+                .map(|n| pb::MetricMetadata {
+                    r#type: pb::metric_metadata::MetricType::Counter as i32,
+                    metric_family_name: n.to_string(),
+                    help: format!("help of {n}"),
+                    unit: String::new(),
+                })
+                .collect(),
+        }
+        .encode_to_vec();
+        snap::raw::Encoder::new().compress_vec(&raw).unwrap()
+    };
+    let (status, body) = remote_write(&c, &base, WS, md(&["m1", "m2", "m3", "m4", "m5"])).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(
+        body,
+        format!(
+            "user={WS}: per-user metric metadata limit of 3 exceeded, please contact \
+             administrator to raise it (local limit: 0 global limit: 3 actual local limit: 3)"
+        )
+    );
+    let (status, body) = remote_write(&c, &base, WS, md(&["m2"])).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, v) = get_json(&c, &format!("{base}/workspaces/{WS}/api/v1/metadata")).await;
+    let mut families: Vec<&String> = v["data"].as_object().expect("metadata").keys().collect();
+    families.sort();
+    assert_eq!(families, ["m1", "m2", "m3"]);
+
     // Discarded samples are counted by reason and workspace.
     let metrics = c
         .get(format!("{base}/metrics"))
@@ -141,6 +177,9 @@ async fn quotas_refuse_with_cortex_messages_per_workspace() {
         format!("hestia_discarded_samples_total{{reason=\"rate_limited\",tenant=\"{WS}\"}} 600"),
         format!(
             "hestia_discarded_samples_total{{reason=\"per_metric_series_limit\",tenant=\"{WS}\"}} 2"
+        ),
+        format!(
+            "hestia_discarded_metadata_total{{reason=\"per_user_metadata_limit\",tenant=\"{WS}\"}} 2"
         ),
     ] {
         assert!(metrics.contains(&want), "missing {want}");

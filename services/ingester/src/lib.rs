@@ -214,12 +214,11 @@ impl Ingester for IngesterService {
             .collect();
         let t = tenant.clone();
         let limits = self.limiter.limits_for(&tenant);
-        let (result, messages) = self
+        let (result, messages, metadata_refused) = self
             .blocking(move |db| {
                 let r = db.append_limited(&t, &batch, &limits.series)?;
-                if !metadata.is_empty() {
-                    db.put_metadata(&t, &metadata)?;
-                }
+                let metadata_refused =
+                    db.put_metadata_limited(&t, &metadata, limits.metadata_metrics)?;
                 let messages: Vec<String> = r
                     .rejected
                     .iter()
@@ -230,7 +229,7 @@ impl Ingester for IngesterService {
                         None => rej.to_string(),
                     })
                     .collect();
-                Ok((r, messages))
+                Ok((r, messages, metadata_refused))
             })
             .await?;
         let ts = tenant.as_str();
@@ -266,7 +265,15 @@ impl Ingester for IngesterService {
                 }
             })
             .collect();
+        let metadata_limit_message = (metadata_refused > 0).then(|| {
+            metrics::METADATA_REJECTED
+                .with_label_values(&[ts])
+                .inc_by(metadata_refused as u64);
+            limits.metadata_message(&tenant)
+        });
         Ok(Response::new(pb::PushResponse {
+            metadata_refused: metadata_refused as u64,
+            metadata_limit_message: metadata_limit_message.unwrap_or_default(),
             samples_appended: result.samples_appended as u64,
             series_created: result.series_created as u64,
             rejections,

@@ -23,6 +23,9 @@ pub struct SeriesLimiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushLimits {
     pub series: SeriesLimits,
+    /// Metric families with metadata this ingester keeps for the workspace (0: no limit).
+    pub metadata_metrics: usize,
+    pub global_metadata_metrics: usize,
     pub global_per_user: usize,
     pub global_per_metric: usize,
     pub local_per_user: usize,
@@ -91,6 +94,8 @@ impl SeriesLimiter {
                     limits.max_global_series_per_metric,
                 ),
             },
+            metadata_metrics: actual(0, limits.max_global_metrics_with_metadata_per_user),
+            global_metadata_metrics: limits.max_global_metrics_with_metadata_per_user,
             global_per_user: limits.max_global_series_per_user,
             global_per_metric: limits.max_global_series_per_metric,
             local_per_user: self.local_per_user,
@@ -130,6 +135,17 @@ impl PushLimits {
             msg.push_str(&format!(" for series {}", format_labels(labels)));
         }
         Some(msg)
+    }
+}
+
+impl PushLimits {
+    /// Cortex's message for metadata refused by the per-workspace metric metadata limit.
+    pub fn metadata_message(&self, tenant: &TenantId) -> String {
+        format!(
+            "user={tenant}: per-user metric metadata limit of {global} exceeded, please contact administrator to raise it (local limit: 0 global limit: {global} actual local limit: {actual})",
+            global = self.global_metadata_metrics,
+            actual = self.metadata_metrics,
+        )
     }
 }
 

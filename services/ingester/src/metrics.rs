@@ -13,8 +13,17 @@ pub static SAMPLES_APPENDED: Lazy<IntCounterVec> = Lazy::new(|| {
 pub static SAMPLES_REJECTED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
         "hestia_ingester_samples_rejected_total",
-        "Samples the ingester refused (out of order, duplicate timestamp), by reason.",
+        "Samples the ingester refused (out of order, duplicate timestamp, series limits), by reason.",
         &["reason", "tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static METADATA_REJECTED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_ingester_metadata_rejected_total",
+        "Metadata entries refused by the per-workspace metric metadata limit.",
+        &["tenant"]
     )
     .expect("metric registers once")
 });

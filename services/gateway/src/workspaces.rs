@@ -1,0 +1,186 @@
+//! Which workspaces exist, and their tenants. With a control plane, the gateway keeps a copy of
+//! every visible workspace, fed by the control plane's `WatchWorkspaces` stream, so requests
+//! never wait on Raft. A workspace missing from the copy (created a moment ago) is resolved
+//! once through `ResolveWorkspace` (a linearizable read); ids found nowhere are remembered
+//! as unknown for a second, so a client hammering a wrong id cannot load the Raft group.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use hestia_model::{TenantId, WorkspaceId};
+use hestia_proto::control::{ResolveWorkspaceRequest, WatchRequest, WorkspaceInfo};
+use hestia_proto::{CallError, ControlPlaneEndpoints, MAX_BACKOFF, MIN_BACKOFF};
+
+const UNKNOWN_TTL: Duration = Duration::from_secs(1);
+/// The unknown-id memory is cleared when it grows past this.
+const MAX_UNKNOWN: usize = 100_000;
+
+pub enum Workspaces {
+    /// Dev mode: every well-formed workspace id is a workspace, its own tenant.
+    Any,
+    ControlPlane(Arc<Directory>),
+}
+
+/// Why a workspace id cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unresolved {
+    NotFound,
+    /// Exists but is not ACTIVE yet (CREATING).
+    NotActive(String),
+    /// The control plane could not be asked.
+    Unavailable(String),
+}
+
+impl Workspaces {
+    pub async fn resolve(&self, workspace: &str) -> Result<TenantId, Unresolved> {
+        let ws = WorkspaceId::parse(workspace).map_err(|_| Unresolved::NotFound)?;
+        match self {
+            Workspaces::Any => TenantId::for_workspace(None, &ws).map_err(|_| Unresolved::NotFound),
+            Workspaces::ControlPlane(d) => d.resolve(ws.as_str()).await,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    tenant: TenantId,
+    status: String,
+}
+
+pub struct Directory {
+    endpoints: ControlPlaneEndpoints,
+    state: RwLock<State>,
+}
+
+#[derive(Default)]
+struct State {
+    revision: u64,
+    by_id: HashMap<String, Entry>,
+    unknown: HashMap<String, Instant>,
+}
+
+fn entry(w: &WorkspaceInfo) -> Option<(String, Entry)> {
+    let tenant = TenantId::parse(&w.tenant_id).ok()?;
+    Some((
+        w.workspace_id.clone(),
+        Entry {
+            tenant,
+            status: w.status.clone(),
+        },
+    ))
+}
+
+impl Directory {
+    /// A directory over the control plane at `endpoints`; call [`Directory::spawn_watch`] to
+    /// keep it current. Must be called inside a tokio runtime.
+    pub fn new(endpoints: &[String]) -> Result<Arc<Self>, CallError> {
+        Ok(Arc::new(Self {
+            endpoints: ControlPlaneEndpoints::new(endpoints)?,
+            state: RwLock::default(),
+        }))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub async fn resolve(&self, id: &str) -> Result<TenantId, Unresolved> {
+        let known = {
+            let state = self.read();
+            match state.by_id.get(id) {
+                Some(e) => Some(e.clone()),
+                None if state
+                    .unknown
+                    .get(id)
+                    .is_some_and(|at| at.elapsed() < UNKNOWN_TTL) =>
+                {
+                    return Err(Unresolved::NotFound)
+                }
+                None => None,
+            }
+        };
+        let e = match known {
+            Some(e) => e,
+            None => self.ask(id).await?,
+        };
+        if e.status == "ACTIVE" {
+            Ok(e.tenant)
+        } else {
+            Err(Unresolved::NotActive(e.status))
+        }
+    }
+
+    async fn ask(&self, id: &str) -> Result<Entry, Unresolved> {
+        let reply = self
+            .endpoints
+            .call("resolve workspace", |mut c| {
+                let req = ResolveWorkspaceRequest {
+                    workspace_id: id.to_string(),
+                };
+                async move { c.resolve_workspace(req).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(|e| Unresolved::Unavailable(e.to_string()))?;
+        let mut state = self.write();
+        match reply.workspace.as_ref().and_then(entry) {
+            Some((id, e)) => {
+                state.by_id.insert(id, e.clone());
+                Ok(e)
+            }
+            None => {
+                if state.unknown.len() >= MAX_UNKNOWN {
+                    state.unknown.clear();
+                }
+                state.unknown.insert(id.to_string(), Instant::now());
+                Err(Unresolved::NotFound)
+            }
+        }
+    }
+
+    /// Follows `WatchWorkspaces` (reopened with backoff on any voter when it breaks) until the
+    /// task is aborted.
+    pub fn spawn_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut backoff = MIN_BACKOFF;
+            loop {
+                let after = this.read().revision;
+                let opened = this
+                    .endpoints
+                    .call("watch workspaces", |mut c| async move {
+                        c.watch_workspaces(WatchRequest {
+                            after_revision: after,
+                        })
+                        .await
+                        .map(|r| r.into_inner())
+                    })
+                    .await;
+                let error = match opened {
+                    Ok(mut stream) => loop {
+                        match stream.message().await {
+                            Ok(Some(reply)) => {
+                                backoff = MIN_BACKOFF;
+                                let by_id = reply.workspaces.iter().filter_map(entry).collect();
+                                let mut state = this.write();
+                                state.revision = reply.revision;
+                                state.by_id = by_id;
+                                state.unknown.clear();
+                            }
+                            Ok(None) => break "stream ended".to_string(),
+                            Err(s) => break s.message().to_string(),
+                        }
+                    },
+                    Err(e) => e.to_string(),
+                };
+                tracing::warn!(%error, "workspace watch interrupted, reopening");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        })
+    }
+}
