@@ -9,6 +9,9 @@
 //!
 //! A tenant's entry only names what differs; everything else is the configured default. A file
 //! that does not parse or validate is reported and the previous overrides stay in force.
+//!
+//! The control plane's per-workspace overrides (its admin API, pushed through its workspace
+//! watch) are a second layer over the file's: where both set a field, the control plane wins.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +50,9 @@ pub struct Overrides {
 
 #[derive(Debug, Default)]
 struct State {
+    file: HashMap<String, toml::Table>,
+    control_plane: HashMap<String, toml::Table>,
+    /// Defaults + file + control plane, per tenant with any override.
     by_tenant: HashMap<String, Arc<Limits>>,
     loaded_mtime: Option<SystemTime>,
 }
@@ -109,15 +115,98 @@ impl Overrides {
             return Ok(false);
         }
         let text = std::fs::read_to_string(path).map_err(read_err)?;
-        let by_tenant =
-            parse(&text, &self.defaults).map_err(|message| OverridesError::Invalid {
-                path: path.clone(),
-                message,
-            })?;
+        let file = parse(&text, &self.defaults).map_err(|message| OverridesError::Invalid {
+            path: path.clone(),
+            message,
+        })?;
         let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
-        state.by_tenant = by_tenant;
+        state.file = file;
         state.loaded_mtime = Some(mtime);
+        self.rebuild(&mut state);
         Ok(true)
+    }
+
+    /// Replaces the control plane's layer: tenant → JSON object of `[limits]` fields. An entry
+    /// that does not make valid limits is ignored (with a warning) rather than applied in part.
+    pub fn set_control_plane(&self, entries: HashMap<String, serde_json::Value>) {
+        let mut layer = HashMap::with_capacity(entries.len());
+        for (tenant, v) in entries {
+            match toml::Table::try_from(&v) {
+                Ok(t) => {
+                    layer.insert(tenant, t);
+                }
+                Err(e) => tracing::warn!(%tenant, error = %e, "unusable limit overrides"),
+            }
+        }
+        let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if state.control_plane == layer {
+            return;
+        }
+        state.control_plane = layer;
+        self.rebuild(&mut state);
+    }
+
+    fn rebuild(&self, state: &mut State) {
+        let base = match toml::Table::try_from(&*self.defaults) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "limits do not serialize");
+                return;
+            }
+        };
+        let tenants: std::collections::HashSet<&String> = state
+            .file
+            .keys()
+            .chain(state.control_plane.keys())
+            .collect();
+        let mut by_tenant = HashMap::with_capacity(tenants.len());
+        for tenant in tenants {
+            let file = state.file.get(tenant).cloned().unwrap_or_default();
+            let mut merged = base.clone();
+            merged.extend(file.clone());
+            merged.extend(state.control_plane.get(tenant).cloned().unwrap_or_default());
+            let limits = match to_limits(merged, tenant) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(%tenant, error = %e, "control-plane limit overrides ignored");
+                    let mut merged = base.clone();
+                    merged.extend(file);
+                    match to_limits(merged, tenant) {
+                        Ok(l) => l,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            by_tenant.insert(tenant.clone(), Arc::new(limits));
+        }
+        state.by_tenant = by_tenant;
+    }
+
+    /// Follows the control plane's workspaces (at gRPC `endpoints`) and keeps its layer of
+    /// overrides current until the returned task is aborted.
+    pub fn spawn_control_plane_watch(
+        self: &Arc<Self>,
+        endpoints: &[String],
+    ) -> Result<tokio::task::JoinHandle<()>, hestia_proto::CallError> {
+        let endpoints = hestia_proto::ControlPlaneEndpoints::new(endpoints)?;
+        let this = self.clone();
+        Ok(tokio::spawn(async move {
+            hestia_proto::follow_workspaces(&endpoints, |_, workspaces| {
+                let layer = workspaces
+                    .into_iter()
+                    .filter(|w| !w.limit_overrides_json.is_empty())
+                    .filter_map(|w| match serde_json::from_str(&w.limit_overrides_json) {
+                        Ok(v) => Some((w.tenant_id, v)),
+                        Err(e) => {
+                            tracing::warn!(tenant = %w.tenant_id, error = %e, "undecodable limit overrides");
+                            None
+                        }
+                    })
+                    .collect();
+                this.set_control_plane(layer);
+            })
+            .await
+        }))
     }
 
     /// Reloads every `period` until the returned task is aborted.
@@ -140,22 +229,26 @@ impl Overrides {
     }
 }
 
-fn parse(text: &str, defaults: &Limits) -> Result<HashMap<String, Arc<Limits>>, String> {
+/// The file's entries, each checked to make valid limits over `defaults`.
+fn parse(text: &str, defaults: &Limits) -> Result<HashMap<String, toml::Table>, String> {
     let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
     let base = toml::Table::try_from(defaults).map_err(|e| e.to_string())?;
-    let mut out = HashMap::with_capacity(file.overrides.len());
-    for (tenant, entry) in file.overrides {
+    for (tenant, entry) in &file.overrides {
         let mut merged = base.clone();
-        merged.extend(entry);
-        let limits: Limits = merged
-            .try_into()
-            .map_err(|e: toml::de::Error| format!("overrides.{tenant:?}: {e}"))?;
-        limits
-            .validate()
-            .map_err(|e| format!("overrides.{tenant:?}: {e}"))?;
-        out.insert(tenant, Arc::new(limits));
+        merged.extend(entry.clone());
+        to_limits(merged, tenant)?;
     }
-    Ok(out)
+    Ok(file.overrides)
+}
+
+fn to_limits(merged: toml::Table, tenant: &str) -> Result<Limits, String> {
+    let limits: Limits = merged
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("overrides.{tenant:?}: {e}"))?;
+    limits
+        .validate()
+        .map_err(|e| format!("overrides.{tenant:?}: {e}"))?;
+    Ok(limits)
 }
 
 #[cfg(test)]
@@ -202,6 +295,37 @@ mod tests {
         assert_eq!(o.get("1_ws-b").ingestion_burst_size, 3);
         assert_eq!(*o.get("1_ws-a"), defaults);
         assert!(!o.reload().unwrap(), "unchanged file is not re-read");
+    }
+
+    #[test]
+    fn the_control_plane_layer_wins_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overrides.toml");
+        std::fs::write(
+            &path,
+            "[overrides.a]\ningestion_rate = 500.0\ningestion_burst_size = 7\n",
+        )
+        .unwrap();
+        let o = Overrides::from_file(Limits::default(), &path).unwrap();
+        let cp = |v: serde_json::Value| HashMap::from([("a".to_string(), v)]);
+        o.set_control_plane(cp(serde_json::json!({"ingestion_rate": 900})));
+        assert_eq!(o.get("a").ingestion_rate, 900.0);
+        assert_eq!(
+            o.get("a").ingestion_burst_size,
+            7,
+            "the file's other fields stay"
+        );
+        // Invalid control-plane values are not applied; the file's still are.
+        o.set_control_plane(cp(serde_json::json!({"ingestion_rate": -1})));
+        assert_eq!(o.get("a").ingestion_rate, 500.0);
+        o.set_control_plane(HashMap::from([(
+            "b".to_string(),
+            serde_json::json!({"max_global_series_per_user": 3}),
+        )]));
+        assert_eq!(o.get("b").max_global_series_per_user, 3);
+        o.set_control_plane(HashMap::new());
+        assert_eq!(*o.get("b"), Limits::default());
+        assert_eq!(o.get("a").ingestion_rate, 500.0);
     }
 
     #[test]

@@ -141,3 +141,41 @@ fn try_elsewhere(s: &Status) -> bool {
             | Code::Unimplemented
     )
 }
+
+/// Follows `WatchWorkspaces` on any voter, reopening it with backoff whenever it breaks, and
+/// hands every update (revision, every visible workspace) to `on_update`. Runs until dropped.
+pub async fn follow_workspaces(
+    endpoints: &ControlPlaneEndpoints,
+    mut on_update: impl FnMut(u64, Vec<crate::control::WorkspaceInfo>),
+) {
+    let mut after = 0;
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let opened = endpoints
+            .call("watch workspaces", |mut c| async move {
+                c.watch_workspaces(crate::control::WatchRequest {
+                    after_revision: after,
+                })
+                .await
+                .map(|r| r.into_inner())
+            })
+            .await;
+        let error = match opened {
+            Ok(mut stream) => loop {
+                match stream.message().await {
+                    Ok(Some(reply)) => {
+                        backoff = MIN_BACKOFF;
+                        after = reply.revision;
+                        on_update(reply.revision, reply.workspaces);
+                    }
+                    Ok(None) => break "stream ended".to_string(),
+                    Err(s) => break s.message().to_string(),
+                }
+            },
+            Err(e) => e.to_string(),
+        };
+        tracing::warn!(%error, "workspace watch interrupted, reopening");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

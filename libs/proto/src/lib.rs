@@ -6,7 +6,9 @@
 
 mod control_client;
 mod pool;
-pub use control_client::{CallError, ControlPlaneEndpoints, MAX_BACKOFF, MIN_BACKOFF};
+pub use control_client::{
+    follow_workspaces, CallError, ControlPlaneEndpoints, MAX_BACKOFF, MIN_BACKOFF,
+};
 pub use pool::IngesterPool;
 
 #[allow(clippy::all, missing_docs)]

@@ -34,6 +34,8 @@ async fn main() -> anyhow::Result<()> {
         hestia_distributor::join_distributor_ring(kv, &cfg.ring, args.listen).await?;
     let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
     let _reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
+    // Per-workspace overrides set through the control plane's admin API, pushed by its watch.
+    let _cp_overrides = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
     let pool = Arc::new(hestia_proto::IngesterPool::default());
     let d = Arc::new(hestia_distributor::Distributor::new(
         cfg.distributor,

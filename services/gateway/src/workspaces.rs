@@ -9,8 +9,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use hestia_model::{TenantId, WorkspaceId};
-use hestia_proto::control::{ResolveWorkspaceRequest, WatchRequest, WorkspaceInfo};
-use hestia_proto::{CallError, ControlPlaneEndpoints, MAX_BACKOFF, MIN_BACKOFF};
+use hestia_proto::control::{ResolveWorkspaceRequest, WorkspaceInfo};
+use hestia_proto::{follow_workspaces, CallError, ControlPlaneEndpoints};
 
 const UNKNOWN_TTL: Duration = Duration::from_secs(1);
 /// The unknown-id memory is cleared when it grows past this.
@@ -55,7 +55,6 @@ pub struct Directory {
 
 #[derive(Default)]
 struct State {
-    revision: u64,
     by_id: HashMap<String, Entry>,
     unknown: HashMap<String, Instant>,
 }
@@ -142,45 +141,17 @@ impl Directory {
         }
     }
 
-    /// Follows `WatchWorkspaces` (reopened with backoff on any voter when it breaks) until the
-    /// task is aborted.
+    /// Keeps the copy current from `WatchWorkspaces` until the task is aborted.
     pub fn spawn_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            let mut backoff = MIN_BACKOFF;
-            loop {
-                let after = this.read().revision;
-                let opened = this
-                    .endpoints
-                    .call("watch workspaces", |mut c| async move {
-                        c.watch_workspaces(WatchRequest {
-                            after_revision: after,
-                        })
-                        .await
-                        .map(|r| r.into_inner())
-                    })
-                    .await;
-                let error = match opened {
-                    Ok(mut stream) => loop {
-                        match stream.message().await {
-                            Ok(Some(reply)) => {
-                                backoff = MIN_BACKOFF;
-                                let by_id = reply.workspaces.iter().filter_map(entry).collect();
-                                let mut state = this.write();
-                                state.revision = reply.revision;
-                                state.by_id = by_id;
-                                state.unknown.clear();
-                            }
-                            Ok(None) => break "stream ended".to_string(),
-                            Err(s) => break s.message().to_string(),
-                        }
-                    },
-                    Err(e) => e.to_string(),
-                };
-                tracing::warn!(%error, "workspace watch interrupted, reopening");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+            follow_workspaces(&this.endpoints, |_, workspaces| {
+                let by_id = workspaces.iter().filter_map(entry).collect();
+                let mut state = this.write();
+                state.by_id = by_id;
+                state.unknown.clear();
+            })
+            .await
         })
     }
 }

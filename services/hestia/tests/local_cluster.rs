@@ -354,6 +354,48 @@ async fn kill_ingesters_under_load() {
         .unwrap_or_else(|s| panic!("after restarts: query failed with {s}"));
     eprintln!("{acked} acknowledged rounds of {SERIES} series, all queryable");
 
+    // A quota set through the control plane's admin API reaches both distributors within
+    // seconds; the rate is shared between them.
+    let r = client
+        .put(format!(
+            "http://127.0.0.11:8090/admin/workspaces/{ws}/limits"
+        ))
+        .json(&json!({"ingestion_rate": 10, "ingestion_burst_size": 10}))
+        .send()
+        .await
+        .expect("set limits");
+    assert_eq!(r.status(), 200, "set limits");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let body = loop {
+        let t = now_ms();
+        let r = client
+            .post(format!("{base}/api/v1/remote_write"))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .body(encode(
+                (0..SERIES)
+                    .map(|i| {
+                        series(
+                            &[("__name__", METRIC), ("i", &i.to_string())],
+                            &[(t, t as f64)],
+                        )
+                    })
+                    .collect(),
+            ))
+            .send()
+            .await
+            .expect("write");
+        if r.status() == 429 {
+            break r.text().await.expect("body");
+        }
+        assert!(Instant::now() < deadline, "the new quota did not apply");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        body,
+        format!("ingestion rate limit (5) exceeded while adding {SERIES} samples and 0 metadata")
+    );
+
     // A deleted workspace is refused at once by the data plane.
     let r = client
         .delete(format!("http://127.0.0.13:8090/workspaces/{ws}"))

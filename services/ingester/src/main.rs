@@ -66,6 +66,8 @@ async fn main() -> anyhow::Result<()> {
     let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
     let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
     let _reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
+    // Per-workspace overrides set through the control plane's admin API, pushed by its watch.
+    let _cp_overrides = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
     let limiter = hestia_ingester::SeriesLimiter::new(
         overrides,
         cfg.ingester.max_local_series_per_user,
