@@ -329,6 +329,13 @@ impl Tsdb {
         self.inner.append(tenant, batch, limits)
     }
 
+    /// Removes every trace of `tenant` (series, chunks, WAL, metadata, exemplars) from memory
+    /// and, durably, from disk. Idempotent; true if the tenant had anything in memory. Writes for
+    /// the tenant must have stopped (a deleted workspace is refused upstream first).
+    pub fn delete_tenant(&self, tenant: &TenantId) -> Result<bool, StorageError> {
+        self.inner.delete_tenant(tenant)
+    }
+
     /// Persists every open chunk that has unpersisted samples, then drops the WAL behind it.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         self.inner.checkpoint()
@@ -865,6 +872,28 @@ impl Inner {
             .entry(id.clone())
             .or_insert_with(|| Arc::new(Tenant::new(id.clone())))
             .clone()
+    }
+
+    fn delete_tenant(&self, id: &TenantId) -> Result<bool, StorageError> {
+        self.check_writable()?;
+        // No checkpoint may persist chunks of the tenant behind the delete.
+        let _checkpoint = self.checkpoint_lock.lock();
+        let removed = self.tenants.write().remove(id);
+        let _append = removed.as_ref().map(|t| t.append_lock.lock());
+        let from = keys::tenant_prefix(id);
+        let mut to = from.clone();
+        // The prefix is a length byte and ASCII: bumping the last byte bounds exactly its keys.
+        if let Some(last) = to.last_mut() {
+            *last += 1;
+        }
+        let seq = self.commit.enqueue(|_| {
+            [Cf::Wal, Cf::Series, Cf::Chunks, Cf::Metadata, Cf::Exemplars]
+                .into_iter()
+                .map(|c| Op::DeleteRange(c, from.clone(), to.clone()))
+                .collect()
+        })?;
+        self.commit.wait(&self.db, seq)?;
+        Ok(removed.is_some())
     }
 
     fn check_writable(&self) -> Result<(), StorageError> {

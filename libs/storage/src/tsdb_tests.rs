@@ -990,3 +990,40 @@ fn series_limits_refuse_new_series_only_and_count_active_ones() {
         assert_eq!(r.series_created, 1);
     }
 }
+
+#[test]
+fn delete_tenant_removes_everything_durably_and_only_that_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (tenant("a"), tenant("ab"));
+    let l = labels(&[("__name__", "m")]);
+    let md = [MetricMetadata {
+        metric_family_name: "m".into(),
+        kind: MetricType::Gauge,
+        help: "h".into(),
+        unit: String::new(),
+    }];
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        for t in [&a, &b] {
+            db.append(t, &[one(&l, (0..300).map(|i| (i, i as f64)))])
+                .unwrap();
+            db.put_metadata(t, &md).unwrap();
+        }
+        // Part of "a" is checkpointed into chunks, the rest only in the WAL.
+        db.checkpoint().unwrap();
+        db.append(&a, &[one(&l, (300..310).map(|i| (i, 1.0)))])
+            .unwrap();
+        assert!(db.delete_tenant(&a).unwrap());
+        assert!(!db.delete_tenant(&a).unwrap(), "idempotent");
+        assert!(all_samples(&db, &a, &l).is_empty());
+        assert!(db.metadata(&a, None, None, None).unwrap().is_empty());
+        assert_eq!(all_samples(&db, &b, &l).len(), 300);
+        db.close().unwrap();
+    }
+    // Nothing of "a" comes back from disk; "ab" (whose prefix extends "a"'s bytes) is intact.
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    assert!(all_samples(&db, &a, &l).is_empty());
+    assert!(db.metadata(&a, None, None, None).unwrap().is_empty());
+    assert_eq!(all_samples(&db, &b, &l).len(), 300);
+    assert_eq!(db.metadata(&b, None, None, None).unwrap().len(), 1);
+}

@@ -37,7 +37,7 @@ use tokio::sync::watch;
 
 pub use error::CpError;
 pub use node::ControlPlane;
-pub use reconciler::{NoDataPlane, Purger};
+pub use reconciler::{IngesterPurger, NoDataPlane, Purger};
 
 /// How often the leader's reconciler looks for work.
 const RECONCILE_TICK: Duration = Duration::from_millis(500);

@@ -63,7 +63,8 @@ async fn main() -> anyhow::Result<()> {
         &cfg.control_plane,
         &cfg.server.data_dir,
         public_url,
-        Arc::new(hestia_control_plane::NoDataPlane),
+        // Purged workspaces are deleted from every ingester of the ring this group stores.
+        Arc::new(hestia_control_plane::IngesterPurger::new(&cfg.ring.key)),
     )
     .await?;
     let app = running

@@ -16,17 +16,60 @@ use crate::state::{Command, Status};
 /// after a crash or leader change between the purge and the record's removal.
 #[async_trait::async_trait]
 pub trait Purger: Send + Sync + 'static {
-    async fn purge(&self, tenant: &TenantId) -> anyhow::Result<()>;
+    async fn purge(&self, cp: &ControlPlane, tenant: &TenantId) -> anyhow::Result<()>;
 }
 
-/// For a control plane that is not wired to a data plane (tests, a stand-alone control plane
-/// before integration): the data plane already refuses deleted workspaces, nothing to remove.
+/// For a control plane without a data plane (tests): nothing to remove.
 pub struct NoDataPlane;
 
 #[async_trait::async_trait]
 impl Purger for NoDataPlane {
-    async fn purge(&self, tenant: &TenantId) -> anyhow::Result<()> {
+    async fn purge(&self, _: &ControlPlane, tenant: &TenantId) -> anyhow::Result<()> {
         tracing::info!(%tenant, "purge: no data plane attached");
+        Ok(())
+    }
+}
+
+/// Purges a tenant on every ingester of the ring this control plane stores (under
+/// `ring_key`), whatever its state: the purge succeeds only once all of them answered, so an
+/// ingester that is down is purged on a later attempt.
+pub struct IngesterPurger {
+    ring_key: String,
+    pool: hestia_proto::IngesterPool,
+}
+
+impl IngesterPurger {
+    pub fn new(ring_key: &str) -> Self {
+        Self {
+            ring_key: ring_key.to_string(),
+            pool: hestia_proto::IngesterPool::default(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Purger for IngesterPurger {
+    async fn purge(&self, cp: &ControlPlane, tenant: &TenantId) -> anyhow::Result<()> {
+        let addrs: Vec<String> = cp
+            .ring_get(&self.ring_key)
+            .await?
+            .map(|e| e.desc.instances.values().map(|i| i.addr.clone()).collect())
+            .unwrap_or_default();
+        let calls = addrs.iter().map(|addr| async move {
+            let mut client = self.pool.get(addr)?;
+            let req = hestia_proto::ingester::PurgeTenantRequest {
+                tenant: tenant.to_string(),
+            };
+            tokio::time::timeout(Duration::from_secs(30), client.purge_tenant(req))
+                .await
+                .map_err(|_| anyhow::anyhow!("ingester {addr}: purge timed out"))?
+                .map_err(|s| anyhow::anyhow!("ingester {addr}: {}", s.message()))?;
+            Ok::<_, anyhow::Error>(())
+        });
+        for r in futures::future::join_all(calls).await {
+            r?;
+        }
+        tracing::info!(%tenant, ingesters = addrs.len(), "tenant purged from the data plane");
         Ok(())
     }
 }
@@ -78,7 +121,7 @@ async fn step(cp: &ControlPlane, purger: &dyn Purger) -> anyhow::Result<()> {
                 Status::Deleted if deleted_at.unwrap_or(0).saturating_add(grace) <= now => {
                     let ws = WorkspaceId::parse(&id)?;
                     let tenant = TenantId::for_workspace(Some(&account), &ws)?;
-                    purger.purge(&tenant).await?;
+                    purger.purge(cp, &tenant).await?;
                     cp.write(Command::Purged { id }).await?;
                     crate::metrics::PURGED.inc();
                 }

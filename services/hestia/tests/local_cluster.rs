@@ -3,7 +3,9 @@
 //! gateway, each its own process on 127.0.0.x. Ingesters are SIGKILLed one by one, then a whole
 //! zone; every acknowledged sample must stay queryable and queries complete. One more ingester
 //! in a second zone: writes must fail with 5xx, never 2xx. Restarted ingesters rejoin the ring
-//! and everything acknowledged is still there.
+//! and everything acknowledged is still there. Around it, the control plane's side: only its
+//! workspaces are served, its quota overrides reach the distributors, and a deleted workspace
+//! is refused at once and purged from every ingester after the grace period.
 
 mod common;
 
@@ -37,6 +39,7 @@ impl LocalCluster {
             .env("HESTIA_CLUSTER_DIR", self.dir.path())
             .env("HESTIA_GATEWAY_ADDR", &self.gateway)
             .env("HESTIA_BIN_DIR", &self.bin_dir)
+            .env("HESTIA_PURGE_GRACE", "1s")
             .env("RUST_LOG", "warn")
             .output()
             .expect("run deploy/local/cluster");
@@ -412,4 +415,27 @@ async fn kill_ingesters_under_load() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(stored(&client, &base).await, Err(404));
+
+    // After the grace period (1 s here) its data is purged from every ingester: a querier asked
+    // directly for the tenant finds nothing.
+    let tenant = format!("000000000000_{ws}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: serde_json::Value = client
+            .get("http://127.0.0.41:8082/api/v1/query")
+            .header("X-Scope-OrgID", &tenant)
+            .query(&[("query", format!("count({METRIC})"))])
+            .send()
+            .await
+            .expect("querier")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(v["status"], "success", "{v}");
+        if v["data"]["result"].as_array().is_some_and(|r| r.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "workspace data not purged: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }

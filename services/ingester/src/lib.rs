@@ -333,6 +333,17 @@ impl Ingester for IngesterService {
         Ok(Response::new(pb::LabelNamesResponse { names }))
     }
 
+    async fn purge_tenant(
+        &self,
+        req: Request<pb::PurgeTenantRequest>,
+    ) -> Result<Response<pb::PurgeTenantResponse>, Status> {
+        let tenant = tenant(&req.into_inner().tenant)?;
+        let t = tenant.clone();
+        let existed = self.blocking(move |db| db.delete_tenant(&t)).await?;
+        tracing::info!(%tenant, existed, "tenant purged");
+        Ok(Response::new(pb::PurgeTenantResponse { existed }))
+    }
+
     async fn label_values(
         &self,
         req: Request<pb::LabelValuesRequest>,
