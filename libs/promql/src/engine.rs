@@ -177,14 +177,18 @@ impl Engine {
         }
         let mut data: HashMap<usize, Arc<Vec<Series>>> = HashMap::new();
         let deadline = self.opts.timeout.map(|t| started + t);
-        for f in fetches {
-            let series = match deadline {
+        // Every selector's data is fetched at once, concurrently.
+        let fetched = futures::future::try_join_all(fetches.iter().map(|f| async move {
+            match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
-                    select_with_timeout(q, &f.matchers, f.mint, f.maxt, left).await?
+                    select_with_timeout(q, &f.matchers, f.mint, f.maxt, left).await
                 }
-                None => q.select(&f.matchers, f.mint, f.maxt).await?,
-            };
+                None => q.select(&f.matchers, f.mint, f.maxt).await,
+            }
+        }))
+        .await?;
+        for (f, series) in fetches.into_iter().zip(fetched) {
             let series = Arc::new(series);
             for k in f.keys {
                 data.insert(k, series.clone());

@@ -135,12 +135,21 @@ impl IngesterStore {
                 }
             })
             .await?;
-        let mut merged: BTreeMap<Labels, Samples> = BTreeMap::new();
-        for series in per_ingester {
-            for s in series {
-                let labels = from_pb_labels(s.labels);
-                let samples = merged.entry(labels).or_default();
-                for c in &s.chunks {
+        // Each ingester answers in label order, so sorting the concatenation only merges those
+        // runs; replicas of a series end up adjacent and are merged into one.
+        let mut all: Vec<(Labels, Vec<pb::Chunk>)> = per_ingester
+            .into_iter()
+            .flatten()
+            .map(|s| (from_pb_labels(s.labels), s.chunks))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut merged: Vec<(Labels, Samples)> = Vec::with_capacity(all.len());
+        for (labels, chunks) in all {
+            if merged.last().is_none_or(|(last, _)| *last != labels) {
+                merged.push((labels, Samples::default()));
+            }
+            if let Some((_, samples)) = merged.last_mut() {
+                for c in &chunks {
                     decode_chunk(c, mint, maxt, samples)?;
                 }
             }
