@@ -2,17 +2,26 @@
 
 use std::process::Command;
 
-#[test]
-fn refuses_an_in_memory_ring() {
-    let cfg = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("querier-memory-ring.toml");
-    std::fs::write(&cfg, "[ring]\nkv = \"memory\"\n").expect("write config");
+/// Runs the binary with `config` as its file; (exit success, stderr).
+fn run_with(name: &str, config: &str) -> (bool, String) {
+    let path =
+        std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("querier-{name}.toml"));
+    std::fs::write(&path, config).expect("write config");
     let out = Command::new(env!("CARGO_BIN_EXE_hestia-querier"))
         .arg("--config")
-        .arg(&cfg)
+        .arg(&path)
         .output()
         .expect("run hestia-querier");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn refuses_an_in_memory_ring() {
+    let (ok, stderr) = run_with("memory-ring", "[ring]\nkv = \"memory\"\n");
+    assert!(!ok);
     assert!(
         stderr.contains("a stand-alone querier needs ring.kv = \"controlplane\""),
         "{stderr}"
@@ -21,14 +30,7 @@ fn refuses_an_in_memory_ring() {
 
 #[test]
 fn refuses_a_ring_without_control_plane_endpoints() {
-    let cfg = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("querier-no-endpoints.toml");
-    std::fs::write(&cfg, "[ring]\nkv = \"controlplane\"\n").expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_hestia-querier"))
-        .arg("--config")
-        .arg(&cfg)
-        .output()
-        .expect("run hestia-querier");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (ok, stderr) = run_with("no-endpoints", "[ring]\nkv = \"controlplane\"\n");
+    assert!(!ok);
     assert!(stderr.contains("kv_endpoints"), "{stderr}");
 }
