@@ -146,6 +146,15 @@ impl Ring {
         now_ms - self.heartbeats[idx] <= self.heartbeat_timeout_ms
     }
 
+    /// ACTIVE members with a recent heartbeat; no allocation, for per-request use.
+    pub fn healthy_active(&self, now_ms: i64) -> usize {
+        (0..self.len())
+            .filter(|&i| {
+                self.topo.instances[i].state == InstanceState::Active && self.is_healthy(i, now_ms)
+            })
+            .count()
+    }
+
     /// Every member as operators see it (the distributor's `/ring` page).
     pub fn status(&self, now_ms: i64) -> Vec<InstanceStatus> {
         self.topo

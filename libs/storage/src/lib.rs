@@ -21,8 +21,8 @@ pub use db::{Tsdb, TsdbOptions};
 pub use error::StorageError;
 pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
 pub use types::{
-    AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata, MetricType,
-    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLimits,
+    series_in_braces, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata,
+    MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLimits,
     TenantStats,
 };
 pub use xor::{XorAppender, XorChunk, XorIter};

@@ -152,16 +152,21 @@ impl Rejection {
     /// sample-out-of-order). The affected sample has timestamp 1970-01-01T00:00:01Z and is from
     /// series {__name__="up", job="a"}`.
     pub fn message(&self, labels: &Labels) -> String {
-        let mut series = String::from("{");
-        for (i, l) in labels.iter().enumerate() {
-            if i > 0 {
-                series.push_str(", ");
-            }
-            series.push_str(&format!("{}={:?}", l.name, l.value));
-        }
-        series.push('}');
-        format!("{self} and is from series {series}")
+        format!("{self} and is from series {}", series_in_braces(labels))
     }
+}
+
+/// A series as Mimir's error messages show it: `{__name__="up", job="a"}`.
+pub fn series_in_braces(labels: &Labels) -> String {
+    let mut series = String::from("{");
+    for (i, l) in labels.iter().enumerate() {
+        if i > 0 {
+            series.push_str(", ");
+        }
+        series.push_str(&format!("{}={:?}", l.name, l.value));
+    }
+    series.push('}');
+    series
 }
 
 impl fmt::Display for Rejection {

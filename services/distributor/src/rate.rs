@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hestia_limits::Limits;
-use hestia_ring::{now_ms, InstanceState, RingClient};
+use hestia_ring::{now_ms, RingClient};
 
 pub struct RateLimiter {
     buckets: Mutex<HashMap<String, Bucket>>,
@@ -39,12 +39,7 @@ impl RateLimiter {
         let Some(ring) = &self.distributors else {
             return 1;
         };
-        ring.ring()
-            .status(now_ms())
-            .iter()
-            .filter(|i| i.healthy && i.state == InstanceState::Active)
-            .count()
-            .max(1)
+        ring.ring().healthy_active(now_ms()).max(1)
     }
 
     /// This distributor's share of `limits.ingestion_rate`.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use hestia_limits::Overrides;
 use hestia_model::{Labels, TenantId};
-use hestia_ring::{now_ms, InstanceState, RingClient};
-use hestia_storage::{RejectReason, SeriesLimits};
+use hestia_ring::{now_ms, RingClient};
+use hestia_storage::{series_in_braces, RejectReason, SeriesLimits};
 
 /// Turns global series limits into local ones.
 pub struct SeriesLimiter {
@@ -64,14 +64,7 @@ impl SeriesLimiter {
         let Some(ring) = &self.ring else {
             return (1, 1);
         };
-        let now = now_ms();
-        let healthy = ring
-            .ring()
-            .status(now)
-            .iter()
-            .filter(|i| i.healthy && i.state == InstanceState::Active)
-            .count()
-            .max(1);
+        let healthy = ring.ring().healthy_active(now_ms()).max(1);
         (healthy, self.replication_factor.min(healthy))
     }
 
@@ -132,7 +125,7 @@ impl PushLimits {
             "user={tenant}: {kind} series limit of {shown} exceeded, please contact administrator to raise it (local limit: {local} global limit: {global} actual local limit: {actual})"
         );
         if reason == RejectReason::MetricSeriesLimit {
-            msg.push_str(&format!(" for series {}", format_labels(labels)));
+            msg.push_str(&format!(" for series {}", series_in_braces(labels)));
         }
         Some(msg)
     }
@@ -149,22 +142,10 @@ impl PushLimits {
     }
 }
 
-fn format_labels(labels: &Labels) -> String {
-    let mut s = String::from("{");
-    for (i, l) in labels.iter().enumerate() {
-        if i > 0 {
-            s.push_str(", ");
-        }
-        s.push_str(&format!("{}={:?}", l.name, l.value));
-    }
-    s.push('}');
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hestia_ring::{InstanceConfig, Kv, Lifecycler, MemoryKv, RingConfig};
+    use hestia_ring::{InstanceConfig, InstanceState, Kv, Lifecycler, MemoryKv, RingConfig};
 
     fn overrides(per_user: usize, per_metric: usize) -> Arc<Overrides> {
         Arc::new(Overrides::fixed(hestia_limits::Limits {
