@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use hestia_ha::HaTrackerConfig;
 pub use hestia_limits::Limits;
 pub use hestia_ring::{KvBackend, RingConfig};
 
@@ -150,6 +151,8 @@ pub struct DistributorConfig {
     /// Deadline of one Push to an ingester.
     #[serde(with = "humantime_serde")]
     pub push_timeout: Duration,
+    /// HA Prometheus pairs: timing of the replica elections.
+    pub ha_tracker: HaTrackerConfig,
 }
 
 impl Default for DistributorConfig {
@@ -158,6 +161,7 @@ impl Default for DistributorConfig {
             max_request_body_bytes: 1 << 20,
             max_decompressed_bytes: 32 << 20,
             push_timeout: Duration::from_secs(10),
+            ha_tracker: HaTrackerConfig::default(),
         }
     }
 }
@@ -403,6 +407,10 @@ impl Config {
             }
         }
         self.control_plane.validate()?;
+        self.distributor
+            .ha_tracker
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.ring
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("ring: {e}")))?;

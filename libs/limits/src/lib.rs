@@ -46,6 +46,15 @@ pub struct Limits {
     /// Metric families with metadata per workspace (AMP: 20,000). Metadata is kept per family
     /// and type, so a family never holds more than 8 entries (AMP allows 10).
     pub max_global_metrics_with_metadata_per_user: usize,
+    /// Deduplicate HA Prometheus pairs: a request whose series carry both HA labels is stored
+    /// only if it comes from its cluster's elected replica, without the replica label.
+    pub accept_ha_samples: bool,
+    /// The label naming an HA group (AMP: `cluster`); kept on stored series.
+    pub ha_cluster_label: String,
+    /// The label naming a replica of the group (AMP: `__replica__`); removed when stored.
+    pub ha_replica_label: String,
+    /// HA clusters per workspace (AMP: 500; 0 = no limit).
+    pub ha_max_clusters: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +71,10 @@ impl Default for Limits {
             max_global_series_per_user: 1_000_000,
             max_global_series_per_metric: 200_000,
             max_global_metrics_with_metadata_per_user: 20_000,
+            accept_ha_samples: true,
+            ha_cluster_label: "cluster".to_string(),
+            ha_replica_label: "__replica__".to_string(),
+            ha_max_clusters: 500,
         }
     }
 }
@@ -85,6 +98,16 @@ impl Limits {
         }
         if self.ingestion_burst_size == 0 {
             return Err("limits.ingestion_burst_size must be at least 1".into());
+        }
+        if self.accept_ha_samples
+            && (self.ha_cluster_label.is_empty()
+                || self.ha_replica_label.is_empty()
+                || self.ha_cluster_label == self.ha_replica_label)
+        {
+            return Err(
+                "limits.ha_cluster_label and ha_replica_label must be two different label names"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -9,10 +9,11 @@ use hestia_model::{TenantId, WorkspaceId};
 use hestia_proto::control::control_plane_server::ControlPlane as ControlPlaneApi;
 use hestia_proto::control::raft_server::Raft as RaftApi;
 use hestia_proto::control::{
-    AddVoterRequest, ClusterReply, Empty, RaftMessage, ReadIndexReply, RemoveVoterRequest,
-    ResolveWorkspaceReply, ResolveWorkspaceRequest, RingCasReply, RingCasRequest,
-    RingHeartbeatReply, RingHeartbeatRequest, RingKeyRequest, RingValue, WatchReply, WatchRequest,
-    WorkspaceInfo, WriteReply, WriteRequest,
+    AddVoterRequest, ClusterReply, Empty, HaListReply, HaListRequest, HaUpdateReply,
+    HaUpdateRequest, RaftMessage, ReadIndexReply, RemoveVoterRequest, ResolveWorkspaceReply,
+    ResolveWorkspaceRequest, RingCasReply, RingCasRequest, RingHeartbeatReply,
+    RingHeartbeatRequest, RingKeyRequest, RingValue, WatchReply, WatchRequest, WorkspaceInfo,
+    WriteReply, WriteRequest,
 };
 use hestia_ring::RingDesc;
 use serde::de::DeserializeOwned;
@@ -20,7 +21,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::node::ControlPlane;
-use crate::state::{Command, RingEntry, Workspace};
+use crate::state::{Command, Outcome, RingEntry, Workspace};
 
 /// How often a ring watch re-confirms (read barrier) that this node still follows a leader; a
 /// node cut off from the quorum ends its watches so clients move to another node.
@@ -235,6 +236,59 @@ impl ControlPlaneApi for ControlPlaneService {
             .await
             .map_err(|e| e.to_status())?;
         Ok(Response::new(RingHeartbeatReply { known }))
+    }
+
+    async fn ha_update(
+        &self,
+        req: Request<HaUpdateRequest>,
+    ) -> Result<Response<HaUpdateReply>, Status> {
+        let r = req.into_inner();
+        let mut updates = Vec::with_capacity(r.updates.len());
+        for u in r.updates {
+            TenantId::parse(&u.tenant)
+                .map_err(|e| Status::invalid_argument(format!("HA update tenant: {e}")))?;
+            if u.cluster.is_empty() || u.replica.is_empty() {
+                return Err(Status::invalid_argument(
+                    "HA update: cluster and replica must not be empty",
+                ));
+            }
+            updates.push(hestia_ha::update_from_pb(u));
+        }
+        let names: Vec<(String, String)> = updates
+            .iter()
+            .map(|u| (u.tenant.clone(), u.cluster.clone()))
+            .collect();
+        let cmd = Command::HaUpdate {
+            updates,
+            forget_before_ms: r.forget_before_ms,
+        };
+        let outcomes = match self.0.write(cmd).await.map_err(|e| e.to_status())? {
+            Outcome::Ha(o) => o,
+            other => return Err(Status::internal(format!("HA update produced {other:?}"))),
+        };
+        Ok(Response::new(HaUpdateReply {
+            outcomes: outcomes
+                .into_iter()
+                .zip(&names)
+                .map(|(o, (t, c))| hestia_ha::outcome_to_pb(o, t, c))
+                .collect(),
+        }))
+    }
+
+    async fn ha_list(&self, req: Request<HaListRequest>) -> Result<Response<HaListReply>, Status> {
+        let tenant = req.into_inner().tenant;
+        let tenant = (!tenant.is_empty()).then_some(tenant);
+        let elections = self
+            .0
+            .read(|s| s.ha.list(tenant.as_deref()))
+            .await
+            .map_err(|e| e.to_status())?;
+        Ok(Response::new(HaListReply {
+            elections: elections
+                .into_iter()
+                .map(hestia_ha::election_to_pb)
+                .collect(),
+        }))
     }
 
     type RingWatchStream = RingWatchStream;

@@ -1,10 +1,12 @@
 //! The replicated state: workspaces with their tags, configuration and limit overrides. Every
 //! decision that depends on other workspaces (quota, clientToken replay, state conflicts) is made
 //! here, when a command is applied, so it is the same on every voter and linearizable. The state
-//! also holds the ingester ring's KV keys (hestia-ring descriptors with their CAS versions).
+//! also holds the ingester ring's KV keys (hestia-ring descriptors with their CAS versions) and
+//! the HA tracker's elections (hestia-ha).
 
 use std::collections::BTreeMap;
 
+use hestia_ha::HaTable;
 use hestia_ring::RingDesc;
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +122,12 @@ pub enum Command {
         key: String,
         beats: Vec<(String, i64)>,
     },
+    /// HA-tracker reports, applied in order after forgetting clusters silent since
+    /// `forget_before_ms`.
+    HaUpdate {
+        updates: Vec<hestia_ha::Update>,
+        forget_before_ms: i64,
+    },
 }
 
 /// The record a command changes.
@@ -127,6 +135,7 @@ pub enum Command {
 pub enum Target<'a> {
     Workspace(&'a str),
     Ring(&'a str),
+    Ha,
 }
 
 impl Command {
@@ -143,6 +152,7 @@ impl Command {
             | Command::UpdateConfiguration { id, .. }
             | Command::SetLimitOverrides { id, .. } => Target::Workspace(id),
             Command::RingCas { key, .. } | Command::RingHeartbeats { key, .. } => Target::Ring(key),
+            Command::HaUpdate { .. } => Target::Ha,
         }
     }
 }
@@ -173,13 +183,15 @@ pub enum Outcome {
     Workspace(Option<Box<Workspace>>),
     /// `version` is the new version when `ok`, else the key's current version.
     RingCas { ok: bool, version: u64 },
+    /// One per update of an `HaUpdate`.
+    Ha(Vec<hestia_ha::Outcome>),
 }
 
 impl Outcome {
     pub fn into_workspace(self) -> Option<Workspace> {
         match self {
             Outcome::Workspace(w) => w.map(|w| *w),
-            Outcome::Nothing | Outcome::RingCas { .. } => None,
+            Outcome::Nothing | Outcome::RingCas { .. } | Outcome::Ha(_) => None,
         }
     }
 }
@@ -201,6 +213,8 @@ pub struct State {
     pub workspaces: BTreeMap<String, Workspace>,
     #[serde(default)]
     pub rings: BTreeMap<String, RingEntry>,
+    #[serde(default)]
+    pub ha: HaTable,
 }
 
 impl State {
@@ -390,6 +404,15 @@ impl State {
             Command::RingHeartbeats { key, beats } => {
                 self.ring_heartbeats(&key, beats);
                 Ok(Outcome::Nothing)
+            }
+            Command::HaUpdate {
+                updates,
+                forget_before_ms,
+            } => {
+                self.ha.forget_silent(forget_before_ms);
+                Ok(Outcome::Ha(
+                    updates.iter().map(|u| self.ha.apply(u)).collect(),
+                ))
             }
         }
     }

@@ -27,7 +27,8 @@ use tokio::sync::watch;
 use crate::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
-use crate::state::{CommandResult, Outcome, RingEntry, State, Target, Workspace};
+use crate::state::{Command, CommandResult, Outcome, RingEntry, State, Target, Workspace};
+use hestia_ha::ClusterElection;
 
 const CF_LOGS: &str = "logs";
 const CF_RAFT: &str = "raft";
@@ -44,6 +45,8 @@ const K_REVISION: &[u8] = b"meta/revision";
 const K_SNAPSHOT: &[u8] = b"meta/snapshot";
 const WS_PREFIX: &[u8] = b"ws/";
 const RING_PREFIX: &[u8] = b"ring/";
+/// `ha/<tenant>/<cluster>` → the cluster's election (tenant ids hold no `/`).
+const HA_PREFIX: &[u8] = b"ha/";
 
 fn io(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
@@ -278,6 +281,10 @@ pub struct StateMachine {
     ring_changes: watch::Sender<u64>,
 }
 
+fn ha_key(tenant: &str, cluster: &str) -> Vec<u8> {
+    [HA_PREFIX, tenant.as_bytes(), b"/", cluster.as_bytes()].concat()
+}
+
 /// Every record under `prefix` in the `sm` column family, decoded.
 fn load_prefix<T: for<'de> Deserialize<'de>>(
     db: &DB,
@@ -312,6 +319,9 @@ impl StateMachine {
         }
         for (key, e) in load_prefix::<RingEntry>(&db, RING_PREFIX)? {
             applied.state.rings.insert(String::from_utf8(key)?, e);
+        }
+        for (_, e) in load_prefix::<ClusterElection>(&db, HA_PREFIX)? {
+            applied.state.ha.insert(e);
         }
         let (revision, _) = watch::channel(applied.state.revision);
         Ok(Self {
@@ -439,6 +449,42 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 rings_changed = true;
                             }
                         }
+                        Target::Ha => {
+                            // Persist exactly the clusters the command may have changed.
+                            let mut keys = match &cmd {
+                                Command::HaUpdate {
+                                    updates,
+                                    forget_before_ms,
+                                } => {
+                                    let mut keys = a.state.ha.silent(*forget_before_ms);
+                                    keys.extend(
+                                        updates
+                                            .iter()
+                                            .map(|u| (u.tenant.clone(), u.cluster.clone())),
+                                    );
+                                    keys
+                                }
+                                _ => Vec::new(),
+                            };
+                            keys.sort();
+                            keys.dedup();
+                            results.push(a.state.apply(cmd));
+                            for (tenant, cluster) in keys {
+                                let k = ha_key(&tenant, &cluster);
+                                match a.state.ha.get(&tenant, &cluster) {
+                                    Some(e) => batch.put_cf(
+                                        sm,
+                                        k,
+                                        to_json(&ClusterElection {
+                                            tenant,
+                                            cluster,
+                                            election: e.clone(),
+                                        }),
+                                    ),
+                                    None => batch.delete_cf(sm, k),
+                                }
+                            }
+                        }
                     },
                 }
             }
@@ -488,6 +534,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for key in a.state.rings.keys() {
                 batch.delete_cf(sm, [RING_PREFIX, key.as_bytes()].concat());
             }
+            for e in a.state.ha.list(None) {
+                batch.delete_cf(sm, ha_key(&e.tenant, &e.cluster));
+            }
             // A snapshot replaces the state but watchers must still see the revision advance.
             let revision = a.state.revision.max(data.state.revision) + 1;
             *a = Applied {
@@ -497,6 +546,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     revision,
                     workspaces: data.state.workspaces,
                     rings: data.state.rings,
+                    ha: data.state.ha,
                 },
             };
             for (id, w) in &a.state.workspaces {
@@ -504,6 +554,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             for (key, e) in &a.state.rings {
                 batch.put_cf(sm, [RING_PREFIX, key.as_bytes()].concat(), to_json(e));
+            }
+            for e in a.state.ha.list(None) {
+                batch.put_cf(sm, ha_key(&e.tenant, &e.cluster), to_json(&e));
             }
             self.write_all(&a, &mut batch);
             self.db

@@ -43,6 +43,13 @@ pub enum DistributorError {
     /// New series over a workspace series limit were refused; the rest was stored.
     #[error("{0}")]
     SeriesLimit(String),
+    /// An HA replica that is not its cluster's elected one: dropped, answered 202 so the
+    /// sender does not retry (Cortex's text).
+    #[error("replicas did not match, rejecting sample: replica={replica}, elected={elected}")]
+    HaReplicaNotElected { replica: String, elected: String },
+    /// A new HA cluster over the workspace's limit, or no election store.
+    #[error("{0}")]
+    Ha(#[from] hestia_ha::HaError),
 }
 
 impl DistributorError {
@@ -60,6 +67,9 @@ impl DistributorError {
             }
             Self::IngesterTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } | Self::SeriesLimit(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::HaReplicaNotElected { .. } => StatusCode::ACCEPTED,
+            Self::Ha(hestia_ha::HaError::TooManyClusters { .. }) => StatusCode::BAD_REQUEST,
+            Self::Ha(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -5,11 +5,16 @@
 //!    `proto=prometheus.WriteRequest` (1.0, the default) or `proto=io.prometheus.write.v2.Request`
 //!    (2.0), else 415),
 //! 2. body size (compressed limit, 413), 3. snappy with the declared size checked before
-//!    allocating, 4. protobuf decode (400), 5. validation of each series, float sample, native
-//!    histogram and exemplar (invalid ones are dropped and counted; the rest continue), 6. a ring
-//!    token per series from `hash(tenant, labels)` (per metadata entry from its metric name),
-//! 7. replication: each series goes to its replication set (RF instances in distinct zones, from
-//!    the ring), one gRPC Push per ingester carrying all of its series, all in parallel.
+//!    allocating, 4. protobuf decode (400), 5. HA deduplication: when the first series carries
+//!    the workspace's cluster and replica labels, a request from a replica that is not its
+//!    cluster's elected one is dropped with 202 (hestia-ha; as in Cortex it runs before
+//!    validation, so duplicates cost no validation), 6. validation of each series, float
+//!    sample, native histogram and exemplar (invalid ones are dropped and counted; the rest
+//!    continue; the replica label is removed here), 7. the workspace's ingestion rate (429),
+//! 8. a ring token per series from `hash(tenant, labels)` (per metadata entry from its metric
+//!    name), 9. replication: each series goes to its replication set (RF instances in distinct
+//!    zones, from the ring), one gRPC Push per ingester carrying all of its series, all in
+//!    parallel.
 //!
 //! The answer is 2xx once every valid series is durably stored on a quorum of its replicas
 //! (2 of 3); 5xx when some series cannot reach quorum (the sender retries; re-sent samples are
@@ -35,6 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use hestia_config::DistributorConfig;
+use hestia_ha::{Decision, HaTracker};
 use hestia_limits::{
     validate_exemplar, validate_histogram, validate_labels, validate_metadata,
     validate_sample_time, Limits, Overrides,
@@ -43,7 +49,7 @@ use hestia_model::{hash_label_pairs, TenantId};
 use hestia_proto::ingester as pb;
 use hestia_proto::IngesterPool;
 use hestia_remote_write::{
-    decode_write_request, decode_write_request_v2, decompress, FlatWriteRequest,
+    decode_write_request, decode_write_request_v2, decompress, FlatWriteRequest, LabelRef,
 };
 use hestia_ring::{token_of, QuorumStatus, RingClient};
 use tracing::Instrument;
@@ -92,18 +98,21 @@ pub struct Distributor {
     rate: RateLimiter,
     ring: Arc<RingClient>,
     pool: Arc<IngesterPool>,
+    ha: Arc<HaTracker>,
 }
 
 impl Distributor {
     /// Writes go to the ingesters `ring` shows, through clients from `pool`, under each
     /// workspace's limits from `overrides`. `distributors` is the ring the distributors
     /// heartbeat in, which divides the ingestion rate among them (`None`: this one is alone).
+    /// `ha` decides which replica of an HA pair is stored (its refresher must run).
     pub fn new(
         cfg: DistributorConfig,
         overrides: Arc<Overrides>,
         ring: Arc<RingClient>,
         pool: Arc<IngesterPool>,
         distributors: Option<Arc<RingClient>>,
+        ha: Arc<HaTracker>,
     ) -> Self {
         Self {
             cfg,
@@ -111,6 +120,7 @@ impl Distributor {
             rate: RateLimiter::new(distributors),
             ring,
             pool,
+            ha,
         }
     }
 
@@ -130,12 +140,14 @@ impl Distributor {
             Protocol::V1 => {
                 let req =
                     decode_write_request(&body).map_err(|e| (e.into(), PushSummary::default()))?;
-                self.validate(tenant, &req, &limits)
+                let strip = self.deduplicate(tenant, &req, &limits).await?;
+                self.validate(tenant, &req, &limits, strip)
             }
             Protocol::V2 => {
                 let req = decode_write_request_v2(&body)
                     .map_err(|e| (e.into(), PushSummary::default()))?;
-                self.validate(tenant, &req, &limits)
+                let strip = self.deduplicate(tenant, &req, &limits).await?;
+                self.validate(tenant, &req, &limits, strip)
             }
         };
         // Rate-limited on what passed validation, as Cortex does; a refused request stores nothing.
@@ -166,11 +178,66 @@ impl Distributor {
         }
     }
 
+    /// HA deduplication. The cluster and replica come from the first series (Prometheus adds
+    /// its external labels to every series). Returns the label to remove from every series when
+    /// the request comes from the elected replica; refuses the request otherwise.
+    async fn deduplicate<'a, 'l, R: FlatWriteRequest<'a>>(
+        &self,
+        tenant: &TenantId,
+        req: &R,
+        limits: &'l Limits,
+    ) -> Result<Option<&'l str>, (DistributorError, PushSummary)> {
+        if !limits.accept_ha_samples {
+            return Ok(None);
+        }
+        let Some(first) = req.series().first() else {
+            return Ok(None);
+        };
+        let labels = req.labels(first);
+        let find = |name: &str| labels.iter().find(|l| l.name == name).map(|l| l.value);
+        let (Some(cluster), Some(replica)) = (
+            find(&limits.ha_cluster_label),
+            find(&limits.ha_replica_label),
+        ) else {
+            return Ok(None);
+        };
+        let t = tenant.as_str();
+        let decision = self
+            .ha
+            .check(t, cluster, replica, limits.ha_max_clusters, now_ms())
+            .await;
+        let samples = || (req.total_samples() + req.total_histograms()) as u64;
+        match decision {
+            Ok(Decision::Accept) => Ok(Some(limits.ha_replica_label.as_str())),
+            Ok(Decision::Reject { elected }) => {
+                metrics::DEDUPLICATED_SAMPLES
+                    .with_label_values(&[t, cluster])
+                    .inc_by(samples());
+                Err((
+                    DistributorError::HaReplicaNotElected {
+                        replica: replica.to_string(),
+                        elected,
+                    },
+                    PushSummary::default(),
+                ))
+            }
+            Err(e) => {
+                if matches!(e, hestia_ha::HaError::TooManyClusters { .. }) {
+                    metrics::DISCARDED_SAMPLES
+                        .with_label_values(&["too_many_ha_clusters", t])
+                        .inc_by(samples());
+                }
+                Err((e.into(), PushSummary::default()))
+            }
+        }
+    }
+
     fn validate<'a, R: FlatWriteRequest<'a>>(
         &self,
         tenant: &TenantId,
         req: &R,
         limits: &Limits,
+        strip: Option<&str>,
     ) -> (Batch, PushSummary) {
         let t = tenant.as_str();
         let now_ms = now_ms();
@@ -206,8 +273,16 @@ impl Distributor {
             };
 
         let mut batch = Batch::default();
+        let mut stripped: Vec<LabelRef<'a>> = Vec::new();
         for s in req.series() {
-            let labels = req.labels(s);
+            let labels = match strip {
+                Some(name) => {
+                    stripped.clear();
+                    stripped.extend(req.labels(s).iter().filter(|l| l.name != name).copied());
+                    &stripped[..]
+                }
+                None => req.labels(s),
+            };
             let samples = req.samples(s);
             let histograms = req.histograms(s);
             let exemplars = req.exemplars(s);
@@ -543,12 +618,49 @@ pub async fn join_distributor_ring(
     Ok((lifecycler, ring))
 }
 
-/// The distributor's internal HTTP API: `POST /api/v1/push` with the tenant in `X-Scope-OrgID`.
+/// The HA tracker on the store the ring's KV setting names: the control plane's Raft group in a
+/// cluster, this process's memory in `hestia all`. Its background refresher is running.
+pub fn start_ha_tracker(
+    ring: &hestia_ring::RingConfig,
+    cfg: &hestia_ha::HaTrackerConfig,
+) -> Result<(Arc<HaTracker>, tokio::task::JoinHandle<()>), hestia_ha::HaError> {
+    let store: Arc<dyn hestia_ha::HaStore> = match ring.kv {
+        hestia_ring::KvBackend::Memory => Arc::new(hestia_ha::MemoryHaStore::default()),
+        hestia_ring::KvBackend::ControlPlane => {
+            Arc::new(hestia_ha::ControlPlaneHaStore::new(&ring.kv_endpoints)?)
+        }
+    };
+    let tracker = HaTracker::new(store, cfg.clone());
+    let refresher = tracker.spawn_refresher();
+    Ok((tracker, refresher))
+}
+
+/// The distributor's internal HTTP API: `POST /api/v1/push` with the tenant in `X-Scope-OrgID`,
+/// and the [`admin_router`].
 pub fn router(d: Arc<Distributor>) -> Router {
     Router::new()
         .route("/api/v1/push", post(push_handler))
+        .with_state(d.clone())
+        .merge(admin_router(d))
+}
+
+/// Operator pages: `GET /ring` and `GET /ha_tracker`.
+pub fn admin_router(d: Arc<Distributor>) -> Router {
+    Router::new()
         .route("/ring", get(ring_status))
+        .route("/ha_tracker", get(ha_tracker_status))
         .with_state(d)
+}
+
+/// `GET /ha_tracker[?tenant=…]`: every HA cluster's elected replica, from the election store.
+async fn ha_tracker_status(
+    State(d): State<Arc<Distributor>>,
+    axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    match d.ha.elections(q.get("tenant").map(String::as_str)).await {
+        Ok(elections) => axum::Json(serde_json::json!({ "elections": elections })).into_response(),
+        Err(e) => DistributorError::from(e).into_response(),
+    }
 }
 
 /// `GET /ring`: the ingester ring as this distributor sees it, as JSON.
@@ -688,6 +800,10 @@ mod tests {
             Arc::new(ring),
             Arc::default(),
             None,
+            HaTracker::new(
+                Arc::new(hestia_ha::MemoryHaStore::default()),
+                Default::default(),
+            ),
         )
     }
 
@@ -757,9 +873,10 @@ mod tests {
         .encode_to_vec();
         let req = decode_write_request(&body).unwrap();
         let tenant = TenantId::parse("t").unwrap();
-        let (batch, summary) = distributor()
-            .await
-            .validate(&tenant, &req, &Limits::default());
+        let (batch, summary) =
+            distributor()
+                .await
+                .validate(&tenant, &req, &Limits::default(), None);
         assert_eq!(summary.samples_received, 5);
         assert_eq!(summary.samples_refused, 3);
         assert_eq!(summary.exemplars_received, 3);

@@ -37,12 +37,15 @@ async fn main() -> anyhow::Result<()> {
     // Per-workspace overrides set through the control plane's admin API, pushed by its watch.
     let _cp_overrides = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
     let pool = Arc::new(hestia_proto::IngesterPool::default());
+    let (ha, _ha_refresher) =
+        hestia_distributor::start_ha_tracker(&cfg.ring, &cfg.distributor.ha_tracker)?;
     let d = Arc::new(hestia_distributor::Distributor::new(
         cfg.distributor,
         overrides,
         ring,
         pool,
         Some(distributors),
+        ha,
     ));
     let app = hestia_distributor::router(d)
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))

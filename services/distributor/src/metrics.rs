@@ -81,3 +81,12 @@ pub static QUORUM_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static DEDUPLICATED_SAMPLES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_distributor_deduplicated_samples_total",
+        "Samples dropped because they came from an HA replica that is not its cluster's elected one.",
+        &["tenant", "cluster"]
+    )
+    .expect("metric registers once")
+});

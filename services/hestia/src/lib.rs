@@ -122,12 +122,15 @@ impl AllInOne {
         .await?;
         let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
         let pool = Arc::new(hestia_proto::IngesterPool::default());
+        let (ha, ha_refresher) =
+            hestia_distributor::start_ha_tracker(&cfg.ring, &cfg.distributor.ha_tracker)?;
         let distributor = Arc::new(hestia_distributor::Distributor::new(
             cfg.distributor.clone(),
             overrides,
             ring.clone(),
             pool.clone(),
             None,
+            ha,
         ));
         let querier = Arc::new(hestia_querier::Querier::new(
             cfg.querier.clone(),
@@ -136,13 +139,17 @@ impl AllInOne {
         ));
         let gateway = Arc::new(Gateway::new(
             hestia_gateway::Workspaces::Any,
-            Upstream::InProcess(hestia_distributor::router(distributor)),
+            Upstream::InProcess(hestia_distributor::router(distributor.clone())),
             Upstream::InProcess(hestia_querier::router(querier)),
         ));
 
         let ready = Arc::new(AtomicBool::new(false));
         let app = Router::new()
             .merge(hestia_gateway::router(gateway))
+            .nest(
+                "/distributor",
+                hestia_distributor::admin_router(distributor.clone()),
+            )
             .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
             .merge(hestia_telemetry::ops_router(ready.clone()));
 
@@ -179,6 +186,7 @@ impl AllInOne {
             }
             stats.abort();
             reloader.abort();
+            ha_refresher.abort();
             tokio::task::spawn_blocking(move || db.close()).await??;
             served.context("serving HTTP")
         });

@@ -126,6 +126,8 @@ impl Cluster {
         wait_for(|| ring.ring().len() == 6).await;
         let pool = Arc::new(IngesterPool::default());
         let cfg = Config::default();
+        // Both distributors decide HA elections in one store, as a cluster's do on Raft.
+        let ha_store: Arc<dyn hestia_ha::HaStore> = Arc::new(hestia_ha::MemoryHaStore::default());
         let distributors = (0..2)
             .map(|_| {
                 Arc::new(Distributor::new(
@@ -134,6 +136,7 @@ impl Cluster {
                     ring.clone(),
                     pool.clone(),
                     None,
+                    hestia_ha::HaTracker::new(ha_store.clone(), cfg.distributor.ha_tracker.clone()),
                 ))
             })
             .collect();

@@ -2,6 +2,7 @@
 //! encode remote-write requests, and query the Prometheus API.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod dataset;
 pub mod prometheus;
 

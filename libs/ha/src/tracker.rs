@@ -1,0 +1,367 @@
+//! [`HaTracker`]: the distributor's view of the elections, answering per request from a local
+//! cache and going to the store only when the cache cannot decide.
+//!
+//! A cached election is trusted while its stored received time is younger than the failover
+//! timeout minus [`SAFETY_MARGIN`]: no distributor can elect another replica before that time
+//! has passed (the store elects only after the elected replica's stored received time is older
+//! than the failover timeout, and that time never goes back). While the elected replica keeps
+//! sending, a background task reports it to the store every `update_timeout` (plus jitter) in one
+//! batch for every cluster, so the cache stays trusted and the hot path never waits on Raft.
+//! The store is asked synchronously only for a cluster not seen before, for a replica that may
+//! take over (the cached leader looks silent), or when the refreshes failed for a whole window.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use rand::Rng;
+
+use crate::table::{ClusterElection, Election, Outcome, Update};
+use crate::{metrics, HaError, HaStore, HaTrackerConfig};
+
+/// How much earlier than the failover timeout a cached election stops being trusted: room for
+/// clock differences between distributors and for the background refresh's latency.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(1);
+
+/// How often the background task sends the refreshes that came due.
+pub const REFRESH_PERIOD: Duration = Duration::from_millis(500);
+
+/// What to do with a request from `replica`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// `replica` is the elected one: store the samples (without the replica label).
+    Accept,
+    /// Another replica is elected: drop the samples.
+    Reject { elected: String },
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    election: Election,
+    /// When to report the elected replica again (stored received time + timeout + jitter).
+    refresh_after_ms: i64,
+}
+
+type Key = (String, String);
+
+pub struct HaTracker {
+    store: Arc<dyn HaStore>,
+    cfg: HaTrackerConfig,
+    /// tenant → cluster → election as last learnt from the store.
+    cache: RwLock<HashMap<String, HashMap<String, Cached>>>,
+    /// Reports of elected replicas waiting for the next background refresh.
+    due: Mutex<HashMap<Key, Update>>,
+}
+
+impl HaTracker {
+    pub fn new(store: Arc<dyn HaStore>, cfg: HaTrackerConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            cfg,
+            cache: RwLock::new(HashMap::new()),
+            due: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &dyn HaStore {
+        self.store.as_ref()
+    }
+
+    /// Sends the due refreshes every [`REFRESH_PERIOD`] until the tracker is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REFRESH_PERIOD);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(t) = weak.upgrade() else { return };
+                t.refresh_due(now_ms()).await;
+            }
+        })
+    }
+
+    /// Decides about samples from `replica` of `cluster` received at `now_ms`.
+    pub async fn check(
+        &self,
+        tenant: &str,
+        cluster: &str,
+        replica: &str,
+        max_clusters: usize,
+        now_ms: i64,
+    ) -> Result<Decision, HaError> {
+        let failover = self.cfg.failover_timeout.as_millis() as i64;
+        let trusted = failover - SAFETY_MARGIN.as_millis() as i64;
+        let cached = self
+            .cache
+            .read()
+            .get(tenant)
+            .and_then(|c| c.get(cluster))
+            .cloned();
+        if let Some(c) = cached {
+            let age = now_ms.saturating_sub(c.election.received_at_ms);
+            if c.election.replica == replica && age < trusted {
+                if now_ms >= c.refresh_after_ms {
+                    let u = self.update(tenant, cluster, replica, max_clusters, now_ms);
+                    self.due
+                        .lock()
+                        .insert((tenant.to_string(), cluster.to_string()), u);
+                }
+                return Ok(Decision::Accept);
+            }
+            if c.election.replica != replica && age <= failover {
+                return Ok(Decision::Reject {
+                    elected: c.election.replica,
+                });
+            }
+        }
+        // Only the store can decide: a new cluster, a possible failover, or a stale cache.
+        let u = self.update(tenant, cluster, replica, max_clusters, now_ms);
+        let outcome = self
+            .store
+            .update(vec![u], self.forget_before(now_ms))
+            .await
+            .inspect_err(|_| {
+                metrics::STORE_UPDATES
+                    .with_label_values(&["sync", "error"])
+                    .inc()
+            })?
+            .pop()
+            .ok_or_else(|| HaError::Store("HA update answered nothing".into()))?;
+        metrics::STORE_UPDATES
+            .with_label_values(&["sync", "ok"])
+            .inc();
+        match self.learn(tenant, cluster, outcome)? {
+            e if e.replica == replica => Ok(Decision::Accept),
+            e => Ok(Decision::Reject { elected: e.replica }),
+        }
+    }
+
+    fn update(
+        &self,
+        tenant: &str,
+        cluster: &str,
+        replica: &str,
+        max_clusters: usize,
+        now_ms: i64,
+    ) -> Update {
+        Update {
+            tenant: tenant.to_string(),
+            cluster: cluster.to_string(),
+            replica: replica.to_string(),
+            now_ms,
+            failover_timeout_ms: self.cfg.failover_timeout.as_millis() as i64,
+            max_clusters,
+        }
+    }
+
+    fn forget_before(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_sub(self.cfg.forget_after.as_millis() as i64)
+    }
+
+    /// Caches what the store answered; returns the cluster's election.
+    fn learn(&self, tenant: &str, cluster: &str, outcome: Outcome) -> Result<Election, HaError> {
+        let (election, changed) = match outcome {
+            Outcome::Elected { election, changed } => (election, changed),
+            Outcome::TooManyClusters { limit } => return Err(HaError::TooManyClusters { limit }),
+        };
+        if changed {
+            if election.changes > 0 {
+                metrics::ELECTED_REPLICA_CHANGES
+                    .with_label_values(&[tenant, cluster])
+                    .inc();
+            }
+            tracing::info!(tenant, cluster, replica = %election.replica, "HA replica elected");
+        }
+        metrics::ELECTED_REPLICA_TIMESTAMP
+            .with_label_values(&[tenant, cluster])
+            .set(election.received_at_ms as f64 / 1000.0);
+        let jitter_max = self.cfg.update_timeout_jitter_max.as_millis() as i64;
+        let jitter = if jitter_max > 0 {
+            rand::rng().random_range(0..=jitter_max)
+        } else {
+            0
+        };
+        let cached = Cached {
+            refresh_after_ms: election.received_at_ms
+                + self.cfg.update_timeout.as_millis() as i64
+                + jitter,
+            election: election.clone(),
+        };
+        let mut cache = self.cache.write();
+        let clusters = cache.entry(tenant.to_string()).or_default();
+        // Never replace a newer answer with an older one that raced it.
+        match clusters.get(cluster) {
+            Some(c)
+                if c.election.replica == election.replica
+                    && c.election.received_at_ms > election.received_at_ms => {}
+            _ => {
+                clusters.insert(cluster.to_string(), cached);
+            }
+        }
+        Ok(election)
+    }
+
+    /// Sends every due refresh in one store update and caches the answers.
+    pub async fn refresh_due(&self, now_ms: i64) {
+        let due: Vec<Update> = self.due.lock().drain().map(|(_, u)| u).collect();
+        if due.is_empty() {
+            return;
+        }
+        let keys: Vec<Key> = due
+            .iter()
+            .map(|u| (u.tenant.clone(), u.cluster.clone()))
+            .collect();
+        match self.store.update(due, self.forget_before(now_ms)).await {
+            Ok(outcomes) => {
+                metrics::STORE_UPDATES
+                    .with_label_values(&["refresh", "ok"])
+                    .inc();
+                for ((tenant, cluster), o) in keys.into_iter().zip(outcomes) {
+                    if let Err(e) = self.learn(&tenant, &cluster, o) {
+                        tracing::warn!(%tenant, %cluster, error = %e, "HA refresh refused");
+                    }
+                }
+            }
+            Err(e) => {
+                // Samples from the elected replica queue them again.
+                metrics::STORE_UPDATES
+                    .with_label_values(&["refresh", "error"])
+                    .inc();
+                tracing::warn!(error = %e, clusters = keys.len(), "HA refresh failed");
+            }
+        }
+    }
+
+    /// Every election the store holds, or one tenant's.
+    pub async fn elections(&self, tenant: Option<&str>) -> Result<Vec<ClusterElection>, HaError> {
+        self.store.list(tenant).await
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryHaStore;
+
+    fn cfg() -> HaTrackerConfig {
+        HaTrackerConfig {
+            update_timeout: Duration::from_secs(15),
+            update_timeout_jitter_max: Duration::ZERO,
+            failover_timeout: Duration::from_secs(30),
+            forget_after: Duration::from_secs(1800),
+        }
+    }
+
+    /// A store that counts its calls.
+    #[derive(Default)]
+    struct Counting {
+        inner: MemoryHaStore,
+        calls: Mutex<usize>,
+    }
+
+    #[async_trait::async_trait]
+    impl HaStore for Counting {
+        async fn update(&self, u: Vec<Update>, f: i64) -> Result<Vec<Outcome>, HaError> {
+            *self.calls.lock() += 1;
+            self.inner.update(u, f).await
+        }
+        async fn list(&self, t: Option<&str>) -> Result<Vec<ClusterElection>, HaError> {
+            self.inner.list(t).await
+        }
+    }
+
+    const T0: i64 = 1_700_000_000_000;
+
+    #[tokio::test]
+    async fn two_distributors_agree_and_fail_over_once() {
+        let store = Arc::new(Counting::default());
+        let a = HaTracker::new(store.clone(), cfg());
+        let b = HaTracker::new(store.clone(), cfg());
+        let accept = Decision::Accept;
+        let reject = |r: &str| Decision::Reject { elected: r.into() };
+
+        assert_eq!(a.check("t", "c", "r1", 500, T0).await.unwrap(), accept);
+        assert_eq!(
+            b.check("t", "c", "r2", 500, T0 + 10).await.unwrap(),
+            reject("r1")
+        );
+        assert_eq!(*store.calls.lock(), 2);
+        // The elected replica and the other one, both from the cache.
+        for s in 1..14 {
+            let now = T0 + s * 1000;
+            assert_eq!(a.check("t", "c", "r1", 500, now).await.unwrap(), accept);
+            assert_eq!(
+                b.check("t", "c", "r2", 500, now).await.unwrap(),
+                reject("r1")
+            );
+        }
+        assert_eq!(*store.calls.lock(), 2);
+        // Past the update timeout: one background refresh keeps the election alive.
+        assert_eq!(
+            a.check("t", "c", "r1", 500, T0 + 16_000).await.unwrap(),
+            accept
+        );
+        a.refresh_due(T0 + 16_000).await;
+        assert_eq!(*store.calls.lock(), 3);
+        // b's cache says r1 was last seen 31 s ago: b asks, learns r1 is alive, rejects.
+        assert_eq!(
+            b.check("t", "c", "r2", 500, T0 + 31_000).await.unwrap(),
+            reject("r1")
+        );
+        assert_eq!(*store.calls.lock(), 4);
+        // r1 goes silent after T0+16 s; 30 s later r2 takes over, through b.
+        assert_eq!(
+            b.check("t", "c", "r2", 500, T0 + 46_001).await.unwrap(),
+            accept
+        );
+        // a's cache no longer trusts r1 (stored 16 s + 30 s - margin ago) and learns of r2.
+        assert_eq!(
+            a.check("t", "c", "r1", 500, T0 + 46_002).await.unwrap(),
+            reject("r2")
+        );
+        // r1 restarting does not flip it back while r2 sends.
+        assert_eq!(
+            a.check("t", "c", "r1", 500, T0 + 47_000).await.unwrap(),
+            reject("r2")
+        );
+        let rows = a.elections(Some("t")).await.unwrap();
+        assert_eq!(rows[0].election.replica, "r2");
+        assert_eq!(rows[0].election.changes, 1);
+    }
+
+    #[tokio::test]
+    async fn the_elected_replica_waits_on_the_store_only_when_the_cache_is_stale() {
+        let store = Arc::new(Counting::default());
+        let a = HaTracker::new(store.clone(), cfg());
+        a.check("t", "c", "r1", 500, T0).await.unwrap();
+        // Refreshes were due but never sent (store down): past the trusted window, ask.
+        assert_eq!(
+            a.check("t", "c", "r1", 500, T0 + 28_000).await.unwrap(),
+            Decision::Accept
+        );
+        assert_eq!(*store.calls.lock(), 1);
+        assert_eq!(
+            a.check("t", "c", "r1", 500, T0 + 29_500).await.unwrap(),
+            Decision::Accept
+        );
+        assert_eq!(*store.calls.lock(), 2);
+    }
+
+    #[tokio::test]
+    async fn too_many_clusters_is_an_error() {
+        let a = HaTracker::new(Arc::new(MemoryHaStore::default()), cfg());
+        a.check("t", "c1", "r1", 1, T0).await.unwrap();
+        let e = a.check("t", "c2", "r1", 1, T0).await.unwrap_err();
+        assert_eq!(e, HaError::TooManyClusters { limit: 1 });
+        assert_eq!(e.to_string(), "too many HA clusters (limit: 1)");
+    }
+}

@@ -1,0 +1,136 @@
+//! `deploy/local/cluster` driven from a test: every role its own process on 127.0.0.x, stopped
+//! when the [`LocalCluster`] is dropped. The addresses are fixed, so one test binary at a time
+//! may use it (cargo runs test binaries one after another).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+/// A control-plane voter's AMP API.
+pub const CP_API: &str = "http://127.0.0.11:8090";
+
+pub struct LocalCluster {
+    dir: tempfile::TempDir,
+    pub gateway: String,
+    bin_dir: PathBuf,
+}
+
+impl LocalCluster {
+    fn script() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/cluster")
+    }
+
+    pub fn run(&self, args: &[&str]) {
+        let out = Command::new("python3")
+            .arg(Self::script())
+            .args(args)
+            .env("HESTIA_CLUSTER_DIR", self.dir.path())
+            .env("HESTIA_GATEWAY_ADDR", &self.gateway)
+            .env("HESTIA_BIN_DIR", &self.bin_dir)
+            .env("HESTIA_PURGE_GRACE", "1s")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run deploy/local/cluster");
+        assert!(
+            out.status.success(),
+            "cluster {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn up() -> LocalCluster {
+        // The binaries of every role sit next to the `hestia` binary cargo built for this test.
+        let bin_dir = Path::new(env!("CARGO_BIN_EXE_hestia"))
+            .parent()
+            .expect("target dir")
+            .to_path_buf();
+        for role in [
+            "control-plane",
+            "ingester",
+            "distributor",
+            "querier",
+            "gateway",
+        ] {
+            let bin = bin_dir.join(format!("hestia-{role}"));
+            assert!(
+                bin.exists(),
+                "{} missing: build with `cargo test --workspace --no-run`",
+                bin.display()
+            );
+        }
+        let c = LocalCluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            gateway: super::free_addr().to_string(),
+            bin_dir,
+        };
+        c.run(&["up"]);
+        c
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.gateway)
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for name in PROCESSES {
+            let _ = Command::new("python3")
+                .arg(Self::script())
+                .args(["kill", name])
+                .env("HESTIA_CLUSTER_DIR", self.dir.path())
+                .env("HESTIA_GATEWAY_ADDR", &self.gateway)
+                .env("HESTIA_BIN_DIR", &self.bin_dir)
+                .output();
+        }
+    }
+}
+
+pub const PROCESSES: [&str; 14] = [
+    "gateway",
+    "querier-1",
+    "querier-2",
+    "distributor-1",
+    "distributor-2",
+    "ingester-a1",
+    "ingester-a2",
+    "ingester-b1",
+    "ingester-b2",
+    "ingester-c1",
+    "ingester-c2",
+    "control-plane-1",
+    "control-plane-2",
+    "control-plane-3",
+];
+
+/// Creates a workspace through the AMP API of a control-plane voter and waits until it is ACTIVE.
+pub async fn create_workspace(client: &reqwest::Client) -> String {
+    let r = client
+        .post("http://127.0.0.12:8090/workspaces")
+        .json(&json!({"alias": "local-cluster"}))
+        .send()
+        .await
+        .expect("CreateWorkspace");
+    assert_eq!(r.status(), 202, "CreateWorkspace");
+    let v: serde_json::Value = r.json().await.expect("json");
+    let id = v["workspaceId"].as_str().expect("workspaceId").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: serde_json::Value = client
+            .get(format!("http://127.0.0.11:8090/workspaces/{id}"))
+            .send()
+            .await
+            .expect("DescribeWorkspace")
+            .json()
+            .await
+            .expect("json");
+        if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "workspace not ACTIVE: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
