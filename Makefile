@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest lint fmt clean
+.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -32,10 +32,14 @@ test: deps
 conformance: deps
 	$(CARGO) test -p hestia-promql --test conformance -- --nocapture
 
-bench: deps bench-rw bench-storage bench-promql bench-query bench-ingest
+bench: deps bench-rw bench-storage bench-promql bench-auth bench-query bench-ingest
 
 bench-rw:
 	$(CARGO) bench -p hestia-remote-write --bench decode -- --noplot
+
+# SigV4 verification per request (libs/auth/benches/verify.rs; goal ≤ 20 µs with a cached key).
+bench-auth:
+	$(CARGO) bench -p hestia-auth --bench verify -- --noplot
 
 bench-storage:
 	$(CARGO) bench -p hestia-storage -- --noplot
