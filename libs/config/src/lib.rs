@@ -210,6 +210,9 @@ pub struct GatewayConfig {
     /// Control-plane gRPC endpoints (`http://host:port`) the gateway learns workspaces from;
     /// empty: dev mode, every well-formed workspace id is accepted as its own tenant.
     pub control_plane_endpoints: Vec<String>,
+    /// Dev mode even with a control plane (in `hestia all`: `--dev-workspaces`): every
+    /// well-formed workspace id is accepted as its own tenant, without the workspace API.
+    pub dev_workspaces: bool,
 }
 
 /// The control plane: a Raft group holding workspaces and their limit overrides, and the AMP

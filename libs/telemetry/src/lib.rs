@@ -41,8 +41,14 @@ pub fn init_tracing(cfg: &TelemetryConfig) -> TelemetryGuard {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
 
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.log_level));
+    // openraft narrates every election and snapshot at INFO; its warnings are what matter.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        if cfg.log_level.contains("openraft") {
+            EnvFilter::new(&cfg.log_level)
+        } else {
+            EnvFilter::new(format!("{},openraft=warn", cfg.log_level))
+        }
+    });
     let logs = match cfg.log_format {
         LogFormat::Json => fmt::layer()
             .json()

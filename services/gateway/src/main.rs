@@ -41,9 +41,9 @@ async fn main() -> anyhow::Result<()> {
     cfg.validate()?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let endpoints = &cfg.gateway.control_plane_endpoints;
-    let (workspaces, _watch) = if endpoints.is_empty() {
+    let (workspaces, _watch) = if endpoints.is_empty() || cfg.gateway.dev_workspaces {
         tracing::warn!(
-            "no gateway.control_plane_endpoints: dev mode, any workspace id is accepted"
+            "no gateway.control_plane_endpoints or gateway.dev_workspaces: dev mode, any workspace id is accepted"
         );
         (Workspaces::Any, None)
     } else {

@@ -71,6 +71,7 @@ async fn main() {
     let mut cfg = hestia_config::Config::default();
     cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.server.data_dir = dir.path().join("hestia");
+    cfg.gateway.dev_workspaces = true;
     // The data set spans 2 h; AMP's default refuses samples older than 1 h.
     cfg.limits.reject_old_samples_max_age = Duration::from_secs(3 * 3600);
     // Loading 2 h of data as fast as possible is far above AMP's 70,000 samples/s quota.

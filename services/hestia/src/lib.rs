@@ -1,6 +1,8 @@
-//! `hestia all`: gateway, distributor, ingester and querier in one process. The ingester still
-//! serves gRPC on a loopback port and the distributor and querier reach it through gRPC clients,
-//! exactly as in a cluster; only the gateway → distributor/querier hop is an in-process call.
+//! `hestia all`: gateway, distributor, ingester, querier and a single control-plane voter in one
+//! process. The ingester and the control plane still serve gRPC on loopback ports and the other
+//! roles reach them through gRPC clients, exactly as in a cluster; only the gateway →
+//! distributor/querier hop is an in-process call. The AMP workspace API is served on the public
+//! port; the gateway serves the workspaces it creates (or, with `--dev-workspaces`, any id).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +34,10 @@ pub struct AllArgs {
     /// Export traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318/v1/traces).
     #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Accept any well-formed workspace id as its own tenant, without creating it through the
+    /// workspace API (tests, quick trials).
+    #[arg(long, env = "HESTIA_DEV_WORKSPACES")]
+    pub dev_workspaces: bool,
 }
 
 impl AllArgs {
@@ -53,8 +59,26 @@ impl AllArgs {
         if let Some(e) = &self.otlp_endpoint {
             cfg.telemetry.otlp_endpoint = Some(e.clone());
         }
+        cfg.gateway.dev_workspaces |= self.dev_workspaces;
         cfg.validate()?;
         Ok(cfg)
+    }
+}
+
+/// Deletes a purged workspace's data from this process's ingester.
+struct LocalPurger(Arc<hestia_storage::Tsdb>);
+
+#[async_trait::async_trait]
+impl hestia_control_plane::Purger for LocalPurger {
+    async fn purge(
+        &self,
+        _: &hestia_control_plane::ControlPlane,
+        tenant: &hestia_model::TenantId,
+    ) -> anyhow::Result<()> {
+        let db = self.0.clone();
+        let tenant = tenant.clone();
+        tokio::task::spawn_blocking(move || db.delete_tenant(&tenant)).await??;
+        Ok(())
     }
 }
 
@@ -106,6 +130,28 @@ impl AllInOne {
         ));
         tracing::info!(%grpc_addr, "ingester gRPC listening");
 
+        let listener = TcpListener::bind(cfg.server.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.server.listen))?;
+        let addr = listener.local_addr()?;
+        // One voter of its own: workspaces, limit overrides and the audit log on Raft.
+        let public_url = cfg
+            .control_plane
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
+        cfg.control_plane.bootstrap.clear();
+        let control_plane = hestia_control_plane::start(
+            &cfg.control_plane,
+            &cfg.server.data_dir,
+            public_url,
+            Arc::new(LocalPurger(db.clone())),
+        )
+        .await
+        .context("starting the control plane")?;
+        let cp_endpoints = vec![format!("http://{}", control_plane.grpc_addr)];
+        let cp_overrides = overrides.spawn_control_plane_watch(&cp_endpoints)?;
+
         // One ingester, so one replica: the ring lives in this process.
         cfg.ring.kv = hestia_config::KvBackend::Memory;
         cfg.ring.replication_factor = 1;
@@ -137,8 +183,18 @@ impl AllInOne {
             ring,
             pool,
         ));
+        let (workspaces, workspace_watch) = if cfg.gateway.dev_workspaces {
+            (hestia_gateway::Workspaces::Any, None)
+        } else {
+            let directory = hestia_gateway::Directory::new(&cp_endpoints)?;
+            let watch = directory.spawn_watch();
+            (
+                hestia_gateway::Workspaces::ControlPlane(directory),
+                Some(watch),
+            )
+        };
         let gateway = Arc::new(Gateway::new(
-            hestia_gateway::Workspaces::Any,
+            workspaces,
             Upstream::InProcess(hestia_distributor::router(distributor.clone())),
             Upstream::InProcess(hestia_querier::router(querier)),
         ));
@@ -146,17 +202,13 @@ impl AllInOne {
         let ready = Arc::new(AtomicBool::new(false));
         let app = Router::new()
             .merge(hestia_gateway::router(gateway))
+            .merge(control_plane.router())
             .nest(
                 "/distributor",
                 hestia_distributor::admin_router(distributor.clone()),
             )
             .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
             .merge(hestia_telemetry::ops_router(ready.clone()));
-
-        let listener = TcpListener::bind(cfg.server.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.server.listen))?;
-        let addr = listener.local_addr()?;
 
         let stats_db = db.clone();
         let mut stats_stop = stop_rx.clone();
@@ -187,11 +239,20 @@ impl AllInOne {
             stats.abort();
             reloader.abort();
             ha_refresher.abort();
+            cp_overrides.abort();
+            if let Some(w) = workspace_watch {
+                w.abort();
+            }
+            control_plane.shutdown().await;
             tokio::task::spawn_blocking(move || db.close()).await??;
             served.context("serving HTTP")
         });
         ready.store(true, Ordering::Release);
-        tracing::info!(%addr, "hestia all ready (dev mode: no authentication, workspace ids accepted as-is)");
+        if cfg.gateway.dev_workspaces {
+            tracing::info!(%addr, "hestia all ready (no authentication; dev workspaces: any workspace id is accepted as-is)");
+        } else {
+            tracing::info!(%addr, "hestia all ready (no authentication; create workspaces with the AMP API on this address)");
+        }
         Ok(Self { addr, stop, task })
     }
 

@@ -27,6 +27,8 @@ pub async fn start_in_process_with(
     adjust: impl FnOnce(&mut hestia_config::Config),
 ) -> hestia::AllInOne {
     let mut cfg = hestia_config::Config::default();
+    // The tests write to fixed workspace ids without creating them.
+    cfg.gateway.dev_workspaces = true;
     adjust(&mut cfg);
     cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.server.data_dir = data_dir.to_path_buf();
@@ -50,7 +52,13 @@ pub struct HestiaProcess {
 impl HestiaProcess {
     pub async fn start(data_dir: &Path, addr: SocketAddr) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_hestia"))
-            .args(["all", "--listen", &addr.to_string(), "--data-dir"])
+            .args([
+                "all",
+                "--dev-workspaces",
+                "--listen",
+                &addr.to_string(),
+                "--data-dir",
+            ])
             .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
