@@ -139,7 +139,15 @@ impl ControlPlane {
     pub async fn write(&self, cmd: Command) -> Result<Outcome, CpError> {
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
-            let leader_addr = match self.raft.client_write(cmd.clone()).await {
+            // A leader cut off from its quorum never commits: answer Unavailable (the outcome
+            // is then unknown to the caller, as with any timeout) instead of hanging.
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let written = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone()))
+                .await
+                .map_err(|_| {
+                    CpError::Unavailable("no control-plane quorum committed the write".into())
+                })?;
+            let leader_addr = match written {
                 Ok(resp) => return resp.data.map_err(CpError::from),
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                     f.leader_node.map(|n| n.addr)
@@ -148,9 +156,14 @@ impl ControlPlane {
                 Err(RaftError::Fatal(e)) => return Err(CpError::Unavailable(e.to_string())),
             };
             if let Some(addr) = leader_addr {
-                match self.forward_write(&addr, &cmd).await {
-                    Ok(r) => return r,
-                    Err(e) => tracing::debug!(%addr, error = %e, "forwarding to leader failed"),
+                // A leader that stopped answering must not hold the call past the deadline.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match tokio::time::timeout(remaining, self.forward_write(&addr, &cmd)).await {
+                    Ok(Ok(r)) => return r,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%addr, error = %e, "forwarding to leader failed")
+                    }
+                    Err(_) => tracing::debug!(%addr, "forwarding to leader timed out"),
                 }
             }
             if Instant::now() >= deadline {
@@ -162,9 +175,12 @@ impl ControlPlane {
 
     /// Only the leader's local write path, for forwarded requests (never forwards again).
     pub async fn write_local(&self, cmd: Command) -> Result<CommandResult, CpError> {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => Ok(resp.data),
-            Err(e) => Err(CpError::Unavailable(e.to_string())),
+        match tokio::time::timeout(LEADER_WAIT, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(CpError::Unavailable(e.to_string())),
+            Err(_) => Err(CpError::Unavailable(
+                "no control-plane quorum committed the write".into(),
+            )),
         }
     }
 
@@ -192,8 +208,13 @@ impl ControlPlane {
     /// for that index and waits to apply it).
     pub async fn read_barrier(&self) -> Result<(), CpError> {
         let deadline = Instant::now() + LEADER_WAIT;
+        let no_leader = || CpError::Unavailable("no control-plane leader".to_string());
         loop {
-            let leader_addr = match self.raft.ensure_linearizable().await {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let confirmed = tokio::time::timeout(remaining, self.raft.ensure_linearizable())
+                .await
+                .map_err(|_| no_leader())?;
+            let leader_addr = match confirmed {
                 Ok(_) => return Ok(()),
                 Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
                     f.leader_node.map(|n| n.addr)
@@ -203,7 +224,9 @@ impl ControlPlane {
             };
             if let Some(addr) = leader_addr {
                 if let Ok(mut client) = self.peer(&addr) {
-                    if let Ok(reply) = client.read_index(Empty {}).await {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let asked = tokio::time::timeout(remaining, client.read_index(Empty {})).await;
+                    if let Ok(Ok(reply)) = asked {
                         let index = reply.into_inner().index;
                         let waited = self
                             .raft
@@ -217,7 +240,7 @@ impl ControlPlane {
                 }
             }
             if Instant::now() >= deadline {
-                return Err(CpError::Unavailable("no control-plane leader".to_string()));
+                return Err(no_leader());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

@@ -1,9 +1,13 @@
 //! Fault tests on a 3-voter cluster of `hestia-control-plane` processes: SIGKILL the leader, a
 //! new one is elected within 10 s and no acknowledged write is lost; restarting every voter keeps
-//! the state.
+//! the state; a voter cut off from the other two (they are SIGSTOPped) acknowledges no write; and
+//! a concurrent history of alias updates and reads through all voters, with the leader killed in
+//! the middle, is linearizable.
 
 mod common;
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{cluster, wait_leader, Voter};
@@ -115,4 +119,228 @@ async fn leader_failover_and_full_restart_lose_no_acknowledged_write() {
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minority_acknowledges_no_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let voters = cluster(dir.path(), 1000);
+    let client = reqwest::Client::new();
+    wait_leader(&client, &voters, None).await;
+    let before = create(&client, &voters[0], "before").await.expect("create");
+
+    // Voter 1 alone: whether it led or followed, nothing it is asked to write is acknowledged.
+    voters[1].signal("STOP");
+    voters[2].signal("STOP");
+    let r = client
+        .post(format!("{}/workspaces", voters[0].api))
+        .json(&json!({"alias": "minority"}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status(), 503, "{}", r.text().await.unwrap_or_default());
+    let r = client
+        .post(format!("{}/workspaces/{before}/alias", voters[0].api))
+        .json(&json!({"alias": "renamed"}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(r.status(), 503);
+
+    // Healed: the cluster writes again.
+    voters[1].signal("CONT");
+    voters[2].signal("CONT");
+    wait_leader(&client, &voters, None).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while create(&client, &voters[0], "after").await.is_none() {
+        assert!(Instant::now() < deadline, "no write after healing");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// One operation of a history: invocation and response times (ns since the start; `None` when
+/// the outcome is unknown), and what it wrote or read.
+#[derive(Debug, Clone)]
+struct Op {
+    call: u64,
+    ret: Option<u64>,
+    write: bool,
+    value: String,
+}
+
+/// Wing & Gong's search, with Lowe's memoisation, for a register starting at `init`: is there an
+/// order of the operations, consistent with real time, in which every read returns the latest
+/// write? Writes of unknown outcome may take effect at any time after their call, or never.
+fn linearizable(init: &str, ops: &[Op]) -> bool {
+    fn search(ops: &[Op], done: u64, value: &str, seen: &mut HashSet<(u64, String)>) -> bool {
+        let pending = |i: usize| done & (1 << i) == 0;
+        if (0..ops.len()).all(|i| !pending(i) || ops[i].ret.is_none()) {
+            return true;
+        }
+        if !seen.insert((done, value.to_string())) {
+            return false;
+        }
+        let first_return = (0..ops.len())
+            .filter(|&i| pending(i))
+            .filter_map(|i| ops[i].ret)
+            .min()
+            .unwrap_or(u64::MAX);
+        for (i, op) in ops.iter().enumerate() {
+            if !pending(i) || op.call > first_return {
+                continue;
+            }
+            let next = if op.write {
+                op.value.as_str()
+            } else if op.value == value {
+                value
+            } else {
+                continue;
+            };
+            if search(ops, done | (1 << i), next, seen) {
+                return true;
+            }
+        }
+        false
+    }
+    assert!(ops.len() <= 64, "at most 64 operations");
+    search(ops, 0, init, &mut HashSet::new())
+}
+
+#[test]
+fn the_checker_finds_a_stale_read() {
+    let op = |call, ret, write, v: &str| Op {
+        call,
+        ret,
+        write,
+        value: v.into(),
+    };
+    // w(b) completes, then a read still sees a: not linearizable.
+    assert!(!linearizable(
+        "a",
+        &[op(0, Some(1), true, "b"), op(2, Some(3), false, "a")]
+    ));
+    // Overlapping: either order is fine.
+    assert!(linearizable(
+        "a",
+        &[op(0, Some(3), true, "b"), op(1, Some(2), false, "a")]
+    ));
+    // A write of unknown outcome may never have happened, or may land later.
+    assert!(linearizable(
+        "a",
+        &[op(0, None, true, "b"), op(2, Some(3), false, "a")]
+    ));
+    assert!(linearizable(
+        "a",
+        &[
+            op(0, None, true, "b"),
+            op(2, Some(3), false, "a"),
+            op(4, Some(5), false, "b")
+        ]
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_alias_history_is_linearizable() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut voters = cluster(dir.path(), 10);
+    let client = reqwest::Client::new();
+    let leader = wait_leader(&client, &voters, None).await;
+    let id = create(&client, &voters[0], "a0").await.expect("create");
+    let apis: Arc<Vec<String>> = Arc::new(voters.iter().map(|v| v.api.clone()).collect());
+    let start = Instant::now();
+    let history: Arc<Mutex<Vec<Op>>> = Arc::default();
+
+    let clients: Vec<_> = (0..3usize)
+        .map(|c| {
+            let (apis, history, id, client) =
+                (apis.clone(), history.clone(), id.clone(), client.clone());
+            tokio::spawn(async move {
+                let mut at = c;
+                for i in 0..20usize {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                    let api = &apis[at % apis.len()];
+                    let write = (i * 7 + c * 3) % 3 == 0;
+                    let value = format!("c{c}-{i}");
+                    let call = start.elapsed().as_nanos() as u64;
+                    let outcome = if write {
+                        client
+                            .post(format!("{api}/workspaces/{id}/alias"))
+                            .json(&json!({ "alias": value }))
+                            .timeout(Duration::from_secs(15))
+                            .send()
+                            .await
+                            .ok()
+                            .filter(|r| r.status() == 204)
+                            .map(|_| value.clone())
+                    } else {
+                        match client
+                            .get(format!("{api}/workspaces/{id}"))
+                            .timeout(Duration::from_secs(15))
+                            .send()
+                            .await
+                        {
+                            Ok(r) if r.status() == 200 => {
+                                r.json::<Value>().await.ok().and_then(|v| {
+                                    v["workspace"]["alias"].as_str().map(String::from)
+                                })
+                            }
+                            _ => None,
+                        }
+                    };
+                    let ret = start.elapsed().as_nanos() as u64;
+                    let op = match (write, outcome) {
+                        (true, Some(v)) => Some(Op {
+                            call,
+                            ret: Some(ret),
+                            write,
+                            value: v,
+                        }),
+                        (true, None) => Some(Op {
+                            call,
+                            ret: None,
+                            write,
+                            value,
+                        }),
+                        (false, Some(v)) => Some(Op {
+                            call,
+                            ret: Some(ret),
+                            write,
+                            value: v,
+                        }),
+                        // A failed read observed nothing.
+                        (false, None) => None,
+                    };
+                    let failed = matches!(&op, Some(Op { ret: None, .. }) | None);
+                    if let Some(op) = op {
+                        history.lock().unwrap().push(op);
+                    }
+                    if failed {
+                        at += 1; // try another voter
+                    }
+                }
+            })
+        })
+        .collect();
+    // The leader dies while the clients run.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    voters[(leader - 1) as usize].kill();
+    for c in clients {
+        c.await.unwrap();
+    }
+    let ops = history.lock().unwrap().clone();
+    let reads = ops.iter().filter(|o| !o.write).count();
+    let unknown = ops.iter().filter(|o| o.ret.is_none()).count();
+    println!(
+        "history: {} operations ({reads} reads, {unknown} writes of unknown outcome)",
+        ops.len()
+    );
+    assert!(reads >= 10, "too few successful reads: {ops:?}");
+    let last = ops.iter().filter_map(|o| o.ret).max().unwrap_or(0);
+    assert!(
+        last > 150_000_000,
+        "the history ended before the leader was killed"
+    );
+    assert!(linearizable("a0", &ops), "not linearizable: {ops:#?}");
 }

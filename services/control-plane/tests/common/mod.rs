@@ -46,6 +46,19 @@ impl Voter {
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
+
+    /// Sends `sig` (`STOP`, `CONT`, …) to the running process: a stopped voter neither answers
+    /// nor votes, as if cut off by a partition.
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} {pid}");
+    }
 }
 
 impl Drop for Voter {
