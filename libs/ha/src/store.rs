@@ -1,4 +1,4 @@
-//! Where elections are decided: [`MemoryHaStore`] in one process (`hestia all`, tests), or
+//! Where elections are decided: [`MemoryHaStore`] in one process (tests), or
 //! [`ControlPlaneHaStore`], the control plane's Raft group over gRPC (`HaUpdate`, `HaList`).
 
 use std::sync::Arc;

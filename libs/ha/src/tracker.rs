@@ -77,7 +77,9 @@ impl HaTracker {
             loop {
                 tick.tick().await;
                 let Some(t) = weak.upgrade() else { return };
-                t.refresh_due(now_ms()).await;
+                let now = now_ms();
+                t.refresh_due(now).await;
+                t.forget_silent(now);
             }
         })
     }
@@ -234,6 +236,23 @@ impl HaTracker {
         }
     }
 
+    /// Drops cached clusters the store forgets (silent for `forget_after`), with their gauges.
+    pub fn forget_silent(&self, now_ms: i64) {
+        let before = self.forget_before(now_ms);
+        let mut cache = self.cache.write();
+        cache.retain(|tenant, clusters| {
+            clusters.retain(|cluster, c| {
+                let keep = c.election.received_at_ms >= before;
+                if !keep {
+                    let _ = metrics::ELECTED_REPLICA_TIMESTAMP
+                        .remove_label_values(&[tenant.as_str(), cluster.as_str()]);
+                }
+                keep
+            });
+            !clusters.is_empty()
+        });
+    }
+
     /// Every election the store holds, or one tenant's.
     pub async fn elections(&self, tenant: Option<&str>) -> Result<Vec<ClusterElection>, HaError> {
         self.store.list(tenant).await
@@ -336,6 +355,10 @@ mod tests {
         let rows = a.elections(Some("t")).await.unwrap();
         assert_eq!(rows[0].election.replica, "r2");
         assert_eq!(rows[0].election.changes, 1);
+
+        // Silent for `forget_after`: gone from the cache, so the next sighting asks the store.
+        a.forget_silent(T0 + 46_002 + 1_800_001);
+        assert!(a.cache.read().is_empty());
     }
 
     #[tokio::test]

@@ -168,8 +168,12 @@ impl AllInOne {
         .await?;
         let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
         let pool = Arc::new(hestia_proto::IngesterPool::default());
-        let (ha, ha_refresher) =
-            hestia_distributor::start_ha_tracker(&cfg.ring, &cfg.distributor.ha_tracker)?;
+        // HA elections on the voter's Raft log, as in a cluster: they survive restarts.
+        let ha = hestia_ha::HaTracker::new(
+            Arc::new(hestia_ha::ControlPlaneHaStore::new(&cp_endpoints)?),
+            cfg.distributor.ha_tracker.clone(),
+        );
+        let ha_refresher = ha.spawn_refresher();
         let distributor = Arc::new(hestia_distributor::Distributor::new(
             cfg.distributor.clone(),
             overrides,

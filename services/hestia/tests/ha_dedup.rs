@@ -1,8 +1,8 @@
-//! HA deduplication through `hestia all` (elections in memory), with a 6 s failover timeout:
-//! the first replica of a cluster is stored without its `__replica__` label, the other one is
-//! answered 202 and dropped (remote write 1.0 and 2.0), the other replica takes over once the
-//! elected one has been silent for the timeout, a workspace's HA cluster limit refuses new
-//! clusters with 400, and a workspace with deduplication off stores every replica.
+//! HA deduplication through `hestia all` (elections on its control-plane voter), with a 6 s
+//! failover timeout: the first replica of a cluster is stored without its `__replica__` label,
+//! the other one is answered 202 and dropped (remote write 1.0 and 2.0), the other replica takes
+//! over once the elected one has been silent for the timeout, a workspace's HA cluster limit
+//! refuses new clusters with 400, and a workspace with deduplication off stores every replica.
 
 mod common;
 
