@@ -1,8 +1,9 @@
-//! Authentication of Hestia's clients. [`Verifier`] checks AWS Signature Version 4 (the
-//! Authorization header and presigned URLs) the way AWS does; accounts, keys and policies come
-//! from the control plane.
+//! Authentication and authorization of Hestia's clients. [`Verifier`] checks AWS Signature
+//! Version 4 (the Authorization header and presigned URLs) the way AWS does; [`policy`] evaluates
+//! IAM-style identity policies against the `aps:` action of each route.
 
 mod error;
+pub mod policy;
 pub mod sigv4;
 
 pub use error::AuthError;

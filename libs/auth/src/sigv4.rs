@@ -475,7 +475,7 @@ fn query_value<'q>(pairs: &'q [(String, String)], key: &str) -> Option<&'q str> 
         .map(|(_, v)| v.as_str())
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
