@@ -140,14 +140,7 @@ async fn bad_input_is_refused_precisely_and_nothing_valid_is_lost() {
     // Still serving.
     let r = c.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&c, &base).await;
     assert!(
         metrics.contains("hestia_discarded_samples_total{reason=\"missing_metric_name\""),
         "metrics exposition lacks discard reasons"

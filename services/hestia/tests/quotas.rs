@@ -165,14 +165,7 @@ async fn quotas_refuse_with_cortex_messages_per_workspace() {
     assert_eq!(families, ["m1", "m2", "m3"]);
 
     // Discarded samples are counted by reason and workspace.
-    let metrics = c
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&c, &base).await;
     for want in [
         format!("hestia_discarded_samples_total{{reason=\"rate_limited\",tenant=\"{WS}\"}} 600"),
         format!(

@@ -130,15 +130,9 @@ async fn workspaces_come_from_the_amp_api() {
     })
     .await;
     eventually("the purge", || async {
-        let text = c
-            .get(format!("{base}/metrics"))
-            .send()
+        metrics_text(&c, &base)
             .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
+            .lines()
             .any(|l| l.starts_with("hestia_control_plane_purged_workspaces_total 1"))
     })
     .await;

@@ -154,6 +154,18 @@ pub async fn remote_write(
     (status, r.text().await.unwrap_or_default())
 }
 
+/// The process's `/metrics` exposition.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
+}
+
 pub async fn get_json(client: &reqwest::Client, url: &str) -> (u16, serde_json::Value) {
     let r = client.get(url).send().await.expect("send");
     let status = r.status().as_u16();

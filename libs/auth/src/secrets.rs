@@ -1,0 +1,204 @@
+//! Secrets at rest: AES-256-GCM under a master key read from a file or an environment variable,
+//! bound to a context (e.g. the access key id) so a sealed value cannot be moved to another
+//! record. Neither the key nor a secret is ever printed by `Debug`.
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+
+const VERSION: &str = "v1.";
+const NONCE_BYTES: usize = 12;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("master key: {0}")]
+    MasterKey(String),
+    #[error("sealed secret is malformed")]
+    Malformed,
+    /// Wrong key, wrong context, or a tampered value.
+    #[error("sealed secret does not open with this master key")]
+    Unopenable,
+}
+
+pub struct MasterKey([u8; 32]);
+
+impl std::fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MasterKey(redacted)")
+    }
+}
+
+impl MasterKey {
+    /// 32 bytes as 64 hex digits or as base64 (standard or URL-safe).
+    pub fn parse(text: &str) -> Result<MasterKey, SecretError> {
+        let text = text.trim();
+        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text).map_err(|e| SecretError::MasterKey(e.to_string()))?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+                .map_err(|_| {
+                    SecretError::MasterKey("expected 64 hex digits or base64 of 32 bytes".into())
+                })?
+        };
+        let key: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            SecretError::MasterKey(format!("expected 32 bytes, got {}", b.len()))
+        })?;
+        Ok(MasterKey(key))
+    }
+
+    /// The key in `file` (which must not be readable by others), else in the environment
+    /// variable `env`.
+    pub fn load(file: Option<&Path>, env: &str) -> Result<MasterKey, SecretError> {
+        if let Some(path) = file {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(path)
+                    .map_err(|e| SecretError::MasterKey(format!("{}: {e}", path.display())))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(SecretError::MasterKey(format!(
+                        "{} is readable by others (mode {:o}); chmod 600 it",
+                        path.display(),
+                        mode & 0o777
+                    )));
+                }
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| SecretError::MasterKey(format!("{}: {e}", path.display())))?;
+            return Self::parse(&text);
+        }
+        match std::env::var(env) {
+            Ok(v) => Self::parse(&v),
+            Err(_) => Err(SecretError::MasterKey(format!(
+                "no master key file and {env} is not set"
+            ))),
+        }
+    }
+
+    pub fn generate() -> MasterKey {
+        let mut k = [0u8; 32];
+        rand::rng().fill_bytes(&mut k);
+        MasterKey(k)
+    }
+
+    /// Hex, for writing a generated key to a file.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// A key for another purpose derived from this one (HMAC-SHA256 of `purpose`).
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut m = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.0)
+            .expect("HMAC takes any key length");
+        m.update(purpose.as_bytes());
+        m.finalize().into_bytes().into()
+    }
+
+    /// `v1.<base64url(nonce ‖ ciphertext ‖ tag)>`, authenticated together with `context`.
+    pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> String {
+        let cipher = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0));
+        let mut nonce = [0u8; NONCE_BYTES];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: context,
+                },
+            )
+            .expect("AES-GCM encryption of an in-memory buffer");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        format!("{VERSION}{}", URL_SAFE_NO_PAD.encode(out))
+    }
+
+    pub fn open(&self, sealed: &str, context: &[u8]) -> Result<Vec<u8>, SecretError> {
+        let body = sealed.strip_prefix(VERSION).ok_or(SecretError::Malformed)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| SecretError::Malformed)?;
+        if bytes.len() < NONCE_BYTES + 16 {
+            return Err(SecretError::Malformed);
+        }
+        let (nonce, ct) = bytes.split_at(NONCE_BYTES);
+        Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&self.0))
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: context,
+                },
+            )
+            .map_err(|_| SecretError::Unopenable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_and_refusals() {
+        let k = MasterKey::generate();
+        let sealed = k.seal(b"wJalrXUtnFEMI", b"AKIDEXAMPLE");
+        assert!(!sealed.contains("wJalr"));
+        assert_ne!(
+            sealed,
+            k.seal(b"wJalrXUtnFEMI", b"AKIDEXAMPLE"),
+            "fresh nonce"
+        );
+        assert_eq!(k.open(&sealed, b"AKIDEXAMPLE").unwrap(), b"wJalrXUtnFEMI");
+        assert_eq!(k.open(&sealed, b"AKIDOTHER"), Err(SecretError::Unopenable));
+        assert_eq!(
+            MasterKey::generate().open(&sealed, b"AKIDEXAMPLE"),
+            Err(SecretError::Unopenable)
+        );
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(k.open(&tampered, b"AKIDEXAMPLE").is_err());
+        assert_eq!(k.open("v2.abc", b""), Err(SecretError::Malformed));
+        assert_eq!(format!("{k:?}"), "MasterKey(redacted)");
+    }
+
+    #[test]
+    fn master_keys_parse_and_load() {
+        let k = MasterKey::generate();
+        let again = MasterKey::parse(&k.to_hex()).unwrap();
+        let sealed = k.seal(b"x", b"");
+        assert_eq!(again.open(&sealed, b"").unwrap(), b"x");
+        let b64 = base64::engine::general_purpose::STANDARD.encode(k.0);
+        assert!(MasterKey::parse(&b64).is_ok());
+        assert!(MasterKey::parse("00ff").is_err());
+        assert_ne!(k.derive("tokens"), k.derive("other"));
+
+        let dir = std::env::temp_dir().join(format!("hestia-mk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("master.key");
+        std::fs::write(&file, k.to_hex()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = MasterKey::load(Some(&file), "UNSET_VAR")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("readable by others"), "{e}");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(MasterKey::load(Some(&file), "UNSET_VAR").is_ok());
+        let e = MasterKey::load(None, "HESTIA_TEST_SURELY_UNSET").unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("HESTIA_TEST_SURELY_UNSET is not set"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
