@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth lint fmt clean
+.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -56,6 +56,12 @@ bench-query: deps
 # 2.42, the same load from hestia-loadgen, side by side (loadtest/bench-ingest --help).
 bench-ingest: deps
 	python3 loadtest/bench-ingest $(ARGS)
+
+# Random faults (ingesters, a zone, distributors, queriers, control-plane leader kills and stops)
+# under a steady write load on the local cluster; fails if an acknowledged sample is lost.
+chaos: deps
+	$(CARGO) test --workspace --exclude hestia-promql --no-run
+	python3 chaos/run $(ARGS)
 
 lint: deps
 	$(CARGO) fmt --all -- --check
