@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos lint fmt clean
+.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos docker-smoke lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -62,6 +62,12 @@ bench-ingest: deps
 chaos: deps
 	$(CARGO) test --workspace --exclude hestia-promql --no-run
 	python3 chaos/run $(ARGS)
+
+# The `hestia:dev` image (assembled from this checkout's binaries, no registry needed) under
+# docker-compose: a workspace survives a container restart.
+docker-smoke: deps
+	$(CARGO) test --workspace --exclude hestia-promql --no-run
+	deploy/docker/smoke debug
 
 lint: deps
 	$(CARGO) fmt --all -- --check
