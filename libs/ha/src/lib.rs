@@ -3,10 +3,11 @@
 //!
 //! [`HaTable`] holds every cluster's election and the rule that changes it (first replica seen
 //! wins; another one takes over after the elected one has been silent for the failover
-//! timeout). It lives in an [`HaStore`]: the control plane's Raft state in clusters
-//! ([`ControlPlaneHaStore`]), so an election happens exactly once across all distributors, or
-//! memory in one process ([`MemoryHaStore`]). Each distributor keeps an [`HaTracker`], which
-//! answers from a cache and batches the elected replicas' keep-alives (see `tracker.rs`).
+//! timeout). It lives in an [`HaStore`]: the control plane's Raft state
+//! ([`ControlPlaneHaStore`], in a cluster and in `hestia all`), so an election happens exactly
+//! once across all distributors, or memory ([`MemoryHaStore`], for in-process tests). Each
+//! distributor keeps an [`HaTracker`], which answers from a cache and batches the elected
+//! replicas' keep-alives (see `tracker.rs`).
 
 mod config;
 mod error;

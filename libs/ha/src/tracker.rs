@@ -4,17 +4,19 @@
 //! A cached election is trusted while its stored received time is younger than the failover
 //! timeout minus [`SAFETY_MARGIN`]: no distributor can elect another replica before that time
 //! has passed (the store elects only after the elected replica's stored received time is older
-//! than the failover timeout, and that time never goes back). While the elected replica keeps
-//! sending, a background task reports it to the store every `update_timeout` (plus jitter) in one
-//! batch for every cluster, so the cache stays trusted and the hot path never waits on Raft.
+//! than the failover timeout, and that time never goes back). The hot path only records when it
+//! last saw the elected replica; while that replica keeps sending, a background task reports it
+//! to the store every `update_timeout` (plus jitter), one batch for every cluster, so the cache
+//! stays trusted and the hot path never waits on Raft.
 //! The store is asked synchronously only for a cluster not seen before, for a replica that may
 //! take over (the cached leader looks silent), or when the refreshes failed for a whole window.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::RwLock;
 use rand::Rng;
 
 use crate::table::{ClusterElection, Election, Outcome, Update};
@@ -36,22 +38,23 @@ pub enum Decision {
     Reject { elected: String },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Cached {
     election: Election,
     /// When to report the elected replica again (stored received time + timeout + jitter).
     refresh_after_ms: i64,
+    /// The newest time this distributor accepted samples from the elected replica; reported
+    /// once it passes `refresh_after_ms`.
+    seen_ms: AtomicI64,
+    /// The workspace's cluster limit when the entry was learnt (reports carry it).
+    max_clusters: usize,
 }
-
-type Key = (String, String);
 
 pub struct HaTracker {
     store: Arc<dyn HaStore>,
     cfg: HaTrackerConfig,
     /// tenant → cluster → election as last learnt from the store.
     cache: RwLock<HashMap<String, HashMap<String, Cached>>>,
-    /// Reports of elected replicas waiting for the next background refresh.
-    due: Mutex<HashMap<Key, Update>>,
 }
 
 impl HaTracker {
@@ -60,12 +63,7 @@ impl HaTracker {
             store,
             cfg,
             cache: RwLock::new(HashMap::new()),
-            due: Mutex::new(HashMap::new()),
         })
-    }
-
-    pub fn store(&self) -> &dyn HaStore {
-        self.store.as_ref()
     }
 
     /// Sends the due refreshes every [`REFRESH_PERIOD`] until the tracker is dropped.
@@ -95,26 +93,15 @@ impl HaTracker {
     ) -> Result<Decision, HaError> {
         let failover = self.cfg.failover_timeout.as_millis() as i64;
         let trusted = failover - SAFETY_MARGIN.as_millis() as i64;
-        let cached = self
-            .cache
-            .read()
-            .get(tenant)
-            .and_then(|c| c.get(cluster))
-            .cloned();
-        if let Some(c) = cached {
+        if let Some(c) = self.cache.read().get(tenant).and_then(|c| c.get(cluster)) {
             let age = now_ms.saturating_sub(c.election.received_at_ms);
             if c.election.replica == replica && age < trusted {
-                if now_ms >= c.refresh_after_ms {
-                    let u = self.update(tenant, cluster, replica, max_clusters, now_ms);
-                    self.due
-                        .lock()
-                        .insert((tenant.to_string(), cluster.to_string()), u);
-                }
+                c.seen_ms.fetch_max(now_ms, Ordering::Relaxed);
                 return Ok(Decision::Accept);
             }
             if c.election.replica != replica && age <= failover {
                 return Ok(Decision::Reject {
-                    elected: c.election.replica,
+                    elected: c.election.replica.clone(),
                 });
             }
         }
@@ -134,7 +121,7 @@ impl HaTracker {
         metrics::STORE_UPDATES
             .with_label_values(&["sync", "ok"])
             .inc();
-        match self.learn(tenant, cluster, outcome)? {
+        match self.learn(tenant, cluster, max_clusters, outcome)? {
             e if e.replica == replica => Ok(Decision::Accept),
             e => Ok(Decision::Reject { elected: e.replica }),
         }
@@ -163,7 +150,13 @@ impl HaTracker {
     }
 
     /// Caches what the store answered; returns the cluster's election.
-    fn learn(&self, tenant: &str, cluster: &str, outcome: Outcome) -> Result<Election, HaError> {
+    fn learn(
+        &self,
+        tenant: &str,
+        cluster: &str,
+        max_clusters: usize,
+        outcome: Outcome,
+    ) -> Result<Election, HaError> {
         let (election, changed) = match outcome {
             Outcome::Elected { election, changed } => (election, changed),
             Outcome::TooManyClusters { limit } => return Err(HaError::TooManyClusters { limit }),
@@ -185,53 +178,73 @@ impl HaTracker {
         } else {
             0
         };
-        let cached = Cached {
-            refresh_after_ms: election.received_at_ms
-                + self.cfg.update_timeout.as_millis() as i64
-                + jitter,
-            election: election.clone(),
-        };
         let mut cache = self.cache.write();
         let clusters = cache.entry(tenant.to_string()).or_default();
+        let old = clusters.get(cluster);
+        let same_replica = old.is_some_and(|c| c.election.replica == election.replica);
         // Never replace a newer answer with an older one that raced it.
-        match clusters.get(cluster) {
-            Some(c)
-                if c.election.replica == election.replica
-                    && c.election.received_at_ms > election.received_at_ms => {}
-            _ => {
-                clusters.insert(cluster.to_string(), cached);
-            }
+        if same_replica && old.is_some_and(|c| c.election.received_at_ms > election.received_at_ms)
+        {
+            return Ok(election);
         }
+        let seen_ms = old
+            .filter(|_| same_replica)
+            .map_or(0, |c| c.seen_ms.load(Ordering::Relaxed));
+        clusters.insert(
+            cluster.to_string(),
+            Cached {
+                refresh_after_ms: election.received_at_ms
+                    + self.cfg.update_timeout.as_millis() as i64
+                    + jitter,
+                election: election.clone(),
+                seen_ms: AtomicI64::new(seen_ms),
+                max_clusters,
+            },
+        );
         Ok(election)
     }
 
-    /// Sends every due refresh in one store update and caches the answers.
+    /// Reports, in one store update, every elected replica seen since its report came due, and
+    /// caches the answers. A failed report stays due for the next call.
     pub async fn refresh_due(&self, now_ms: i64) {
-        let due: Vec<Update> = self.due.lock().drain().map(|(_, u)| u).collect();
+        let due: Vec<Update> = {
+            let cache = self.cache.read();
+            cache
+                .iter()
+                .flat_map(|(tenant, clusters)| {
+                    clusters.iter().filter_map(move |(cluster, c)| {
+                        let seen = c.seen_ms.load(Ordering::Relaxed);
+                        (seen >= c.refresh_after_ms).then(|| {
+                            let replica = &c.election.replica;
+                            self.update(tenant, cluster, replica, c.max_clusters, seen)
+                        })
+                    })
+                })
+                .collect()
+        };
         if due.is_empty() {
             return;
         }
-        let keys: Vec<Key> = due
+        let reported: Vec<(String, String, usize)> = due
             .iter()
-            .map(|u| (u.tenant.clone(), u.cluster.clone()))
+            .map(|u| (u.tenant.clone(), u.cluster.clone(), u.max_clusters))
             .collect();
         match self.store.update(due, self.forget_before(now_ms)).await {
             Ok(outcomes) => {
                 metrics::STORE_UPDATES
                     .with_label_values(&["refresh", "ok"])
                     .inc();
-                for ((tenant, cluster), o) in keys.into_iter().zip(outcomes) {
-                    if let Err(e) = self.learn(&tenant, &cluster, o) {
+                for ((tenant, cluster, max_clusters), o) in reported.into_iter().zip(outcomes) {
+                    if let Err(e) = self.learn(&tenant, &cluster, max_clusters, o) {
                         tracing::warn!(%tenant, %cluster, error = %e, "HA refresh refused");
                     }
                 }
             }
             Err(e) => {
-                // Samples from the elected replica queue them again.
                 metrics::STORE_UPDATES
                     .with_label_values(&["refresh", "error"])
                     .inc();
-                tracing::warn!(error = %e, clusters = keys.len(), "HA refresh failed");
+                tracing::warn!(error = %e, clusters = reported.len(), "HA refresh failed");
             }
         }
     }
@@ -270,6 +283,7 @@ pub fn now_ms() -> i64 {
 mod tests {
     use super::*;
     use crate::MemoryHaStore;
+    use parking_lot::Mutex;
 
     fn cfg() -> HaTrackerConfig {
         HaTrackerConfig {

@@ -618,18 +618,13 @@ pub async fn join_distributor_ring(
     Ok((lifecycler, ring))
 }
 
-/// The HA tracker on the store the ring's KV setting names: the control plane's Raft group in a
-/// cluster, this process's memory in `hestia all`. Its background refresher is running.
+/// The HA tracker with its elections on the control plane at `endpoints` (gRPC URLs), its
+/// background refresher running.
 pub fn start_ha_tracker(
-    ring: &hestia_ring::RingConfig,
+    endpoints: &[String],
     cfg: &hestia_ha::HaTrackerConfig,
 ) -> Result<(Arc<HaTracker>, tokio::task::JoinHandle<()>), hestia_ha::HaError> {
-    let store: Arc<dyn hestia_ha::HaStore> = match ring.kv {
-        hestia_ring::KvBackend::Memory => Arc::new(hestia_ha::MemoryHaStore::default()),
-        hestia_ring::KvBackend::ControlPlane => {
-            Arc::new(hestia_ha::ControlPlaneHaStore::new(&ring.kv_endpoints)?)
-        }
-    };
+    let store = Arc::new(hestia_ha::ControlPlaneHaStore::new(endpoints)?);
     let tracker = HaTracker::new(store, cfg.clone());
     let refresher = tracker.spawn_refresher();
     Ok((tracker, refresher))

@@ -38,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
     let _cp_overrides = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
     let pool = Arc::new(hestia_proto::IngesterPool::default());
     let (ha, _ha_refresher) =
-        hestia_distributor::start_ha_tracker(&cfg.ring, &cfg.distributor.ha_tracker)?;
+        hestia_distributor::start_ha_tracker(&cfg.ring.kv_endpoints, &cfg.distributor.ha_tracker)?;
     let d = Arc::new(hestia_distributor::Distributor::new(
         cfg.distributor,
         overrides,

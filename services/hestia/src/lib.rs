@@ -169,11 +169,8 @@ impl AllInOne {
         let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
         let pool = Arc::new(hestia_proto::IngesterPool::default());
         // HA elections on the voter's Raft log, as in a cluster: they survive restarts.
-        let ha = hestia_ha::HaTracker::new(
-            Arc::new(hestia_ha::ControlPlaneHaStore::new(&cp_endpoints)?),
-            cfg.distributor.ha_tracker.clone(),
-        );
-        let ha_refresher = ha.spawn_refresher();
+        let (ha, ha_refresher) =
+            hestia_distributor::start_ha_tracker(&cp_endpoints, &cfg.distributor.ha_tracker)?;
         let distributor = Arc::new(hestia_distributor::Distributor::new(
             cfg.distributor.clone(),
             overrides,
