@@ -36,9 +36,7 @@ impl HaStore for MemoryHaStore {
         updates: Vec<Update>,
         forget_before_ms: i64,
     ) -> Result<Vec<Outcome>, HaError> {
-        let mut t = self.0.lock();
-        t.forget_silent(forget_before_ms);
-        Ok(updates.iter().map(|u| t.apply(u)).collect())
+        Ok(self.0.lock().apply_batch(&updates, forget_before_ms).0)
     }
 
     async fn list(&self, tenant: Option<&str>) -> Result<Vec<ClusterElection>, HaError> {

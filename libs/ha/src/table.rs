@@ -98,29 +98,41 @@ impl HaTable {
         }
     }
 
-    /// Forgets clusters whose elected replica was last seen before `before_ms`; returns how many.
-    pub fn forget_silent(&mut self, before_ms: i64) -> usize {
-        let mut forgotten = 0;
-        self.tenants.retain(|_, clusters| {
-            let n = clusters.len();
-            clusters.retain(|_, e| e.received_at_ms >= before_ms);
-            forgotten += n - clusters.len();
+    /// Forgets clusters whose elected replica was last seen before `before_ms`; returns them as
+    /// (tenant, cluster).
+    pub fn forget_silent(&mut self, before_ms: i64) -> Vec<(String, String)> {
+        let mut forgotten = Vec::new();
+        self.tenants.retain(|tenant, clusters| {
+            clusters.retain(|cluster, e| {
+                let keep = e.received_at_ms >= before_ms;
+                if !keep {
+                    forgotten.push((tenant.clone(), cluster.clone()));
+                }
+                keep
+            });
             !clusters.is_empty()
         });
         forgotten
     }
 
-    /// The clusters [`HaTable::forget_silent`] would forget.
-    pub fn silent(&self, before_ms: i64) -> Vec<(String, String)> {
-        self.tenants
-            .iter()
-            .flat_map(|(t, clusters)| {
-                clusters
-                    .iter()
-                    .filter(|(_, e)| e.received_at_ms < before_ms)
-                    .map(|(c, _)| (t.clone(), c.clone()))
-            })
-            .collect()
+    /// One store update: forgets the clusters silent since `forget_before_ms`, then applies
+    /// `updates` in order. Returns one outcome per update and every (tenant, cluster) that may
+    /// have changed, sorted and unique (what a persistent store must write back).
+    pub fn apply_batch(
+        &mut self,
+        updates: &[Update],
+        forget_before_ms: i64,
+    ) -> (Vec<Outcome>, Vec<(String, String)>) {
+        let mut touched = self.forget_silent(forget_before_ms);
+        let outcomes = updates.iter().map(|u| self.apply(u)).collect();
+        touched.extend(
+            updates
+                .iter()
+                .map(|u| (u.tenant.clone(), u.cluster.clone())),
+        );
+        touched.sort();
+        touched.dedup();
+        (outcomes, touched)
     }
 
     pub fn get(&self, tenant: &str, cluster: &str) -> Option<&Election> {
@@ -218,16 +230,22 @@ mod tests {
         );
         // Known clusters still update.
         assert_eq!(elected(&t.apply(&update("a", "r1", 4_000))), ("r1", false));
-        assert_eq!(t.forget_silent(3_000), 1);
+        assert_eq!(t.forget_silent(3_000).len(), 1);
         assert_eq!(elected(&t.apply(&update("c", "r1", 5_000))), ("r1", true));
         let mut other = update("x", "r1", 5_000);
         other.tenant = "u".into();
         other.max_clusters = 0;
         assert_eq!(elected(&t.apply(&other)), ("r1", true));
         assert_eq!(t.len(), 3);
-        assert_eq!(t.silent(5_000), vec![("t".to_string(), "a".to_string())]);
         let rows = t.list(None);
-        assert_eq!(t.forget_silent(i64::MAX), 3);
+        // One batch: "a" (last seen at 4 s) is forgotten first, which makes room for "b".
+        let (outcomes, touched) = t.apply_batch(&[update("b", "r1", 6_000)], 5_000);
+        assert_eq!(elected(&outcomes[0]), ("r1", true));
+        assert_eq!(
+            touched,
+            [("t", "a"), ("t", "b")].map(|(t, c)| (t.to_string(), c.to_string()))
+        );
+        assert_eq!(t.forget_silent(i64::MAX).len(), 3);
         assert!(t.is_empty() && t.get("u", "x").is_none());
         for r in rows {
             t.insert(r);

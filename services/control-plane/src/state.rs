@@ -408,12 +408,9 @@ impl State {
             Command::HaUpdate {
                 updates,
                 forget_before_ms,
-            } => {
-                self.ha.forget_silent(forget_before_ms);
-                Ok(Outcome::Ha(
-                    updates.iter().map(|u| self.ha.apply(u)).collect(),
-                ))
-            }
+            } => Ok(Outcome::Ha(
+                self.ha.apply_batch(&updates, forget_before_ms).0,
+            )),
         }
     }
 }

@@ -449,42 +449,33 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                 rings_changed = true;
                             }
                         }
-                        Target::Ha => {
-                            // Persist exactly the clusters the command may have changed.
-                            let mut keys = match &cmd {
-                                Command::HaUpdate {
-                                    updates,
-                                    forget_before_ms,
-                                } => {
-                                    let mut keys = a.state.ha.silent(*forget_before_ms);
-                                    keys.extend(
-                                        updates
-                                            .iter()
-                                            .map(|u| (u.tenant.clone(), u.cluster.clone())),
-                                    );
-                                    keys
-                                }
-                                _ => Vec::new(),
-                            };
-                            keys.sort();
-                            keys.dedup();
-                            results.push(a.state.apply(cmd));
-                            for (tenant, cluster) in keys {
-                                let k = ha_key(&tenant, &cluster);
-                                match a.state.ha.get(&tenant, &cluster) {
-                                    Some(e) => batch.put_cf(
-                                        sm,
-                                        k,
-                                        to_json(&ClusterElection {
-                                            tenant,
-                                            cluster,
-                                            election: e.clone(),
-                                        }),
-                                    ),
-                                    None => batch.delete_cf(sm, k),
+                        Target::Ha => match cmd {
+                            // The table says which clusters changed: persist exactly those.
+                            Command::HaUpdate {
+                                updates,
+                                forget_before_ms,
+                            } => {
+                                let (outcomes, touched) =
+                                    a.state.ha.apply_batch(&updates, forget_before_ms);
+                                results.push(Ok(Outcome::Ha(outcomes)));
+                                for (tenant, cluster) in touched {
+                                    let k = ha_key(&tenant, &cluster);
+                                    match a.state.ha.get(&tenant, &cluster) {
+                                        Some(e) => batch.put_cf(
+                                            sm,
+                                            k,
+                                            to_json(&ClusterElection {
+                                                tenant,
+                                                cluster,
+                                                election: e.clone(),
+                                            }),
+                                        ),
+                                        None => batch.delete_cf(sm, k),
+                                    }
                                 }
                             }
-                        }
+                            other => results.push(a.state.apply(other)),
+                        },
                     },
                 }
             }
