@@ -3,6 +3,7 @@
 //! IAM-style identity policies against the `aps:` action of each route; [`secrets`] seals stored
 //! secrets under the master key; [`token`] issues and verifies short-lived bearer tokens.
 
+mod crypto;
 mod error;
 pub mod policy;
 pub mod secrets;

@@ -96,11 +96,7 @@ impl MasterKey {
 
     /// A key for another purpose derived from this one (HMAC-SHA256 of `purpose`).
     pub fn derive(&self, purpose: &str) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut m = <Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(&self.0)
-            .expect("HMAC takes any key length");
-        m.update(purpose.as_bytes());
-        m.finalize().into_bytes().into()
+        crate::crypto::hmac_sha256(&self.0, purpose.as_bytes())
     }
 
     /// `v1.<base64url(nonce ‖ ciphertext ‖ tag)>`, authenticated together with `context`.

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use crate::crypto::{constant_time_eq, hmac_sha256 as hmac};
 use crate::AuthError;
 
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -289,18 +289,8 @@ pub fn derive_signing_key(secret: &str, date: &str, region: &str, service: &str)
     hmac(&k, b"aws4_request")
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    m.update(data);
-    m.finalize().into_bytes().into()
-}
-
 fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {

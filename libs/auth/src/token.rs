@@ -4,10 +4,9 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 
+use crate::crypto::{constant_time_eq, hmac_sha256};
 use crate::secrets::MasterKey;
 
 const PREFIX: &str = "hst1.";
@@ -50,10 +49,7 @@ impl TokenIssuer {
     }
 
     fn mac(&self, signed: &str) -> [u8; 32] {
-        let mut m = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
-            .expect("HMAC takes any key length");
-        m.update(signed.as_bytes());
-        m.finalize().into_bytes().into()
+        hmac_sha256(&self.key, signed.as_bytes())
     }
 
     pub fn issue(&self, claims: &Claims) -> String {
@@ -71,10 +67,7 @@ impl TokenIssuer {
         let mac = URL_SAFE_NO_PAD
             .decode(mac)
             .map_err(|_| TokenError::Malformed)?;
-        let expected = self.mac(signed);
-        let same = mac.len() == expected.len()
-            && mac.iter().zip(&expected).fold(0u8, |a, (x, y)| a | (x ^ y)) == 0;
-        if !same {
+        if !constant_time_eq(&mac, &self.mac(signed)) {
             return Err(TokenError::BadSignature);
         }
         let claims: Claims = URL_SAFE_NO_PAD
