@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{cluster, metrics, wait_leader, Voter};
+use common::{cluster, endpoints, metrics, wait_leader, Voter};
 use hestia_ha::{ControlPlaneHaStore, HaStore, Outcome, Update};
 
 const T0: i64 = 1_700_000_000_000;
@@ -33,9 +33,7 @@ fn elected(o: &Outcome) -> (String, bool) {
 }
 
 fn store_via(voters: &[Voter], first: u64) -> ControlPlaneHaStore {
-    let mut v: Vec<&Voter> = voters.iter().collect();
-    v.sort_by_key(|v| v.id != first);
-    ControlPlaneHaStore::new(&v.iter().map(|v| v.grpc.clone()).collect::<Vec<_>>()).unwrap()
+    ControlPlaneHaStore::new(&endpoints(voters, first)).unwrap()
 }
 
 async fn replicas(store: &ControlPlaneHaStore) -> Vec<(String, String)> {

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{cluster, metrics, wait_leader, Voter};
+use common::{cluster, endpoints, metrics, wait_leader, Voter};
 use hestia_ring::{
     new_kv, now_ms, ControlPlaneKv, InstanceConfig, InstanceDesc, InstanceState, Kv, KvBackend,
     Lifecycler, RingClient, RingConfig, RingDesc, RingError,
@@ -29,13 +29,6 @@ fn desc_of(ids: &[&str]) -> RingDesc {
         );
     }
     d
-}
-
-/// The gRPC endpoints with voter `first` in front.
-fn endpoints(voters: &[Voter], first: u64) -> Vec<String> {
-    let mut v: Vec<&Voter> = voters.iter().collect();
-    v.sort_by_key(|v| v.id != first);
-    v.iter().map(|v| v.grpc.clone()).collect()
 }
 
 async fn last_log_index(http: &reqwest::Client, v: &Voter) -> u64 {

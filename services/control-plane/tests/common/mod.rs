@@ -116,6 +116,13 @@ pub fn cluster(dir: &Path, snapshot_every: u64) -> Vec<Voter> {
         .collect()
 }
 
+/// The gRPC endpoints with voter `first` in front.
+pub fn endpoints(voters: &[Voter], first: u64) -> Vec<String> {
+    let mut v: Vec<&Voter> = voters.iter().collect();
+    v.sort_by_key(|v| v.id != first);
+    v.iter().map(|v| v.grpc.clone()).collect()
+}
+
 /// The voter's openraft metrics (`/admin/cluster`).
 pub async fn metrics(client: &reqwest::Client, v: &Voter) -> Option<Value> {
     client
