@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hestia_config::Config;
-use hestia_gateway::{Directory, Gateway, Upstream, Workspaces};
+use hestia_gateway::{Gateway, Upstream, Workspaces};
 
 #[derive(Parser)]
 #[command(name = "hestia-gateway", version)]
@@ -40,17 +40,10 @@ async fn main() -> anyhow::Result<()> {
     }
     cfg.validate()?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
-    let endpoints = &cfg.gateway.control_plane_endpoints;
-    let (workspaces, _watch) = if endpoints.is_empty() || cfg.gateway.dev_workspaces {
-        tracing::warn!(
-            "no gateway.control_plane_endpoints or gateway.dev_workspaces: dev mode, any workspace id is accepted"
-        );
-        (Workspaces::Any, None)
-    } else {
-        let directory = Directory::new(endpoints)?;
-        let watch = directory.spawn_watch();
-        (Workspaces::ControlPlane(directory), Some(watch))
-    };
+    let (workspaces, _watch) = Workspaces::start(
+        &cfg.gateway.control_plane_endpoints,
+        cfg.gateway.dev_workspaces,
+    )?;
     let gw = Arc::new(Gateway::new(
         workspaces,
         Upstream::remote("distributor", &cfg.gateway.distributor_urls)?,

@@ -33,6 +33,21 @@ pub enum Unresolved {
 }
 
 impl Workspaces {
+    /// The workspaces of the control plane at `endpoints`, with the task following its watch;
+    /// dev mode (and no task) when `endpoints` is empty or `dev` is set.
+    pub fn start(
+        endpoints: &[String],
+        dev: bool,
+    ) -> Result<(Workspaces, Option<tokio::task::JoinHandle<()>>), CallError> {
+        if endpoints.is_empty() || dev {
+            tracing::warn!("dev workspaces: any well-formed workspace id is accepted as-is");
+            return Ok((Workspaces::Any, None));
+        }
+        let directory = Directory::new(endpoints)?;
+        let watch = directory.spawn_watch();
+        Ok((Workspaces::ControlPlane(directory), Some(watch)))
+    }
+
     pub async fn resolve(&self, workspace: &str) -> Result<TenantId, Unresolved> {
         let ws = WorkspaceId::parse(workspace).map_err(|_| Unresolved::NotFound)?;
         match self {

@@ -184,16 +184,8 @@ impl AllInOne {
             ring,
             pool,
         ));
-        let (workspaces, workspace_watch) = if cfg.gateway.dev_workspaces {
-            (hestia_gateway::Workspaces::Any, None)
-        } else {
-            let directory = hestia_gateway::Directory::new(&cp_endpoints)?;
-            let watch = directory.spawn_watch();
-            (
-                hestia_gateway::Workspaces::ControlPlane(directory),
-                Some(watch),
-            )
-        };
+        let (workspaces, workspace_watch) =
+            hestia_gateway::Workspaces::start(&cp_endpoints, cfg.gateway.dev_workspaces)?;
         let gateway = Arc::new(Gateway::new(
             workspaces,
             Upstream::InProcess(hestia_distributor::router(distributor.clone())),
