@@ -18,7 +18,7 @@ deps:
 	fi
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from your distribution or rustup" >&2; exit 1; }
 	@# The real aws CLI and boto3 drive the AMP workspace API in the control plane's tests.
-	@{ command -v aws >/dev/null && python3 -c "import boto3" 2>/dev/null; } || python3 -m pip install -q awscli boto3
+	@{ command -v aws >/dev/null && command -v awscurl >/dev/null && python3 -c "import boto3" 2>/dev/null; } || python3 -m pip install -q awscli boto3 awscurl
 
 run: deps
 	$(CARGO) run --release -p hestia --bin hestia -- all $(ARGS)

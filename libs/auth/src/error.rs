@@ -20,6 +20,9 @@ pub enum AuthError {
     /// The credential scope names another region or service.
     #[error("{0}")]
     WrongScope(String),
+    /// A bearer token past its expiry.
+    #[error("The security token included in the request is expired")]
+    ExpiredToken,
     /// `x-amz-content-sha256` is not the body's hash.
     #[error("The provided 'x-amz-content-sha256' header does not match what was computed.")]
     ContentSha256Mismatch,
@@ -36,6 +39,7 @@ impl AuthError {
                 "InvalidSignatureException"
             }
             Self::ContentSha256Mismatch => "XAmzContentSHA256Mismatch",
+            Self::ExpiredToken => "ExpiredTokenException",
         }
     }
 

@@ -223,6 +223,7 @@ pub const MANAGED: [&str; 4] = [
 
 pub fn managed(name: &str) -> Option<Policy> {
     let actions: &[&str] = match name {
+        crate::identity::ADMINISTRATOR_ACCESS => &["*"],
         "AmazonPrometheusFullAccess" => &["aps:*"],
         "AmazonPrometheusConsoleFullAccess" => &[
             "aps:CreateWorkspace",
@@ -250,63 +251,81 @@ pub fn managed(name: &str) -> Option<Policy> {
     })
 }
 
-/// What a request asks for: the `aps:` action and the workspace it acts on (`None`: the
-/// account's workspaces as a whole, e.g. ListWorkspaces).
+/// What a request acts on; [`RouteAction::resource`] names it as an ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource<'a> {
+    /// A workspace, or (`None`) the account's workspaces as a whole (e.g. ListWorkspaces).
+    Workspace(Option<&'a str>),
+    /// TagResource and friends name their resource by ARN.
+    Arn(String),
+    /// An IAM user of the caller's account, or all of them.
+    User(Option<&'a str>),
+    /// The cluster itself: accounts, audit log, limits, voters (operator account only).
+    Cluster,
+}
+
+/// What a request asks for: the action and the resource it acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteAction<'a> {
     pub action: &'static str,
-    pub workspace: Option<&'a str>,
-    /// TagResource and friends name their resource by ARN.
-    pub resource_arn: Option<String>,
+    pub resource: Resource<'a>,
 }
 
 impl RouteAction<'_> {
-    /// The resource ARN policies are matched against.
-    pub fn resource(&self, region: &str, account: &str) -> String {
-        if let Some(arn) = &self.resource_arn {
-            return arn.clone();
+    /// The workspace the request names in its path, if any.
+    pub fn workspace(&self) -> Option<&str> {
+        match self.resource {
+            Resource::Workspace(w) => w,
+            _ => None,
         }
-        let ws = self.workspace.unwrap_or("*");
-        format!("arn:aws:aps:{region}:{account}:workspace/{ws}")
+    }
+
+    /// Cluster-wide actions only the operator account's users may be allowed.
+    pub fn operator_only(&self) -> bool {
+        self.resource == Resource::Cluster
+    }
+
+    /// The resource ARN policies are matched against, in `account`.
+    pub fn resource(&self, region: &str, account: &str) -> String {
+        match &self.resource {
+            Resource::Workspace(ws) => {
+                format!(
+                    "arn:aws:aps:{region}:{account}:workspace/{}",
+                    ws.unwrap_or("*")
+                )
+            }
+            Resource::Arn(arn) => arn.clone(),
+            Resource::User(name) => format!("arn:aws:iam::{account}:user/{}", name.unwrap_or("*")),
+            Resource::Cluster => format!("arn:aws:hestia:{region}:{account}:cluster"),
+        }
     }
 }
 
-/// The action of every public route; `None` for anything else (denied).
+/// The action of every public route; `None` for anything else (denied). Paths are matched
+/// raw (percent-encoded), as received.
 pub fn route_action<'a>(method: &str, path: &'a str) -> Option<RouteAction<'a>> {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let ws = |action, workspace| {
-        Some(RouteAction {
-            action,
-            workspace: Some(workspace),
-            resource_arn: None,
-        })
-    };
-    let account_wide = |action| {
-        Some(RouteAction {
-            action,
-            workspace: None,
-            resource_arn: None,
-        })
-    };
+    let on = |action, resource| Some(RouteAction { action, resource });
+    let ws = |action, id| on(action, Resource::Workspace(Some(id)));
+    let cluster = |action| on(action, Resource::Cluster);
+    let user = |action, name| on(action, Resource::User(Some(name)));
     let read = matches!(method, "GET" | "POST");
-    match parts.as_slice() {
-        ["workspaces"] => match method {
-            "POST" => account_wide("aps:CreateWorkspace"),
-            "GET" => account_wide("aps:ListWorkspaces"),
-            _ => None,
-        },
-        ["workspaces", id] => match method {
-            "GET" => ws("aps:DescribeWorkspace", id),
-            "DELETE" => ws("aps:DeleteWorkspace", id),
-            _ => None,
-        },
-        ["workspaces", id, "alias"] if method == "POST" => ws("aps:UpdateWorkspaceAlias", id),
-        ["workspaces", id, "configuration"] => match method {
-            "GET" => ws("aps:DescribeWorkspaceConfiguration", id),
-            "PATCH" => ws("aps:UpdateWorkspaceConfiguration", id),
-            _ => None,
-        },
-        ["workspaces", id, "api", "v1", rest @ ..] => {
+    match (method, parts.as_slice()) {
+        ("POST", ["workspaces"]) => on("aps:CreateWorkspace", Resource::Workspace(None)),
+        ("GET", ["workspaces"]) => on("aps:ListWorkspaces", Resource::Workspace(None)),
+        ("GET", ["workspaces", id]) => ws("aps:DescribeWorkspace", id),
+        ("DELETE", ["workspaces", id]) => ws("aps:DeleteWorkspace", id),
+        ("POST", ["workspaces", id, "alias"]) => ws("aps:UpdateWorkspaceAlias", id),
+        ("GET", ["workspaces", id, "configuration"]) => {
+            ws("aps:DescribeWorkspaceConfiguration", id)
+        }
+        ("PATCH", ["workspaces", id, "configuration"]) => {
+            ws("aps:UpdateWorkspaceConfiguration", id)
+        }
+        ("POST", ["workspaces", id, "tokens"]) => ws("aps:CreateToken", id),
+        ("GET", ["workspaces", id, "tokens"]) => ws("aps:ListTokens", id),
+        ("DELETE", ["workspaces", id, "tokens", _]) => ws("aps:RevokeToken", id),
+        (_, ["workspaces", id, "api", "v1", rest @ ..]) => {
             let action = match rest {
                 ["remote_write"] if method == "POST" => "aps:RemoteWrite",
                 ["query" | "query_range" | "query_exemplars" | "format_query" | "parse_query"]
@@ -324,19 +343,34 @@ pub fn route_action<'a>(method: &str, path: &'a str) -> Option<RouteAction<'a>> 
             };
             ws(action, id)
         }
-        ["tags", arn] => {
+        (_, ["tags", arn]) => {
             let action = match method {
                 "GET" => "aps:ListTagsForResource",
                 "POST" => "aps:TagResource",
                 "DELETE" => "aps:UntagResource",
                 _ => return None,
             };
-            Some(RouteAction {
-                action,
-                workspace: None,
-                resource_arn: Some(crate::sigv4::percent_decode(arn)),
-            })
+            on(action, Resource::Arn(crate::sigv4::percent_decode(arn)))
         }
+        ("POST", ["admin", "users"]) => on("iam:CreateUser", Resource::User(None)),
+        ("GET", ["admin", "users"]) => on("iam:ListUsers", Resource::User(None)),
+        ("DELETE", ["admin", "users", name]) => user("iam:DeleteUser", name),
+        ("POST", ["admin", "users", name, "access-keys"]) => user("iam:CreateAccessKey", name),
+        ("GET", ["admin", "users", name, "access-keys"]) => user("iam:ListAccessKeys", name),
+        ("DELETE", ["admin", "users", name, "access-keys", _]) => user("iam:DeleteAccessKey", name),
+        ("POST", ["admin", "users", name, "policies"]) => user("iam:AttachUserPolicy", name),
+        ("GET", ["admin", "users", name, "policies"]) => user("iam:ListAttachedUserPolicies", name),
+        ("DELETE", ["admin", "users", name, "policies", _]) => user("iam:DetachUserPolicy", name),
+        ("POST", ["admin", "accounts"]) => cluster("hestia:CreateAccount"),
+        ("GET", ["admin", "accounts"]) => cluster("hestia:ListAccounts"),
+        ("DELETE", ["admin", "accounts", _]) => cluster("hestia:DeleteAccount"),
+        ("GET", ["admin", "audit"]) => cluster("hestia:LookupEvents"),
+        ("GET", ["admin", "workspaces", _, "limits"]) => cluster("hestia:GetLimits"),
+        ("PUT", ["admin", "workspaces", _, "limits"]) => cluster("hestia:PutLimits"),
+        ("GET", ["admin", "cluster"]) => cluster("hestia:DescribeCluster"),
+        ("POST", ["admin", "cluster", "voters"]) => cluster("hestia:AddVoter"),
+        ("DELETE", ["admin", "cluster", "voters", _]) => cluster("hestia:RemoveVoter"),
+        ("GET", ["distributor", "ha_tracker"]) => cluster("hestia:DescribeHaTracker"),
         _ => None,
     }
 }
@@ -532,8 +566,9 @@ mod tests {
             ("PUT", "/workspaces"),
             ("GET", "/workspaces/ws-1/api/v1/remote_write"),
             ("GET", "/workspaces/ws-1/api/v1/unknown"),
-            ("GET", "/admin/audit"),
+            ("POST", "/admin/audit"),
             ("GET", "/metrics/x"),
+            ("GET", "/admin/users/a/b"),
         ] {
             assert!(
                 route_action(method, path).is_none(),

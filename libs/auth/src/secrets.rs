@@ -24,6 +24,7 @@ pub enum SecretError {
     Unopenable,
 }
 
+#[derive(Clone)]
 pub struct MasterKey([u8; 32]);
 
 impl std::fmt::Debug for MasterKey {
@@ -78,9 +79,42 @@ impl MasterKey {
         match std::env::var(env) {
             Ok(v) => Self::parse(&v),
             Err(_) => Err(SecretError::MasterKey(format!(
-                "no master key file and {env} is not set"
+                "authentication is on but no key is configured: set auth.master_key_file or {env} \
+                 (the same key on every node), or auth.enabled = false"
             ))),
         }
+    }
+
+    /// The configured key: `file` if set, else the environment variable `env` if set, else
+    /// (single-node) `default_file`, created when missing.
+    pub fn resolve(
+        file: Option<&Path>,
+        env: &str,
+        default_file: Option<&Path>,
+    ) -> Result<MasterKey, SecretError> {
+        match (file, std::env::var(env).is_ok(), default_file) {
+            (Some(f), _, _) => Self::load(Some(f), env),
+            (None, true, _) | (None, false, None) => Self::load(None, env),
+            (None, false, Some(d)) => Self::load_or_create(d),
+        }
+    }
+
+    /// The key in `path`, or a new one written there (mode 0600) when the file does not exist:
+    /// a single-node start needs no key management.
+    pub fn load_or_create(path: &Path) -> Result<MasterKey, SecretError> {
+        if path.exists() {
+            return Self::load(Some(path), "");
+        }
+        let key = Self::generate();
+        let io = |e: std::io::Error| SecretError::MasterKey(format!("{}: {e}", path.display()));
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path).map_err(io)?;
+        std::io::Write::write_all(&mut f, format!("{}\n", key.to_hex()).as_bytes()).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        Ok(key)
     }
 
     pub fn generate() -> MasterKey {

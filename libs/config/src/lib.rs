@@ -43,7 +43,47 @@ pub struct Config {
     pub control_plane: ControlPlaneConfig,
     /// The ingester ring, shared by ingesters (members) and distributors/queriers (readers).
     pub ring: RingConfig,
+    /// Client authentication (SigV4, tokens, Basic) on the public endpoints.
+    pub auth: AuthConfig,
 }
+
+/// Client authentication. Every public request is authenticated and authorized unless
+/// `enabled = false` (`--auth=disabled`), in which case it acts as `control_plane.account_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub enabled: bool,
+    /// The 32-byte master key (hex or base64, mode 0600) sealing stored secrets and signing
+    /// bearer tokens; every node of a cluster needs the same one. Unset: `$HESTIA_MASTER_KEY`,
+    /// else (`hestia all` only) `<data_dir>/master.key`, created on first start.
+    pub master_key_file: Option<PathBuf>,
+    /// How far a SigV4 request's time may be from the server's clock.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+    /// Lifetime of OAuth2 client-credentials tokens.
+    #[serde(with = "humantime_serde")]
+    pub token_ttl: Duration,
+    /// Largest request body buffered to check a SigV4 payload hash.
+    pub max_body_bytes: usize,
+    /// Accept `x-amz-content-sha256: UNSIGNED-PAYLOAD` (the body is then not signed).
+    pub allow_unsigned_payload: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            master_key_file: None,
+            max_clock_skew: Duration::from_secs(300),
+            token_ttl: Duration::from_secs(3600),
+            max_body_bytes: 64 << 20,
+            allow_unsigned_payload: false,
+        }
+    }
+}
+
+/// The environment variable holding the master key when no file is configured.
+pub const MASTER_KEY_ENV: &str = "HESTIA_MASTER_KEY";
 
 /// The public HTTP endpoint (gateway in a cluster, everything in `hestia all`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,7 +268,8 @@ pub struct ControlPlaneConfig {
     /// AMP workspace API address of a stand-alone control plane (`hestia all` serves it on
     /// `server.listen`).
     pub api_listen: SocketAddr,
-    /// Until authentication lands every API call acts as this 12-digit account.
+    /// The operator account the first start creates (with an admin user and access key); with
+    /// `auth.enabled = false` every call acts as this 12-digit account.
     pub account_id: String,
     pub region: String,
     /// Base of `prometheusEndpoint` (`<public_url>/workspaces/<id>/`); unset = `http://<server.listen>`.
@@ -408,6 +449,12 @@ impl Config {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
                 return bad("telemetry.otlp_endpoint must be an http:// or https:// URL");
             }
+        }
+        if self.auth.max_clock_skew.is_zero() || self.auth.token_ttl.is_zero() {
+            return bad("auth.max_clock_skew and auth.token_ttl must be positive");
+        }
+        if self.auth.max_body_bytes < self.distributor.max_request_body_bytes {
+            return bad("auth.max_body_bytes must be at least distributor.max_request_body_bytes");
         }
         self.control_plane.validate()?;
         self.distributor

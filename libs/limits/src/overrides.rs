@@ -191,7 +191,8 @@ impl Overrides {
         let endpoints = hestia_proto::ControlPlaneEndpoints::new(endpoints)?;
         let this = self.clone();
         Ok(tokio::spawn(async move {
-            hestia_proto::follow_workspaces(&endpoints, |_, workspaces| {
+            hestia_proto::follow_workspaces(&endpoints, |reply| {
+                let workspaces = reply.workspaces;
                 let layer = workspaces
                     .into_iter()
                     .filter(|w| !w.limit_overrides_json.is_empty())

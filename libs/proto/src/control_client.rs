@@ -143,10 +143,11 @@ fn try_elsewhere(s: &Status) -> bool {
 }
 
 /// Follows `WatchWorkspaces` on any voter, reopening it with backoff whenever it breaks, and
-/// hands every update (revision, every visible workspace) to `on_update`. Runs until dropped.
+/// hands every update (revision, every visible workspace, the identities) to `on_update`. Runs
+/// until dropped.
 pub async fn follow_workspaces(
     endpoints: &ControlPlaneEndpoints,
-    mut on_update: impl FnMut(u64, Vec<crate::control::WorkspaceInfo>),
+    mut on_update: impl FnMut(crate::control::WatchReply),
 ) {
     let mut after = 0;
     let mut backoff = MIN_BACKOFF;
@@ -166,7 +167,7 @@ pub async fn follow_workspaces(
                     Ok(Some(reply)) => {
                         backoff = MIN_BACKOFF;
                         after = reply.revision;
-                        on_update(reply.revision, reply.workspaces);
+                        on_update(reply);
                     }
                     Ok(None) => break "stream ended".to_string(),
                     Err(s) => break s.message().to_string(),

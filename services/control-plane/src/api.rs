@@ -1,6 +1,7 @@
 //! The AMP workspace API (REST-JSON, `reference/amp/service-2.json`): paths, status codes, member
 //! names and exception shapes as the model defines them, plus the admin endpoints (audit log,
-//! limit overrides, voters). No authentication yet: every call acts as `control_plane.account_id`.
+//! limit overrides, voters, identities). The auth middleware in front of the router puts the
+//! caller's [`Principal`] in each request; every call acts in the principal's account.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -8,14 +9,18 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use tracing::Instrument;
+
+use hestia_auth::secrets::MasterKey;
+use hestia_auth::{Authenticator, Principal};
 
 use crate::audit::AuditEvent;
 use crate::error::CpError;
@@ -26,7 +31,11 @@ use crate::state::{Command, Target, Workspace, WorkspaceConfiguration};
 const DEFAULT_RETENTION_DAYS: u32 = 150;
 
 pub struct Api {
-    cp: Arc<ControlPlane>,
+    pub(crate) cp: Arc<ControlPlane>,
+    /// Seals new access keys' secrets; `None` when authentication is disabled.
+    pub(crate) master: Option<MasterKey>,
+    /// The node's authenticator, updated right after identity writes.
+    pub(crate) auth: Option<Arc<Authenticator>>,
     buckets: Mutex<HashMap<(String, &'static str), Bucket>>,
 }
 
@@ -37,27 +46,27 @@ struct Bucket {
 }
 
 impl Api {
-    pub fn new(cp: Arc<ControlPlane>) -> Arc<Self> {
+    pub fn new(
+        cp: Arc<ControlPlane>,
+        master: Option<MasterKey>,
+        auth: Option<Arc<Authenticator>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             cp,
+            master,
+            auth,
             buckets: Mutex::new(HashMap::new()),
         })
     }
 
-    fn account(&self) -> &str {
-        &self.cp.cfg.account_id
-    }
-
-    fn throttle(&self, op: &'static str) -> Result<(), CpError> {
+    fn throttle(&self, account: &str, op: &'static str) -> Result<(), CpError> {
         let (rate, burst) = (self.cp.cfg.api_rate, f64::from(self.cp.cfg.api_burst));
         let mut buckets = self.buckets.lock();
         let now = Instant::now();
-        let b = buckets
-            .entry((self.account().to_string(), op))
-            .or_insert(Bucket {
-                tokens: burst,
-                at: now,
-            });
+        let b = buckets.entry((account.to_string(), op)).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
         b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(burst);
         b.at = now;
         if b.tokens >= 1.0 {
@@ -71,18 +80,17 @@ impl Api {
         }
     }
 
-    fn arn(&self, id: &str) -> String {
+    fn arn(&self, account: &str, id: &str) -> String {
         format!(
-            "arn:aws:aps:{}:{}:workspace/{id}",
-            self.cp.cfg.region,
-            self.account()
+            "arn:aws:aps:{}:{account}:workspace/{id}",
+            self.cp.cfg.region
         )
     }
 
     fn summary(&self, w: &Workspace) -> Value {
         let mut v = json!({
             "workspaceId": w.id,
-            "arn": self.arn(&w.id),
+            "arn": self.arn(&w.account, &w.id),
             "status": {"statusCode": w.status.code()},
             "createdAt": w.created_at_ms as f64 / 1000.0,
         });
@@ -105,10 +113,10 @@ impl Api {
         v
     }
 
-    /// A visible workspace of this account, read linearizably.
-    async fn workspace(&self, id: &str) -> Result<Workspace, CpError> {
+    /// A visible workspace of `account`, read linearizably.
+    pub(crate) async fn workspace(&self, account: &str, id: &str) -> Result<Workspace, CpError> {
         check_workspace_id(id)?;
-        let account = self.account().to_string();
+        let account = account.to_string();
         self.cp
             .read(|s| {
                 s.workspaces
@@ -120,15 +128,15 @@ impl Api {
             .ok_or_else(|| CpError::workspace_not_found(id))
     }
 
-    /// A write on a workspace of this account (ownership checked before proposing).
-    async fn write_owned(&self, cmd: Command) -> Result<Workspace, CpError> {
+    /// A write on a workspace of `account` (ownership checked before proposing).
+    async fn write_owned(&self, account: &str, cmd: Command) -> Result<Workspace, CpError> {
         let Target::Workspace(id) = cmd.target() else {
             return Err(CpError::Internal(format!(
                 "{cmd} is not a workspace command"
             )));
         };
         let id = id.to_string();
-        self.workspace(&id).await?;
+        self.workspace(account, &id).await?;
         self.cp
             .write(cmd)
             .await?
@@ -136,18 +144,14 @@ impl Api {
             .ok_or_else(|| CpError::workspace_not_found(&id))
     }
 
-    /// Resolves `arn:aws:aps:<region>:<account>:workspace/<id>` to a workspace id of ours.
-    fn workspace_of_arn(&self, arn: &str) -> Result<String, CpError> {
+    /// Resolves `arn:aws:aps:<region>:<account>:workspace/<id>` to a workspace id of `account`.
+    fn workspace_of_arn(&self, account: &str, arn: &str) -> Result<String, CpError> {
         let not_found = || CpError::NotFound {
             message: format!("Resource not found: {arn}"),
             resource_id: arn.to_string(),
             resource_type: "Workspace",
         };
-        let prefix = format!(
-            "arn:aws:aps:{}:{}:workspace/",
-            self.cp.cfg.region,
-            self.account()
-        );
+        let prefix = format!("arn:aws:aps:{}:{account}:workspace/", self.cp.cfg.region);
         if !arn.starts_with("arn:aws") {
             return Err(CpError::field("resourceArn", "must be a workspace ARN"));
         }
@@ -158,27 +162,44 @@ impl Api {
     }
 }
 
-/// Who called, for the audit log.
-struct Caller {
+/// Who called: the principal the auth middleware put in the request, and where from.
+pub struct Caller {
+    pub principal: Principal,
     ip: String,
     user_agent: String,
 }
 
-fn caller(headers: &HeaderMap, ci: Option<Extension<ConnectInfo<SocketAddr>>>) -> Caller {
-    Caller {
-        ip: ci
-            .map(|Extension(ConnectInfo(a))| a.ip().to_string())
-            .unwrap_or_default(),
-        user_agent: headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string(),
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| {
+                CpError::Internal("the request did not pass the auth middleware".into())
+                    .into_response()
+            })?;
+        Ok(Caller {
+            principal,
+            ip: parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(a)| a.ip().to_string())
+                .unwrap_or_default(),
+            user_agent: parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+        })
     }
 }
 
 /// Runs one API operation: throttling, tracing span, metrics, audit event, response.
-async fn call<F>(
+pub(crate) async fn call<F>(
     api: &Api,
     op: &'static str,
     read_only: bool,
@@ -197,9 +218,14 @@ where
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let span = tracing::info_span!("amp_api", operation = op, workspace = %workspace);
+    let span = tracing::info_span!(
+        "amp_api",
+        operation = op,
+        account = %who.principal.account,
+        workspace = %workspace
+    );
     let result = async {
-        api.throttle(op)?;
+        api.throttle(&who.principal.account, op)?;
         f.await
     }
     .instrument(span)
@@ -207,7 +233,7 @@ where
     let now = chrono::Utc::now().timestamp_millis();
     let event_id = uuid_v4();
     let (response_elements, error) = match &result {
-        Ok(body) if !read_only => (body.clone().unwrap_or(Value::Null), None),
+        Ok(body) if !read_only => (redact(body.clone().unwrap_or(Value::Null)), None),
         Ok(_) => (Value::Null, None),
         Err(e) => (Value::Null, Some((e.error_type(), e.to_string()))),
     };
@@ -216,7 +242,8 @@ where
         event_id: &event_id,
         event_name: op,
         region: &api.cp.cfg.region,
-        account: api.account(),
+        account: &who.principal.account,
+        principal: Some(&who.principal),
         source_ip: who.ip,
         user_agent: who.user_agent,
         read_only,
@@ -235,6 +262,28 @@ where
     }
 }
 
+/// Secrets a response hands out once (access keys, tokens) never reach the audit log.
+fn redact(mut v: Value) -> Value {
+    match &mut v {
+        Value::Object(m) => {
+            for (k, field) in m.iter_mut() {
+                if matches!(k.as_str(), "secretAccessKey" | "token") {
+                    *field = Value::from("HIDDEN_DUE_TO_SECURITY_REASONS");
+                } else {
+                    *field = redact(field.take());
+                }
+            }
+        }
+        Value::Array(items) => {
+            for item in items.iter_mut() {
+                *item = redact(item.take());
+            }
+        }
+        _ => {}
+    }
+    v
+}
+
 pub fn uuid_v4() -> String {
     let b: [u8; 16] = rand::random();
     let h = u128::from_be_bytes(b) & !(0xf000 << 64) & !(0xc000 << 48)
@@ -251,7 +300,7 @@ pub fn uuid_v4() -> String {
     )
 }
 
-fn body_object(body: &Bytes) -> Result<Map<String, Value>, CpError> {
+pub(crate) fn body_object(body: &Bytes) -> Result<Map<String, Value>, CpError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Map::new());
     }
@@ -264,7 +313,10 @@ fn body_object(body: &Bytes) -> Result<Map<String, Value>, CpError> {
     }
 }
 
-fn opt_str<'a>(m: &'a Map<String, Value>, name: &str) -> Result<Option<&'a str>, CpError> {
+pub(crate) fn opt_str<'a>(
+    m: &'a Map<String, Value>,
+    name: &str,
+) -> Result<Option<&'a str>, CpError> {
     match m.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -309,14 +361,11 @@ fn check_client_token(t: Option<&str>) -> Result<Option<String>, CpError> {
     Ok(Some(t.to_string()))
 }
 
-fn check_workspace_id(id: &str) -> Result<(), CpError> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(CpError::field(
-            "workspaceId",
-            "Member must have length between 1 and 64",
-        ));
-    }
-    Ok(())
+/// Ids are checked before any storage access: `ws-` and 1–64 of `[0-9A-Za-z-]`.
+pub(crate) fn check_workspace_id(id: &str) -> Result<(), CpError> {
+    hestia_model::WorkspaceId::parse(id)
+        .map(|_| ())
+        .map_err(|e| CpError::field("workspaceId", e.to_string()))
 }
 
 fn tag_chars_ok(s: &str) -> bool {
@@ -369,16 +418,10 @@ fn check_tags(m: &Map<String, Value>, required: bool) -> Result<BTreeMap<String,
     Ok(out)
 }
 
-type ApiState = State<Arc<Api>>;
-type Ci = Option<Extension<ConnectInfo<SocketAddr>>>;
+pub(crate) type ApiState = State<Arc<Api>>;
 
-async fn create_workspace(
-    State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let who = caller(&headers, ci);
+async fn create_workspace(State(api): ApiState, who: Caller, body: Bytes) -> Response {
+    let account = who.principal.account.clone();
     let parsed = body_object(&body);
     let params = parsed
         .as_ref()
@@ -407,7 +450,7 @@ async fn create_workspace(
                 .cp
                 .write(Command::CreateWorkspace {
                     id: format!("ws-{}", uuid_v4()),
-                    account: api.account().to_string(),
+                    account: account.clone(),
                     alias,
                     tags,
                     client_token,
@@ -419,7 +462,7 @@ async fn create_workspace(
                 .ok_or_else(|| CpError::Internal("create returned no workspace".to_string()))?;
             let mut v = json!({
                 "workspaceId": w.id,
-                "arn": api.arn(&w.id),
+                "arn": api.arn(&w.account, &w.id),
                 "status": {"statusCode": w.status.code()},
             });
             if !w.tags.is_empty() {
@@ -431,13 +474,8 @@ async fn create_workspace(
     .await
 }
 
-async fn describe_workspace(
-    State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let who = caller(&headers, ci);
+async fn describe_workspace(State(api): ApiState, who: Caller, Path(id): Path<String>) -> Response {
+    let account = who.principal.account.clone();
     let params = json!({"workspaceId": id});
     call(
         &api,
@@ -447,7 +485,7 @@ async fn describe_workspace(
         params,
         StatusCode::OK,
         async {
-            let w = api.workspace(&id).await?;
+            let w = api.workspace(&account, &id).await?;
             Ok(Some(json!({"workspace": api.description(&w)})))
         },
     )
@@ -467,13 +505,8 @@ fn query_one(pairs: &[(String, String)], name: &str) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
-async fn list_workspaces(
-    State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let who = caller(&headers, ci);
+async fn list_workspaces(State(api): ApiState, who: Caller, RawQuery(q): RawQuery) -> Response {
+    let account = who.principal.account.clone();
     let pairs = query_pairs(&q);
     let params = Value::Object(
         pairs
@@ -524,7 +557,7 @@ async fn list_workspaces(
                         })?)
                     }
                 };
-            let account = api.account().to_string();
+            let account = account.clone();
             let mut all: Vec<Workspace> = api
                 .cp
                 .read(|s| {
@@ -563,12 +596,11 @@ async fn list_workspaces(
 
 async fn update_alias(
     State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let who = caller(&headers, ci);
+    let account = who.principal.account.clone();
     let parsed = body_object(&body);
     let mut params = parsed
         .as_ref()
@@ -586,10 +618,13 @@ async fn update_alias(
             let m = parsed?;
             let alias = check_alias(opt_str(&m, "alias")?)?;
             check_client_token(opt_str(&m, "clientToken")?)?;
-            api.write_owned(Command::UpdateAlias {
-                id: id.clone(),
-                alias,
-            })
+            api.write_owned(
+                &account,
+                Command::UpdateAlias {
+                    id: id.clone(),
+                    alias,
+                },
+            )
             .await?;
             Ok(None)
         },
@@ -599,12 +634,11 @@ async fn update_alias(
 
 async fn delete_workspace(
     State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let who = caller(&headers, ci);
+    let account = who.principal.account.clone();
     let pairs = query_pairs(&q);
     let params = json!({"workspaceId": id, "clientToken": query_one(&pairs, "clientToken")});
     call(
@@ -616,10 +650,13 @@ async fn delete_workspace(
         StatusCode::ACCEPTED,
         async {
             check_client_token(query_one(&pairs, "clientToken").as_deref())?;
-            api.write_owned(Command::Delete {
-                id: id.clone(),
-                now_ms: chrono::Utc::now().timestamp_millis(),
-            })
+            api.write_owned(
+                &account,
+                Command::Delete {
+                    id: id.clone(),
+                    now_ms: chrono::Utc::now().timestamp_millis(),
+                },
+            )
             .await?;
             Ok(None)
         },
@@ -627,13 +664,8 @@ async fn delete_workspace(
     .await
 }
 
-async fn list_tags(
-    State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
-    Path(arn): Path<String>,
-) -> Response {
-    let who = caller(&headers, ci);
+async fn list_tags(State(api): ApiState, who: Caller, Path(arn): Path<String>) -> Response {
+    let account = who.principal.account.clone();
     let params = json!({"resourceArn": arn});
     call(
         &api,
@@ -643,7 +675,9 @@ async fn list_tags(
         params,
         StatusCode::OK,
         async {
-            let w = api.workspace(&api.workspace_of_arn(&arn)?).await?;
+            let w = api
+                .workspace(&account, &api.workspace_of_arn(&account, &arn)?)
+                .await?;
             Ok(Some(json!({"tags": w.tags})))
         },
     )
@@ -652,12 +686,11 @@ async fn list_tags(
 
 async fn tag_resource(
     State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
+    who: Caller,
     Path(arn): Path<String>,
     body: Bytes,
 ) -> Response {
-    let who = caller(&headers, ci);
+    let account = who.principal.account.clone();
     let parsed = body_object(&body);
     let mut params = parsed
         .as_ref()
@@ -674,8 +707,8 @@ async fn tag_resource(
         async {
             let m = parsed?;
             let tags = check_tags(&m, true)?;
-            let id = api.workspace_of_arn(&arn)?;
-            let w = api.workspace(&id).await?;
+            let id = api.workspace_of_arn(&account, &arn)?;
+            let w = api.workspace(&account, &id).await?;
             let new_keys = tags.keys().filter(|k| !w.tags.contains_key(*k)).count();
             if w.tags.len() + new_keys > 50 {
                 return Err(CpError::field(
@@ -683,7 +716,7 @@ async fn tag_resource(
                     "a resource can have at most 50 tags",
                 ));
             }
-            api.write_owned(Command::Tag { id, tags }).await?;
+            api.write_owned(&account, Command::Tag { id, tags }).await?;
             Ok(Some(json!({})))
         },
     )
@@ -692,12 +725,11 @@ async fn tag_resource(
 
 async fn untag_resource(
     State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
+    who: Caller,
     Path(arn): Path<String>,
     RawQuery(q): RawQuery,
 ) -> Response {
-    let who = caller(&headers, ci);
+    let account = who.principal.account.clone();
     let keys: Vec<String> = query_pairs(&q)
         .into_iter()
         .filter(|(k, _)| k == "tagKeys")
@@ -719,11 +751,14 @@ async fn untag_resource(
                 check_tag_key(k)
                     .map_err(|_| CpError::field("tagKeys", format!("invalid tag key {k:?}")))?;
             }
-            let id = api.workspace_of_arn(&arn)?;
-            api.write_owned(Command::Untag {
-                id,
-                keys: keys.clone(),
-            })
+            let id = api.workspace_of_arn(&account, &arn)?;
+            api.write_owned(
+                &account,
+                Command::Untag {
+                    id,
+                    keys: keys.clone(),
+                },
+            )
             .await?;
             Ok(Some(json!({})))
         },
@@ -749,11 +784,10 @@ fn configuration_json(w: &Workspace) -> Value {
 
 async fn describe_configuration(
     State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
 ) -> Response {
-    let who = caller(&headers, ci);
+    let account = who.principal.account.clone();
     let params = json!({"workspaceId": id});
     call(
         &api,
@@ -763,7 +797,7 @@ async fn describe_configuration(
         params,
         StatusCode::OK,
         async {
-            let w = api.workspace(&id).await?;
+            let w = api.workspace(&account, &id).await?;
             Ok(Some(
                 json!({"workspaceConfiguration": configuration_json(&w)}),
             ))
@@ -798,12 +832,11 @@ fn check_limits_per_label_set(v: &Value) -> Result<Vec<Value>, CpError> {
 
 async fn update_configuration(
     State(api): ApiState,
-    ci: Ci,
-    headers: HeaderMap,
+    who: Caller,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
-    let who = caller(&headers, ci);
+    let account = who.principal.account.clone();
     let parsed = body_object(&body);
     let mut params = parsed
         .as_ref()
@@ -842,10 +875,13 @@ async fn update_configuration(
                     Some(v) => Some(check_limits_per_label_set(v)?),
                 },
             };
-            api.write_owned(Command::UpdateConfiguration {
-                id: id.clone(),
-                configuration,
-            })
+            api.write_owned(
+                &account,
+                Command::UpdateConfiguration {
+                    id: id.clone(),
+                    configuration,
+                },
+            )
             .await?;
             Ok(Some(json!({"status": {"statusCode": "ACTIVE"}})))
         },
@@ -898,8 +934,23 @@ async fn admin_audit(State(api): ApiState, RawQuery(q): RawQuery) -> Response {
     }
 }
 
+/// The account owning workspace `id` (the operator's limit routes span accounts).
+async fn owner(api: &Api, id: &str) -> Result<String, CpError> {
+    check_workspace_id(id)?;
+    api.cp
+        .read(|s| {
+            s.workspaces
+                .get(id)
+                .filter(|w| w.visible())
+                .map(|w| w.account.clone())
+        })
+        .await?
+        .ok_or_else(|| CpError::workspace_not_found(id))
+}
+
 async fn admin_get_limits(State(api): ApiState, Path(id): Path<String>) -> Response {
-    match api.workspace(&id).await {
+    let w = async { api.workspace(&owner(&api, &id).await?, &id).await };
+    match w.await {
         Ok(w) => Json(json!({"workspaceId": w.id, "limits": w.limit_overrides})).into_response(),
         Err(e) => e.into_response(),
     }
@@ -926,11 +977,15 @@ async fn admin_put_limits(State(api): ApiState, Path(id): Path<String>, body: By
             fields: Vec::new(),
         })?;
         let overrides = m.into_iter().collect();
+        let account = owner(&api, &id).await?;
         let w = api
-            .write_owned(Command::SetLimitOverrides {
-                id: id.clone(),
-                overrides,
-            })
+            .write_owned(
+                &account,
+                Command::SetLimitOverrides {
+                    id: id.clone(),
+                    overrides,
+                },
+            )
             .await?;
         Ok(json!({"workspaceId": w.id, "limits": w.limit_overrides}))
     }

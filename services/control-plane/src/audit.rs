@@ -7,12 +7,15 @@ use std::sync::Arc;
 use rocksdb::{Direction, IteratorMode, WriteOptions, DB};
 use serde_json::Value;
 
+use hestia_auth::{AuditSink, AuthFailure, Principal, PrincipalKind};
+
 use crate::error::CpError;
 use crate::store::CF_AUDIT;
 
 #[derive(Clone)]
 pub struct AuditLog {
     db: Arc<DB>,
+    region: String,
 }
 
 /// One call as CloudTrail records it.
@@ -22,6 +25,8 @@ pub struct AuditEvent<'a> {
     pub event_name: &'a str,
     pub region: &'a str,
     pub account: &'a str,
+    /// The caller; `None` when it did not authenticate.
+    pub principal: Option<&'a Principal>,
     pub source_ip: String,
     pub user_agent: String,
     pub read_only: bool,
@@ -30,9 +35,68 @@ pub struct AuditEvent<'a> {
     pub error: Option<(&'a str, String)>,
 }
 
+/// CloudTrail's `userIdentity` of a caller.
+fn user_identity(account: &str, p: Option<&Principal>) -> Value {
+    let Some(p) = p else {
+        return serde_json::json!({"type": "Unknown", "accountId": account});
+    };
+    let kind = match &p.kind {
+        PrincipalKind::User { .. } => "IAMUser",
+        PrincipalKind::Token { .. } => "WorkspaceToken",
+        PrincipalKind::Anonymous => "Root",
+    };
+    let mut v = serde_json::json!({"type": kind, "accountId": p.account, "arn": p.arn});
+    if let PrincipalKind::User {
+        name,
+        access_key_id,
+        ..
+    } = &p.kind
+    {
+        v["userName"] = Value::from(name.as_str());
+        v["accessKeyId"] = Value::from(access_key_id.as_str());
+    }
+    v
+}
+
+impl AuditSink for AuditLog {
+    /// Refused requests are events too: the action (or the method and path) with the error.
+    fn record(&self, f: &AuthFailure<'_>) {
+        let event_id = crate::api::uuid_v4();
+        let name = f.action.map_or_else(
+            || format!("{} {}", f.method, f.path),
+            |a| a.split_once(':').map_or(a, |(_, n)| n).to_string(),
+        );
+        let mut params = serde_json::json!({"method": f.method, "path": f.path});
+        if let Some(k) = f.access_key_id {
+            params["accessKeyId"] = Value::from(k);
+        }
+        let account = f.principal.map_or("", |p| p.account.as_str());
+        let appended = self.append(AuditEvent {
+            time_ms: f.time_ms,
+            event_id: &event_id,
+            event_name: &name,
+            region: &self.region,
+            account,
+            principal: f.principal,
+            source_ip: f.source_ip.clone(),
+            user_agent: f.user_agent.to_string(),
+            read_only: false,
+            request_parameters: params,
+            response_elements: Value::Null,
+            error: Some((f.error_code, f.message.clone())),
+        });
+        if let Err(e) = appended {
+            tracing::error!(error = %e, "recording a refused request in the audit log");
+        }
+    }
+}
+
 impl AuditLog {
-    pub fn new(db: Arc<DB>) -> Self {
-        Self { db }
+    pub fn new(db: Arc<DB>, region: &str) -> Self {
+        Self {
+            db,
+            region: region.to_string(),
+        }
     }
 
     pub fn append(&self, e: AuditEvent<'_>) -> Result<(), CpError> {
@@ -41,7 +105,7 @@ impl AuditLog {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut json = serde_json::json!({
             "eventVersion": "1.08",
-            "userIdentity": {"type": "Root", "accountId": e.account},
+            "userIdentity": user_identity(e.account, e.principal),
             "eventTime": time,
             "eventSource": "aps.amazonaws.com",
             "eventName": e.event_name,

@@ -5,6 +5,8 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
+use hestia_auth::identity::IdentityError;
+
 use crate::state::CommandError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -154,6 +156,7 @@ impl From<CommandError> for CpError {
                 resource_id: id,
             },
             e @ CommandError::QuotaExceeded { .. } => CpError::QuotaExceeded(e.to_string()),
+            CommandError::Identity(e) => e.into(),
         }
     }
 }
@@ -173,5 +176,30 @@ impl IntoResponse for CpError {
             h.insert("retry-after", HeaderValue::from(s));
         }
         resp
+    }
+}
+
+impl From<IdentityError> for CpError {
+    fn from(e: IdentityError) -> Self {
+        let message = e.to_string();
+        match e {
+            IdentityError::NoSuchEntity(_) => CpError::NotFound {
+                message,
+                resource_id: String::new(),
+                resource_type: "Identity",
+            },
+            IdentityError::EntityAlreadyExists(_) => CpError::Conflict {
+                message,
+                resource_id: String::new(),
+            },
+            IdentityError::LimitExceeded(_) => CpError::QuotaExceeded(message),
+            IdentityError::MalformedPolicyDocument(_) | IdentityError::Invalid(_) => {
+                CpError::Validation {
+                    message,
+                    reason: "OTHER",
+                    fields: Vec::new(),
+                }
+            }
+        }
     }
 }

@@ -155,6 +155,7 @@ impl ControlPlaneApi for ControlPlaneService {
                     (s.revision > after).then(|| WatchReply {
                         revision: s.revision,
                         workspaces: s.workspaces.values().filter_map(workspace_info).collect(),
+                        identities_json: serde_json::to_vec(&s.identities).unwrap_or_default(),
                     })
                 });
                 if let Some(reply) = snapshot {

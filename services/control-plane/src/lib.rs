@@ -9,6 +9,8 @@
 //! - `network` / `grpc`: Raft RPCs over tonic, the internal ControlPlane service.
 //! - `node`: writes forwarded to the leader, linearizable reads (ReadIndex), voters.
 //! - `api`: the AMP REST-JSON API and admin endpoints; `audit`: the CloudTrail-like log.
+//! - `identity_api`: accounts, users, access keys, policies, workspace tokens; the first
+//!   start's operator account and its credentials file.
 //! - `reconciler`: CREATING → ACTIVE, DELETING → hidden, purge after the grace period.
 //! - `ring`: the ring KV's server side, heartbeats buffered and committed in batches.
 
@@ -16,6 +18,7 @@ pub mod api;
 pub mod audit;
 pub mod error;
 pub mod grpc;
+pub mod identity_api;
 pub mod metrics;
 pub mod network;
 pub mod node;
@@ -109,9 +112,16 @@ pub async fn start(
 }
 
 impl Running {
-    /// The AMP workspace API (and admin endpoints) of this voter.
-    pub fn router(&self) -> axum::Router {
-        api::router(api::Api::new(self.cp.clone()))
+    /// The AMP workspace API, the admin and identity endpoints of this voter, without the auth
+    /// middleware (the caller adds it in front). `master` seals new access keys; `auth`, when
+    /// given, sees identity changes made here at once (read-your-writes).
+    pub fn router(
+        &self,
+        master: Option<hestia_auth::secrets::MasterKey>,
+        auth: Option<Arc<hestia_auth::Authenticator>>,
+    ) -> axum::Router {
+        let api = api::Api::new(self.cp.clone(), master, auth);
+        api::router(api.clone()).merge(identity_api::router(api))
     }
 
     /// Stops the reconciler, Raft and the gRPC server.

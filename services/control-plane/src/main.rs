@@ -67,8 +67,53 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(hestia_control_plane::IngesterPurger::new(&cfg.ring.key)),
     )
     .await?;
+    // Every API call authenticates; refusals go to this voter's audit log.
+    let auth = hestia_auth::layer::from_config(&cfg, Arc::new(running.cp.audit.clone()), None)?;
+    let mut follower = None;
+    if let (Some(authenticator), Some(master)) = (&auth.authenticator, &auth.master) {
+        follower = Some(hestia_control_plane::identity_api::follow_identities(
+            running.cp.clone(),
+            authenticator.clone(),
+        ));
+        // Every voter tries; the first committed bootstrap wins and its node writes the file.
+        let public_url = cfg
+            .control_plane
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", cfg.control_plane.api_listen));
+        let (cp, master, dir) = (
+            running.cp.clone(),
+            master.clone(),
+            cfg.server.data_dir.clone(),
+        );
+        let region = cfg.control_plane.region.clone();
+        tokio::spawn(async move {
+            loop {
+                match hestia_control_plane::identity_api::bootstrap_identities(
+                    &cp,
+                    &master,
+                    &dir,
+                    &public_url,
+                )
+                .await
+                {
+                    Ok(Some(c)) => return c.announce(&region, &public_url),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "operator account not created yet, retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
     let app = running
-        .router()
+        .router(auth.master.clone(), auth.authenticator.clone())
+        .layer(axum::middleware::from_fn_with_state(
+            auth.layer.clone(),
+            hestia_auth::layer::authenticate,
+        ))
+        .merge(hestia_auth::layer::oauth2_router(auth.layer))
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
         .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
             true,
@@ -81,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
     .await?;
+    if let Some(f) = follower {
+        f.abort();
+    }
     running.shutdown().await;
     Ok(())
 }

@@ -82,7 +82,7 @@ impl ControlPlane {
             raft,
             sm,
             cfg: cfg.clone(),
-            audit: AuditLog::new(db),
+            audit: AuditLog::new(db, &cfg.region),
             public_url,
             grpc_addr,
             ring_beats: HeartbeatBuffer::default(),

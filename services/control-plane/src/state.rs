@@ -2,10 +2,12 @@
 //! decision that depends on other workspaces (quota, clientToken replay, state conflicts) is made
 //! here, when a command is applied, so it is the same on every voter and linearizable. The state
 //! also holds the ingester ring's KV keys (hestia-ring descriptors with their CAS versions) and
-//! the HA tracker's elections (hestia-ha).
+//! the HA tracker's elections (hestia-ha) and the identities: accounts, users, access keys,
+//! policies and workspace tokens (hestia-auth).
 
 use std::collections::BTreeMap;
 
+use hestia_auth::identity::{Identities, IdentityCommand, IdentityError, IdentityOutcome};
 use hestia_ha::HaTable;
 use hestia_ring::RingDesc;
 use serde::{Deserialize, Serialize};
@@ -128,6 +130,7 @@ pub enum Command {
         updates: Vec<hestia_ha::Update>,
         forget_before_ms: i64,
     },
+    Identity(IdentityCommand),
 }
 
 /// The record a command changes.
@@ -136,6 +139,7 @@ pub enum Target<'a> {
     Workspace(&'a str),
     Ring(&'a str),
     Ha,
+    Identity,
 }
 
 impl Command {
@@ -153,6 +157,7 @@ impl Command {
             | Command::SetLimitOverrides { id, .. } => Target::Workspace(id),
             Command::RingCas { key, .. } | Command::RingHeartbeats { key, .. } => Target::Ring(key),
             Command::HaUpdate { .. } => Target::Ha,
+            Command::Identity(_) => Target::Identity,
         }
     }
 }
@@ -172,6 +177,8 @@ pub enum CommandError {
     Conflict { id: String, message: String },
     #[error("Workspace quota of {limit} per account exceeded")]
     QuotaExceeded { limit: usize },
+    #[error("{0}")]
+    Identity(IdentityError),
 }
 
 /// What an applied entry produced.
@@ -182,16 +189,22 @@ pub enum Outcome {
     /// A workspace command: the workspace as it is now (`None` once hidden or purged).
     Workspace(Option<Box<Workspace>>),
     /// `version` is the new version when `ok`, else the key's current version.
-    RingCas { ok: bool, version: u64 },
+    RingCas {
+        ok: bool,
+        version: u64,
+    },
     /// One per update of an `HaUpdate`.
     Ha(Vec<hestia_ha::Outcome>),
+    Identity(IdentityOutcome),
 }
 
 impl Outcome {
     pub fn into_workspace(self) -> Option<Workspace> {
         match self {
             Outcome::Workspace(w) => w.map(|w| *w),
-            Outcome::Nothing | Outcome::RingCas { .. } | Outcome::Ha(_) => None,
+            Outcome::Nothing | Outcome::RingCas { .. } | Outcome::Ha(_) | Outcome::Identity(_) => {
+                None
+            }
         }
     }
 }
@@ -207,19 +220,21 @@ pub struct RingEntry {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct State {
-    /// Bumped by every applied workspace command that succeeded; workspace watchers compare it.
-    /// Ring commands leave it alone (ring keys carry their own versions).
+    /// Bumped by every applied workspace or identity command that succeeded; watchers compare
+    /// it. Ring and HA commands leave it alone (ring keys carry their own versions).
     pub revision: u64,
     pub workspaces: BTreeMap<String, Workspace>,
     #[serde(default)]
     pub rings: BTreeMap<String, RingEntry>,
     #[serde(default)]
     pub ha: HaTable,
+    #[serde(default)]
+    pub identities: Identities,
 }
 
 impl State {
     pub fn apply(&mut self, cmd: Command) -> CommandResult {
-        let workspace = matches!(cmd.target(), Target::Workspace(_));
+        let workspace = matches!(cmd.target(), Target::Workspace(_) | Target::Identity);
         let result = self.apply_inner(cmd);
         if workspace && result.is_ok() {
             self.revision += 1;
@@ -355,6 +370,10 @@ impl State {
                     .is_some_and(|w| w.status == Status::Deleted)
                 {
                     self.workspaces.remove(&id);
+                    let forget = IdentityCommand::ForgetWorkspace { workspace: id };
+                    self.identities
+                        .apply(forget)
+                        .map_err(CommandError::Identity)?;
                 }
                 Ok(Outcome::Workspace(None))
             }
@@ -411,6 +430,23 @@ impl State {
             } => Ok(Outcome::Ha(
                 self.ha.apply_batch(&updates, forget_before_ms).0,
             )),
+            Command::Identity(cmd) => {
+                if let IdentityCommand::DeleteAccount { account } = &cmd {
+                    if self
+                        .workspaces
+                        .values()
+                        .any(|w| &w.account == account && w.visible())
+                    {
+                        return Err(CommandError::Identity(IdentityError::Invalid(format!(
+                            "Account {account} still has workspaces; delete them first"
+                        ))));
+                    }
+                }
+                self.identities
+                    .apply(cmd)
+                    .map(Outcome::Identity)
+                    .map_err(CommandError::Identity)
+            }
         }
     }
 }

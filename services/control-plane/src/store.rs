@@ -43,6 +43,8 @@ const K_APPLIED: &[u8] = b"meta/applied";
 const K_MEMBERSHIP: &[u8] = b"meta/membership";
 const K_REVISION: &[u8] = b"meta/revision";
 const K_SNAPSHOT: &[u8] = b"meta/snapshot";
+/// The identities (accounts, users, keys, tokens): small, one value.
+const K_IDENTITIES: &[u8] = b"identities";
 const WS_PREFIX: &[u8] = b"ws/";
 const RING_PREFIX: &[u8] = b"ring/";
 /// `ha/<tenant>/<cluster>` → the cluster's election (tenant ids hold no `/`).
@@ -314,6 +316,8 @@ impl StateMachine {
                 ..State::default()
             },
         };
+        applied.state.identities =
+            get_json(&db, CF_SM, K_IDENTITIES, ErrorSubject::StateMachine)?.unwrap_or_default();
         for (_, w) in load_prefix::<Workspace>(&db, WS_PREFIX)? {
             applied.state.workspaces.insert(w.id.clone(), w);
         }
@@ -431,12 +435,21 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(cmd) => match cmd.target() {
                         Target::Workspace(id) => {
                             let id = id.to_string();
+                            // A purge also forgets the workspace's tokens.
+                            let purge = matches!(cmd, Command::Purged { .. });
                             results.push(a.state.apply(cmd));
                             let key = [WS_PREFIX, id.as_bytes()].concat();
                             match a.state.workspaces.get(&id) {
                                 Some(w) => batch.put_cf(sm, key, to_json(w)),
                                 None => batch.delete_cf(sm, key),
                             }
+                            if purge {
+                                batch.put_cf(sm, K_IDENTITIES, to_json(&a.state.identities));
+                            }
+                        }
+                        Target::Identity => {
+                            results.push(a.state.apply(cmd));
+                            batch.put_cf(sm, K_IDENTITIES, to_json(&a.state.identities));
                         }
                         Target::Ring(key) => {
                             let key = key.to_string();
@@ -538,8 +551,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     workspaces: data.state.workspaces,
                     rings: data.state.rings,
                     ha: data.state.ha,
+                    identities: data.state.identities,
                 },
             };
+            batch.put_cf(sm, K_IDENTITIES, to_json(&a.state.identities));
             for (id, w) in &a.state.workspaces {
                 batch.put_cf(sm, [WS_PREFIX, id.as_bytes()].concat(), to_json(w));
             }

@@ -3,8 +3,9 @@
 
 Usage: amp_cli.py ENDPOINT_URL   (a fresh control plane: no workspaces yet)
 
-Credentials are dummies: the server does not check signatures yet. Exits non-zero on the first
-failed check and prints what it saw.
+Credentials come from the environment's AWS profile (the test points AWS_SHARED_CREDENTIALS_FILE,
+AWS_CONFIG_FILE and AWS_PROFILE at the files the control plane's first start wrote). Exits
+non-zero on the first failed check and prints what it saw.
 """
 import json
 import os
@@ -18,10 +19,7 @@ import botocore.config
 from botocore.exceptions import ClientError
 
 ENDPOINT = sys.argv[1]
-os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-os.environ.pop("AWS_PROFILE", None)
 
 
 def check(cond, msg):
@@ -164,4 +162,17 @@ print(f"burst: {ok} ok, {len(throttled)} throttled in {elapsed:.2f}s")
 check(elapsed < 1.0 or ok <= 10, "burst within a second")
 check(ok >= 5 and len(throttled) >= 10 and ok + len(throttled) == 20, "burst of 20 → ThrottlingException")
 check(all(r[1] == 429 and r[2] for r in throttled), "429 with Retry-After")
+
+# Credentials are checked: a wrong secret and an unknown key are refused as AWS refuses them.
+creds = boto3.Session().get_credentials()
+forged = boto3.client("amp", endpoint_url=ENDPOINT, region_name="us-east-1",
+                      aws_access_key_id=creds.access_key, aws_secret_access_key="wrong" * 8)
+code, resp = error_code(forged.list_workspaces)
+check(code == "InvalidSignatureException" and resp["ResponseMetadata"]["HTTPStatusCode"] == 403,
+      f"wrong secret → 403 InvalidSignatureException ({code})")
+unknown = boto3.client("amp", endpoint_url=ENDPOINT, region_name="us-east-1",
+                       aws_access_key_id="AKIAIOSFODNN7EXAMPLE",
+                       aws_secret_access_key="wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+code, resp = error_code(unknown.list_workspaces)
+check(code == "UnrecognizedClientException", f"unknown key → UnrecognizedClientException ({code})")
 print("ALL OK")

@@ -28,14 +28,20 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cfg = ControlPlaneConfig {
-        heartbeat_interval: Duration::from_millis(50),
-        // Deleted workspaces are purged at once, so the purge path runs too.
-        purge_grace: Duration::ZERO,
-        ..ControlPlaneConfig::default()
+    let mut cfg = hestia_config::Config {
+        control_plane: ControlPlaneConfig {
+            heartbeat_interval: Duration::from_millis(50),
+            // Deleted workspaces are purged at once, so the purge path runs too.
+            purge_grace: Duration::ZERO,
+            ..ControlPlaneConfig::default()
+        },
+        ..hestia_config::Config::default()
     };
+    let key_file = dir.path().join("master.key");
+    hestia_auth::secrets::MasterKey::load_or_create(&key_file).unwrap();
+    cfg.auth.master_key_file = Some(key_file);
     let running = hestia_control_plane::start(
-        &cfg,
+        &cfg.control_plane,
         dir.path(),
         "http://127.0.0.1:8080".to_string(),
         Arc::new(hestia_control_plane::NoDataPlane),
@@ -44,7 +50,29 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = running.router();
+    // Authentication on, as a stand-alone control plane runs it; the first start's operator
+    // key lands in <dir>/credentials, profile hestia.
+    let auth =
+        hestia_auth::layer::from_config(&cfg, Arc::new(running.cp.audit.clone()), None).unwrap();
+    let (authenticator, master) = (auth.authenticator.unwrap(), auth.master.unwrap());
+    let follower = hestia_control_plane::identity_api::follow_identities(
+        running.cp.clone(),
+        authenticator.clone(),
+    );
+    let endpoint = format!("http://{addr}");
+    let created = hestia_control_plane::identity_api::bootstrap_identities(
+        &running.cp,
+        &master,
+        dir.path(),
+        &endpoint,
+    )
+    .await
+    .unwrap()
+    .expect("a first start creates the operator account");
+    authenticator.update(&running.cp.sm.read(|s| s.identities.clone()));
+    let app = running.router(Some(master), Some(authenticator)).layer(
+        axum::middleware::from_fn_with_state(auth.layer, hestia_auth::layer::authenticate),
+    );
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -55,7 +83,12 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/amp_cli.py");
     let out = tokio::process::Command::new("python3")
         .arg(script)
-        .arg(format!("http://{addr}"))
+        .arg(&endpoint)
+        .env("AWS_SHARED_CREDENTIALS_FILE", &created.credentials_file)
+        .env("AWS_CONFIG_FILE", &created.config_file)
+        .env("AWS_PROFILE", "hestia")
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
         .output()
         .await
         .unwrap();
@@ -67,6 +100,10 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
     let client = reqwest::Client::new();
     let page: serde_json::Value = client
         .get(format!("http://{addr}/admin/audit?maxResults=5"))
+        .basic_auth(
+            &created.access_key_id,
+            Some(secret_of(&created.credentials_file)),
+        )
         .send()
         .await
         .unwrap()
@@ -78,5 +115,14 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
     assert_eq!(events[0]["eventSource"], "aps.amazonaws.com");
     assert_eq!(events[0]["eventName"], "CreateWorkspace");
     assert!(page["nextToken"].is_string());
+    follower.abort();
     running.shutdown().await;
+}
+
+fn secret_of(credentials: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(credentials).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("aws_secret_access_key = "))
+        .unwrap()
+        .to_string()
 }

@@ -5,9 +5,10 @@
 //! validated before anything else (malformed → 404), and the tenant travels in `X-Scope-OrgID`,
 //! which the gateway always overwrites so clients can never choose it.
 //!
-//! Workspaces come from the control plane ([`Workspaces::ControlPlane`]): unknown, deleted and
-//! not yet ACTIVE ones get 404. In dev mode ([`Workspaces::Any`], `hestia all` until
-//! authentication lands) every well-formed id is accepted and is its own tenant.
+//! Workspaces come from the control plane ([`Workspaces::ControlPlane`]): unknown, deleted, not
+//! yet ACTIVE and other accounts' ones get 404 (the auth middleware in front of the router has
+//! put the caller's principal in the request). In dev mode ([`Workspaces::Any`],
+//! `--dev-workspaces`) every well-formed id is accepted and is its own tenant.
 
 mod error;
 pub mod metrics;
@@ -21,7 +22,9 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
+use axum::Extension;
 use axum::Router;
+use hestia_auth::Principal;
 use hestia_model::TenantId;
 
 pub use error::GatewayError;
@@ -46,9 +49,14 @@ impl Gateway {
         }
     }
 
-    async fn resolve(&self, workspace: &str, api: ApiKind) -> Result<TenantId, GatewayError> {
+    async fn resolve(
+        &self,
+        workspace: &str,
+        caller: &Principal,
+        api: ApiKind,
+    ) -> Result<TenantId, GatewayError> {
         self.workspaces
-            .resolve(workspace)
+            .resolve(workspace, &caller.account)
             .await
             .map_err(|e| match e {
                 Unresolved::NotFound => GatewayError::WorkspaceNotFound {
@@ -108,10 +116,13 @@ fn forward_parts(req: Request, tenant: &TenantId, path: &str) -> Result<Request,
 async fn remote_write(
     State(gw): State<Arc<Gateway>>,
     Path(workspace): Path<String>,
+    Extension(caller): Extension<Principal>,
     req: Request,
 ) -> Response {
     let result = async {
-        let tenant = gw.resolve(&workspace, ApiKind::RemoteWrite).await?;
+        let tenant = gw
+            .resolve(&workspace, &caller, ApiKind::RemoteWrite)
+            .await?;
         let req = forward_parts(req, &tenant, "/api/v1/push")?;
         gw.distributor.call(req).await
     };
@@ -121,10 +132,11 @@ async fn remote_write(
 async fn query_api(
     State(gw): State<Arc<Gateway>>,
     Path((workspace, rest)): Path<(String, String)>,
+    Extension(caller): Extension<Principal>,
     req: Request<Body>,
 ) -> Response {
     let result = async {
-        let tenant = gw.resolve(&workspace, ApiKind::Prometheus).await?;
+        let tenant = gw.resolve(&workspace, &caller, ApiKind::Prometheus).await?;
         let req = forward_parts(req, &tenant, &format!("/api/v1/{rest}"))?;
         gw.querier.call(req).await
     };

@@ -40,24 +40,34 @@ async fn main() -> anyhow::Result<()> {
     }
     cfg.validate()?;
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
+    let distributor = Upstream::remote("distributor", &cfg.gateway.distributor_urls)?;
+    let querier = Upstream::remote("querier", &cfg.gateway.querier_urls)?;
+    // Refusals are logged (target `hestia::audit`): a gateway has no audit log of its own.
+    let auth = hestia_auth::layer::from_config(&cfg, Arc::new(hestia_auth::layer::LogAudit), None)?;
+    let layer = auth.layer;
     let (workspaces, _watch) = Workspaces::start(
         &cfg.gateway.control_plane_endpoints,
         cfg.gateway.dev_workspaces,
+        auth.authenticator,
     )?;
-    let gw = Arc::new(Gateway::new(
-        workspaces,
-        Upstream::remote("distributor", &cfg.gateway.distributor_urls)?,
-        Upstream::remote("querier", &cfg.gateway.querier_urls)?,
-    ));
+    let gw = Arc::new(Gateway::new(workspaces, distributor, querier));
     let app = hestia_gateway::router(gw)
+        .layer(axum::middleware::from_fn_with_state(
+            layer.clone(),
+            hestia_auth::layer::authenticate,
+        ))
+        .merge(hestia_auth::layer::oauth2_router(layer))
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
         .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
             true,
         ))));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %args.listen, "gateway listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
+    .await?;
     Ok(())
 }

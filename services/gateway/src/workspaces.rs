@@ -2,12 +2,15 @@
 //! every visible workspace, fed by the control plane's `WatchWorkspaces` stream, so requests
 //! never wait on Raft. A workspace missing from the copy (created a moment ago) is resolved
 //! once through `ResolveWorkspace` (a linearizable read); ids found nowhere are remembered
-//! as unknown for a second, so a client hammering a wrong id cannot load the Raft group.
+//! as unknown for a second, so a client hammering a wrong id cannot load the Raft group. The
+//! same stream carries the identities, which keep the authenticator current.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use hestia_auth::identity::Identities;
+use hestia_auth::Authenticator;
 use hestia_model::{TenantId, WorkspaceId};
 use hestia_proto::control::{ResolveWorkspaceRequest, WorkspaceInfo};
 use hestia_proto::{follow_workspaces, CallError, ControlPlaneEndpoints};
@@ -33,26 +36,34 @@ pub enum Unresolved {
 }
 
 impl Workspaces {
-    /// The workspaces of the control plane at `endpoints`, with the task following its watch;
-    /// dev mode (and no task) when `endpoints` is empty or `dev` is set.
+    /// The workspaces of the control plane at `endpoints`, with the task following its watch
+    /// (which also feeds `auth` the identities); dev mode when `endpoints` is empty or `dev` is
+    /// set (the task then only follows identities, if there is a control plane and `auth`).
     pub fn start(
         endpoints: &[String],
         dev: bool,
+        auth: Option<Arc<Authenticator>>,
     ) -> Result<(Workspaces, Option<tokio::task::JoinHandle<()>>), CallError> {
-        if endpoints.is_empty() || dev {
+        if endpoints.is_empty() {
             tracing::warn!("dev workspaces: any well-formed workspace id is accepted as-is");
             return Ok((Workspaces::Any, None));
         }
         let directory = Directory::new(endpoints)?;
-        let watch = directory.spawn_watch();
+        if dev {
+            tracing::warn!("dev workspaces: any well-formed workspace id is accepted as-is");
+            let watch = auth.map(|a| directory.spawn_watch(false, Some(a)));
+            return Ok((Workspaces::Any, watch));
+        }
+        let watch = directory.spawn_watch(true, auth);
         Ok((Workspaces::ControlPlane(directory), Some(watch)))
     }
 
-    pub async fn resolve(&self, workspace: &str) -> Result<TenantId, Unresolved> {
+    /// The tenant of `workspace` when it is ACTIVE and belongs to `account`.
+    pub async fn resolve(&self, workspace: &str, account: &str) -> Result<TenantId, Unresolved> {
         let ws = WorkspaceId::parse(workspace).map_err(|_| Unresolved::NotFound)?;
         match self {
             Workspaces::Any => TenantId::for_workspace(None, &ws).map_err(|_| Unresolved::NotFound),
-            Workspaces::ControlPlane(d) => d.resolve(ws.as_str()).await,
+            Workspaces::ControlPlane(d) => d.resolve(ws.as_str(), account).await,
         }
     }
 }
@@ -60,6 +71,7 @@ impl Workspaces {
 #[derive(Debug, Clone)]
 struct Entry {
     tenant: TenantId,
+    account: String,
     status: String,
 }
 
@@ -80,6 +92,7 @@ fn entry(w: &WorkspaceInfo) -> Option<(String, Entry)> {
         w.workspace_id.clone(),
         Entry {
             tenant,
+            account: w.account_id.clone(),
             status: w.status.clone(),
         },
     ))
@@ -103,7 +116,8 @@ impl Directory {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub async fn resolve(&self, id: &str) -> Result<TenantId, Unresolved> {
+    /// Another account's workspace is not found, as in AMP.
+    pub async fn resolve(&self, id: &str, account: &str) -> Result<TenantId, Unresolved> {
         let known = {
             let state = self.read();
             match state.by_id.get(id) {
@@ -122,7 +136,9 @@ impl Directory {
             Some(e) => e,
             None => self.ask(id).await?,
         };
-        if e.status == "ACTIVE" {
+        if e.account != account {
+            Err(Unresolved::NotFound)
+        } else if e.status == "ACTIVE" {
             Ok(e.tenant)
         } else {
             Err(Unresolved::NotActive(e.status))
@@ -156,15 +172,28 @@ impl Directory {
         }
     }
 
-    /// Keeps the copy current from `WatchWorkspaces` until the task is aborted.
-    pub fn spawn_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Keeps the copy (when `keep_workspaces`) and `auth`'s identities current from
+    /// `WatchWorkspaces` until the task is aborted.
+    fn spawn_watch(
+        self: &Arc<Self>,
+        keep_workspaces: bool,
+        auth: Option<Arc<Authenticator>>,
+    ) -> tokio::task::JoinHandle<()> {
         let this = self.clone();
         tokio::spawn(async move {
-            follow_workspaces(&this.endpoints, |_, workspaces| {
-                let by_id = workspaces.iter().filter_map(entry).collect();
-                let mut state = this.write();
-                state.by_id = by_id;
-                state.unknown.clear();
+            follow_workspaces(&this.endpoints, |reply| {
+                if let Some(auth) = &auth {
+                    match serde_json::from_slice::<Identities>(&reply.identities_json) {
+                        Ok(ids) => auth.update(&ids),
+                        Err(e) => tracing::error!(error = %e, "undecodable identities"),
+                    }
+                }
+                if keep_workspaces {
+                    let by_id = reply.workspaces.iter().filter_map(entry).collect();
+                    let mut state = this.write();
+                    state.by_id = by_id;
+                    state.unknown.clear();
+                }
             })
             .await
         })

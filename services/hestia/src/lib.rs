@@ -3,6 +3,10 @@
 //! roles reach them through gRPC clients, exactly as in a cluster; only the gateway →
 //! distributor/querier hop is an in-process call. The AMP workspace API is served on the public
 //! port; the gateway serves the workspaces it creates (or, with `--dev-workspaces`, any id).
+//! Every public route is behind the auth middleware (SigV4, tokens, Basic); the first start
+//! creates the operator account and writes its key to `<data_dir>/credentials`.
+
+pub mod admin;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +42,16 @@ pub struct AllArgs {
     /// workspace API (tests, quick trials).
     #[arg(long, env = "HESTIA_DEV_WORKSPACES")]
     pub dev_workspaces: bool,
+    /// `disabled` turns authentication off: every request acts as the operator account's root
+    /// (local trials and tests only).
+    #[arg(long, env = "HESTIA_AUTH", value_enum)]
+    pub auth: Option<AuthSwitch>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthSwitch {
+    Enabled,
+    Disabled,
 }
 
 impl AllArgs {
@@ -60,6 +74,9 @@ impl AllArgs {
             cfg.telemetry.otlp_endpoint = Some(e.clone());
         }
         cfg.gateway.dev_workspaces |= self.dev_workspaces;
+        if let Some(a) = self.auth {
+            cfg.auth.enabled = a == AuthSwitch::Enabled;
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -144,12 +161,13 @@ impl AllInOne {
         let control_plane = hestia_control_plane::start(
             &cfg.control_plane,
             &cfg.server.data_dir,
-            public_url,
+            public_url.clone(),
             Arc::new(LocalPurger(db.clone())),
         )
         .await
         .context("starting the control plane")?;
         let cp_endpoints = vec![format!("http://{}", control_plane.grpc_addr)];
+        let (auth, identity_follower) = start_auth(&cfg, &control_plane, &public_url).await?;
         let cp_overrides = overrides.spawn_control_plane_watch(&cp_endpoints)?;
 
         // One ingester, so one replica: the ring lives in this process.
@@ -185,7 +203,7 @@ impl AllInOne {
             pool,
         ));
         let (workspaces, workspace_watch) =
-            hestia_gateway::Workspaces::start(&cp_endpoints, cfg.gateway.dev_workspaces)?;
+            hestia_gateway::Workspaces::start(&cp_endpoints, cfg.gateway.dev_workspaces, None)?;
         let gateway = Arc::new(Gateway::new(
             workspaces,
             Upstream::InProcess(hestia_distributor::router(distributor.clone())),
@@ -195,11 +213,16 @@ impl AllInOne {
         let ready = Arc::new(AtomicBool::new(false));
         let app = Router::new()
             .merge(hestia_gateway::router(gateway))
-            .merge(control_plane.router())
+            .merge(control_plane.router(auth.master.clone(), auth.authenticator.clone()))
             .nest(
                 "/distributor",
                 hestia_distributor::admin_router(distributor.clone()),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                auth.layer.clone(),
+                hestia_auth::layer::authenticate,
+            ))
+            .merge(hestia_auth::layer::oauth2_router(auth.layer.clone()))
             .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
             .merge(hestia_telemetry::ops_router(ready.clone()));
 
@@ -232,6 +255,9 @@ impl AllInOne {
             stats.abort();
             reloader.abort();
             ha_refresher.abort();
+            if let Some(f) = identity_follower {
+                f.abort();
+            }
             cp_overrides.abort();
             if let Some(w) = workspace_watch {
                 w.abort();
@@ -241,10 +267,15 @@ impl AllInOne {
             served.context("serving HTTP")
         });
         ready.store(true, Ordering::Release);
-        if cfg.gateway.dev_workspaces {
-            tracing::info!(%addr, "hestia all ready (no authentication; dev workspaces: any workspace id is accepted as-is)");
+        let authentication = if cfg.auth.enabled {
+            "SigV4, tokens and Basic"
         } else {
-            tracing::info!(%addr, "hestia all ready (no authentication; create workspaces with the AMP API on this address)");
+            "none (--auth=disabled)"
+        };
+        if cfg.gateway.dev_workspaces {
+            tracing::info!(%addr, authentication, "hestia all ready (dev workspaces: any workspace id is accepted as-is)");
+        } else {
+            tracing::info!(%addr, authentication, "hestia all ready (create workspaces with the AMP API on this address)");
         }
         Ok(Self { addr, stop, task })
     }
@@ -254,4 +285,42 @@ impl AllInOne {
         let _ = self.stop.send(true);
         self.task.await?
     }
+}
+
+/// Builds the auth middleware's state (the master key created on first start if none is
+/// configured), follows the voter's identities and, on the first start, creates the operator
+/// account and prints where its credentials are.
+async fn start_auth(
+    cfg: &Config,
+    control_plane: &hestia_control_plane::Running,
+    endpoint: &str,
+) -> anyhow::Result<(
+    hestia_auth::layer::AuthSetup,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    let auth = hestia_auth::layer::from_config(
+        cfg,
+        Arc::new(control_plane.cp.audit.clone()),
+        Some(&cfg.server.data_dir.join("master.key")),
+    )?;
+    let (Some(authenticator), Some(master)) = (&auth.authenticator, &auth.master) else {
+        return Ok((auth, None));
+    };
+    let follower = hestia_control_plane::identity_api::follow_identities(
+        control_plane.cp.clone(),
+        authenticator.clone(),
+    );
+    let created = hestia_control_plane::identity_api::bootstrap_identities(
+        &control_plane.cp,
+        master,
+        &cfg.server.data_dir,
+        endpoint,
+    )
+    .await
+    .context("creating the operator account")?;
+    if let Some(c) = created {
+        authenticator.update(&control_plane.cp.sm.read(|s| s.identities.clone()));
+        c.announce(&cfg.control_plane.region, endpoint);
+    }
+    Ok((auth, Some(follower)))
 }

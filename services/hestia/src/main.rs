@@ -17,6 +17,8 @@ enum Command {
     All(hestia::AllArgs),
     /// Print the effective configuration (file + flags + defaults) as TOML.
     Config(hestia::AllArgs),
+    /// Manage accounts, users, access keys, policies and workspace tokens (admin API, SigV4).
+    Admin(hestia::admin::AdminArgs),
 }
 
 #[tokio::main]
@@ -33,6 +35,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Config(args) => {
             let cfg = args.load()?;
             print!("{}", hestia_config::to_toml(&cfg)?);
+            Ok(())
+        }
+        Command::Admin(args) => {
+            if let Err(e) = hestia::admin::run(args).await {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
             Ok(())
         }
     }

@@ -97,7 +97,8 @@ pub fn cluster(dir: &Path, snapshot_every: u64) -> Vec<Voter> {
                      grpc_listen = \"127.0.0.1:{g}\"\napi_listen = \"127.0.0.1:{a}\"\n\
                      bootstrap = [{}]\nheartbeat_interval = \"100ms\"\n\
                      snapshot_every_entries = {snapshot_every}\n\
-                     max_workspaces_per_account = 1000\napi_rate = 1000.0\napi_burst = 1000\n",
+                     max_workspaces_per_account = 1000\napi_rate = 1000.0\napi_burst = 1000\n\
+                     [auth]\nenabled = false\n",
                     bootstrap.join(", ")
                 ),
             )

@@ -27,8 +27,10 @@ pub async fn start_in_process_with(
     adjust: impl FnOnce(&mut hestia_config::Config),
 ) -> hestia::AllInOne {
     let mut cfg = hestia_config::Config::default();
-    // The tests write to fixed workspace ids without creating them.
+    // The tests write to fixed workspace ids without creating them, unauthenticated (tests/auth*
+    // turn authentication back on).
     cfg.gateway.dev_workspaces = true;
+    cfg.auth.enabled = false;
     adjust(&mut cfg);
     cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
     cfg.server.data_dir = data_dir.to_path_buf();
@@ -55,6 +57,7 @@ impl HestiaProcess {
             .args([
                 "all",
                 "--dev-workspaces",
+                "--auth=disabled",
                 "--listen",
                 &addr.to_string(),
                 "--data-dir",
