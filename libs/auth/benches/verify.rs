@@ -1,6 +1,7 @@
 //! SigV4 verification cost per request (goal: ≤ 20 µs with a cached signing key): a PromQL
-//! query (no body), a 30 KiB remote-write body (its SHA-256 included), and the key derivation
-//! a cache miss adds.
+//! query (no body), a 30 KiB remote-write body (its SHA-256 included), the key derivation a
+//! cache miss adds, and what the middleware does per remote write in all (directory lookup,
+//! verification, policy evaluation).
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -8,8 +9,11 @@ use aws_credential_types::Credentials as AwsCredentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
 use criterion::{criterion_group, criterion_main, Criterion};
+use hestia_auth::identity::{AccessKey, Identities, IdentityCommand, PolicyAttachment, ADMIN_USER};
+use hestia_auth::policy::route_action;
+use hestia_auth::secrets::MasterKey;
 use hestia_auth::sigv4::derive_signing_key;
-use hestia_auth::{Credentials, RequestParts, SigV4Config, Verifier};
+use hestia_auth::{Authenticator, Credentials, RequestParts, SigV4Config, Verifier};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 const HOST: &str = "aps.example.com";
@@ -92,6 +96,48 @@ fn bench(c: &mut Criterion) {
             verifier
                 .verify(&req, now, |_| Some(creds.clone()))
                 .expect("verifies")
+        })
+    });
+
+    // The middleware's whole check: the key from the identity directory, SigV4, the policy.
+    let master = MasterKey::generate();
+    let mut ids = Identities::default();
+    ids.apply(IdentityCommand::Bootstrap {
+        account: "123456789012".into(),
+        name: "bench".into(),
+        key: AccessKey {
+            id: "AKIDBENCH".into(),
+            account: "123456789012".into(),
+            user: ADMIN_USER.into(),
+            sealed_secret: master.seal(b"bench-secret", b"AKIDBENCH"),
+            created_at_ms: 0,
+        },
+        now_ms: 0,
+    })
+    .expect("bootstrap");
+    ids.apply(IdentityCommand::DetachPolicy {
+        account: "123456789012".into(),
+        user: ADMIN_USER.into(),
+        name: "AdministratorAccess".into(),
+    })
+    .expect("detach");
+    ids.apply(IdentityCommand::AttachPolicy {
+        account: "123456789012".into(),
+        user: ADMIN_USER.into(),
+        policy: PolicyAttachment::Managed("AmazonPrometheusRemoteWriteAccess".into()),
+    })
+    .expect("attach");
+    let auth = Authenticator::new(
+        SigV4Config::new("us-east-1", "aps"),
+        master,
+        Duration::from_secs(3600),
+    );
+    auth.update(&ids);
+    let route = route_action("POST", "/workspaces/ws-1/api/v1/remote_write").expect("route");
+    g.bench_function("authenticate_authorize_remote_write_30KiB", |b| {
+        b.iter(|| {
+            let p = auth.authenticate(&req, now).expect("authenticates");
+            auth.authorize(&p, &route).expect("allowed")
         })
     });
 

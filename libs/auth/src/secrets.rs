@@ -226,9 +226,19 @@ mod tests {
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(MasterKey::load(Some(&file), "UNSET_VAR").is_ok());
         let e = MasterKey::load(None, "HESTIA_TEST_SURELY_UNSET").unwrap_err();
-        assert!(e
-            .to_string()
-            .contains("HESTIA_TEST_SURELY_UNSET is not set"));
+        assert!(
+            e.to_string()
+                .contains("set auth.master_key_file or HESTIA_TEST_SURELY_UNSET"),
+            "{e}"
+        );
+        // A single node creates its key once (0600) and finds the same one again.
+        let created = dir.join("created.key");
+        let first = MasterKey::load_or_create(&created).unwrap();
+        let mode = std::fs::metadata(&created).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let again = MasterKey::resolve(None, "HESTIA_TEST_SURELY_UNSET", Some(&created)).unwrap();
+        assert_eq!(first.to_hex(), again.to_hex());
+        assert!(MasterKey::resolve(None, "HESTIA_TEST_SURELY_UNSET", None).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -712,12 +712,14 @@ pub async fn bootstrap_identities(
         }
     }
     std::fs::rename(&pending, &credentials_file).map_err(io)?;
+    let credentials_file = std::fs::canonicalize(&credentials_file).unwrap_or(credentials_file);
     let config_file = dir.join("config");
     let config = format!(
         "[profile {PROFILE}]\nregion = {}\nendpoint_url = {endpoint}\n",
         cp.cfg.region
     );
     write_private(&config_file, &config).map_err(io)?;
+    let config_file = std::fs::canonicalize(&config_file).unwrap_or(config_file);
     Ok(Some(BootstrapCredentials {
         credentials_file,
         config_file,

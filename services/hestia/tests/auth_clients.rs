@@ -122,7 +122,40 @@ async fn prometheus_oauth2_token_and_awscurl_sigv4() {
     let (writer_id, writer_secret) = admin
         .user("prometheus", "AmazonPrometheusRemoteWriteAccess")
         .await;
-    let (reader_id, reader_secret) = admin.user("grafana", "AmazonPrometheusQueryAccess").await;
+    // The query-only user comes from the `hestia admin` CLI, signing with the first start's
+    // profile through the standard AWS files (endpoint from the profile's endpoint_url).
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hestia"))
+            .arg("admin")
+            .args(args)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", data.join("config"))
+            .env("AWS_PROFILE", "hestia")
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("HESTIA_ENDPOINT")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "hestia admin {args:?}: {stdout} {stderr}"
+        );
+        serde_json::from_str::<Value>(&stdout).unwrap_or(Value::Null)
+    };
+    cli(&["user", "create", "grafana"]);
+    cli(&["policy", "attach", "grafana", "AmazonPrometheusQueryAccess"]);
+    let key = cli(&["access-key", "create", "grafana"]);
+    let reader_id = key["accessKey"]["accessKeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reader_secret = key["accessKey"]["secretAccessKey"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let listed = cli(&["user", "list"]);
+    assert!(listed.to_string().contains("grafana"), "{listed}");
     let token = admin
         .call(
             reqwest::Method::POST,
