@@ -15,6 +15,8 @@ pub struct LocalCluster {
     dir: tempfile::TempDir,
     pub gateway: String,
     bin_dir: PathBuf,
+    /// `HESTIA_AUTH=enabled`: one shared master key, operator credentials in a voter's dir.
+    auth: bool,
 }
 
 impl LocalCluster {
@@ -30,6 +32,10 @@ impl LocalCluster {
             .env("HESTIA_GATEWAY_ADDR", &self.gateway)
             .env("HESTIA_BIN_DIR", &self.bin_dir)
             .env("HESTIA_PURGE_GRACE", "1s")
+            .env(
+                "HESTIA_AUTH",
+                if self.auth { "enabled" } else { "disabled" },
+            )
             .env("RUST_LOG", "warn")
             .output()
             .expect("run deploy/local/cluster");
@@ -42,6 +48,45 @@ impl LocalCluster {
     }
 
     pub fn up() -> LocalCluster {
+        Self::start(false)
+    }
+
+    /// A cluster with authentication on.
+    pub fn up_with_auth() -> LocalCluster {
+        Self::start(true)
+    }
+
+    /// The operator's (access key id, secret) from the credentials file the winning voter wrote.
+    pub async fn operator_key(&self) -> (String, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            for i in 1..=3 {
+                let path = self
+                    .dir
+                    .path()
+                    .join(format!("control-plane-{i}/credentials"));
+                if let Ok(text) = std::fs::read_to_string(&path) {
+                    let value = |k: &str| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(k)?.trim().strip_prefix('='))
+                            .map(|v| v.trim().to_string())
+                    };
+                    if let (Some(id), Some(secret)) =
+                        (value("aws_access_key_id"), value("aws_secret_access_key"))
+                    {
+                        return (id, secret);
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no voter wrote the operator's credentials"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn start(auth: bool) -> LocalCluster {
         // The binaries of every role sit next to the `hestia` binary cargo built for this test.
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_hestia"))
             .parent()
@@ -65,6 +110,7 @@ impl LocalCluster {
             dir: tempfile::tempdir().expect("tempdir"),
             gateway: super::free_addr().to_string(),
             bin_dir,
+            auth,
         };
         c.run(&["up"]);
         c
