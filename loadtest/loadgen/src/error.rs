@@ -14,8 +14,8 @@ pub enum LoadgenError {
     Invalid(String),
     #[error("credentials: {0}")]
     Credentials(String),
-    #[error("signing: {0}")]
-    Signing(String),
+    #[error("sigv4: {0}")]
+    Aws(#[from] hestia_aws_client::AwsClientError),
     #[error("http client: {0}")]
     Http(#[from] reqwest::Error),
 }

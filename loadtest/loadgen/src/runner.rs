@@ -118,12 +118,9 @@ async fn send(
         req = req.header(k, v);
     }
     if let Some(s) = signer {
+        // The signed headers include HEADERS, and replace them.
         match s.sign(url, &HEADERS, &body) {
-            Ok(headers) => {
-                for (k, v) in headers {
-                    req = req.header(k, v);
-                }
-            }
+            Ok(headers) => req = req.headers(headers),
             Err(e) => return Outcome::Transport(e.to_string()),
         }
     }

@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
 use common::*;
-use hestia::admin::{signed_headers_with, AwsCredentials};
+use hestia_aws_client::{signed_headers_with, AwsCredentials};
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
