@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos docker-smoke lint fmt clean
+.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos docker-smoke docker-cluster-smoke lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -68,6 +68,11 @@ chaos: deps
 docker-smoke: deps
 	$(CARGO) test --workspace --exclude hestia-promql --no-run
 	deploy/docker/smoke debug
+
+# The whole cluster in 9 containers (deploy/docker/cluster): SigV4 writes survive a killed zone.
+docker-cluster-smoke: deps
+	$(CARGO) test --workspace --exclude hestia-promql --no-run
+	deploy/docker/cluster/smoke debug
 
 lint: deps
 	$(CARGO) fmt --all -- --check
