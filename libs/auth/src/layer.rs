@@ -17,7 +17,7 @@ use axum::routing::post;
 use axum::{Form, Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
 
@@ -28,24 +28,25 @@ use crate::{metrics, AuthError, RequestParts};
 
 /// Where authentication and authorization failures are recorded.
 pub trait AuditSink: Send + Sync {
-    fn record(&self, failure: &AuthFailure<'_>);
+    fn record(&self, failure: &AuthFailure);
 }
 
-/// One refused request.
-#[derive(Debug)]
-pub struct AuthFailure<'a> {
+/// One refused request (owned and serializable: gateways forward them to a voter's audit log).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthFailure {
     pub time_ms: i64,
     pub source_ip: String,
-    pub user_agent: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
+    pub user_agent: String,
+    pub method: String,
+    pub path: String,
     /// The route's action, when the route has one.
-    pub action: Option<&'a str>,
-    /// The caller, when it authenticated.
-    pub principal: Option<&'a Principal>,
+    pub action: Option<String>,
+    /// The caller's ARN and account, when it authenticated.
+    pub principal_arn: Option<String>,
+    pub account: Option<String>,
     /// The access key the request named, when it named one.
-    pub access_key_id: Option<&'a str>,
-    pub error_code: &'static str,
+    pub access_key_id: Option<String>,
+    pub error_code: String,
     pub message: String,
 }
 
@@ -53,17 +54,17 @@ pub struct AuthFailure<'a> {
 pub struct LogAudit;
 
 impl AuditSink for LogAudit {
-    fn record(&self, f: &AuthFailure<'_>) {
+    fn record(&self, f: &AuthFailure) {
         tracing::warn!(
             target: "hestia::audit",
             source_ip = %f.source_ip,
-            user_agent = f.user_agent,
-            method = f.method,
-            path = f.path,
-            action = f.action.unwrap_or(""),
-            principal = f.principal.map_or("", |p| p.arn.as_str()),
-            access_key_id = f.access_key_id.unwrap_or(""),
-            error_code = f.error_code,
+            user_agent = %f.user_agent,
+            method = %f.method,
+            path = %f.path,
+            action = f.action.as_deref().unwrap_or(""),
+            principal = f.principal_arn.as_deref().unwrap_or(""),
+            access_key_id = f.access_key_id.as_deref().unwrap_or(""),
+            error_code = %f.error_code,
             message = %f.message,
             "request refused"
         );
@@ -251,17 +252,19 @@ pub async fn authenticate(
         Err(refused) => {
             let (refusal, principal) = *refused;
             metrics::REFUSED.with_label_values(&[refusal.code()]).inc();
+            let action = route_action(&method, &path).map(|r| r.action.to_string());
             layer.audit.record(&AuthFailure {
                 time_ms: chrono::Utc::now().timestamp_millis(),
                 source_ip: ip,
-                user_agent: &user_agent,
-                method: &method,
-                path: &path,
-                action: route_action(&method, &path).map(|r| r.action),
-                principal: principal.as_ref(),
-                access_key_id: key.as_deref(),
-                error_code: refusal.code(),
+                user_agent,
+                action,
+                principal_arn: principal.as_ref().map(|p| p.arn.clone()),
+                account: principal.as_ref().map(|p| p.account.clone()),
+                access_key_id: key,
+                error_code: refusal.code().to_string(),
                 message: refusal.message(),
+                method,
+                path: path.clone(),
             });
             refusal.into_response(&path)
         }
@@ -409,13 +412,15 @@ async fn token_endpoint(
                 user_agent: headers
                     .get(http::header::USER_AGENT)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default(),
-                method: "POST",
-                path: "/oauth2/token",
+                    .unwrap_or_default()
+                    .to_string(),
+                method: "POST".into(),
+                path: "/oauth2/token".into(),
                 action: None,
-                principal: None,
-                access_key_id: Some(&id),
-                error_code: e.code(),
+                principal_arn: None,
+                account: None,
+                access_key_id: Some(id.clone()),
+                error_code: e.code().to_string(),
                 message: e.to_string(),
             });
             oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", e.to_string())

@@ -243,7 +243,7 @@ where
         event_name: op,
         region: &api.cp.cfg.region,
         account: &who.principal.account,
-        principal: Some(&who.principal),
+        user_identity: crate::audit::user_identity(&who.principal),
         source_ip: who.ip,
         user_agent: who.user_agent,
         read_only,

@@ -25,8 +25,8 @@ pub struct AuditEvent<'a> {
     pub event_name: &'a str,
     pub region: &'a str,
     pub account: &'a str,
-    /// The caller; `None` when it did not authenticate.
-    pub principal: Option<&'a Principal>,
+    /// CloudTrail's `userIdentity` ([`user_identity`], [`refused_identity`]).
+    pub user_identity: Value,
     pub source_ip: String,
     pub user_agent: String,
     pub read_only: bool,
@@ -35,11 +35,8 @@ pub struct AuditEvent<'a> {
     pub error: Option<(&'a str, String)>,
 }
 
-/// CloudTrail's `userIdentity` of a caller.
-fn user_identity(account: &str, p: Option<&Principal>) -> Value {
-    let Some(p) = p else {
-        return serde_json::json!({"type": "Unknown", "accountId": account});
-    };
+/// CloudTrail's `userIdentity` of an authenticated caller.
+pub fn user_identity(p: &Principal) -> Value {
     let kind = match &p.kind {
         PrincipalKind::User { .. } => "IAMUser",
         PrincipalKind::Token { .. } => "WorkspaceToken",
@@ -58,32 +55,50 @@ fn user_identity(account: &str, p: Option<&Principal>) -> Value {
     v
 }
 
+/// The `userIdentity` of a refused request: whoever it proved to be, if anyone.
+fn refused_identity(f: &AuthFailure) -> Value {
+    let mut v = match (&f.principal_arn, &f.account) {
+        (Some(arn), Some(account)) => {
+            let kind = if arn.contains(":user/") {
+                "IAMUser"
+            } else {
+                "WorkspaceToken"
+            };
+            serde_json::json!({"type": kind, "accountId": account, "arn": arn})
+        }
+        _ => serde_json::json!({"type": "Unknown"}),
+    };
+    if let Some(k) = &f.access_key_id {
+        v["accessKeyId"] = Value::from(k.as_str());
+    }
+    v
+}
+
 impl AuditSink for AuditLog {
     /// Refused requests are events too: the action (or the method and path) with the error.
-    fn record(&self, f: &AuthFailure<'_>) {
+    fn record(&self, f: &AuthFailure) {
         let event_id = crate::api::uuid_v4();
-        let name = f.action.map_or_else(
-            || format!("{} {}", f.method, f.path),
-            |a| a.split_once(':').map_or(a, |(_, n)| n).to_string(),
-        );
+        let name = match &f.action {
+            Some(a) => a.split_once(':').map_or(a.as_str(), |(_, n)| n).to_string(),
+            None => format!("{} {}", f.method, f.path),
+        };
         let mut params = serde_json::json!({"method": f.method, "path": f.path});
-        if let Some(k) = f.access_key_id {
-            params["accessKeyId"] = Value::from(k);
+        if let Some(k) = &f.access_key_id {
+            params["accessKeyId"] = Value::from(k.as_str());
         }
-        let account = f.principal.map_or("", |p| p.account.as_str());
         let appended = self.append(AuditEvent {
             time_ms: f.time_ms,
             event_id: &event_id,
             event_name: &name,
             region: &self.region,
-            account,
-            principal: f.principal,
+            account: f.account.as_deref().unwrap_or(""),
+            user_identity: refused_identity(f),
             source_ip: f.source_ip.clone(),
-            user_agent: f.user_agent.to_string(),
+            user_agent: f.user_agent.clone(),
             read_only: false,
             request_parameters: params,
             response_elements: Value::Null,
-            error: Some((f.error_code, f.message.clone())),
+            error: Some((&f.error_code, f.message.clone())),
         });
         if let Err(e) = appended {
             tracing::error!(error = %e, "recording a refused request in the audit log");
@@ -105,7 +120,7 @@ impl AuditLog {
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let mut json = serde_json::json!({
             "eventVersion": "1.08",
-            "userIdentity": user_identity(e.account, e.principal),
+            "userIdentity": e.user_identity,
             "eventTime": time,
             "eventSource": "aps.amazonaws.com",
             "eventName": e.event_name,

@@ -10,10 +10,10 @@ use hestia_proto::control::control_plane_server::ControlPlane as ControlPlaneApi
 use hestia_proto::control::raft_server::Raft as RaftApi;
 use hestia_proto::control::{
     AddVoterRequest, ClusterReply, Empty, HaListReply, HaListRequest, HaUpdateReply,
-    HaUpdateRequest, RaftMessage, ReadIndexReply, RemoveVoterRequest, ResolveWorkspaceReply,
-    ResolveWorkspaceRequest, RingCasReply, RingCasRequest, RingHeartbeatReply,
-    RingHeartbeatRequest, RingKeyRequest, RingValue, WatchReply, WatchRequest, WorkspaceInfo,
-    WriteReply, WriteRequest,
+    HaUpdateRequest, RaftMessage, ReadIndexReply, RecordRefusalsRequest, RemoveVoterRequest,
+    ResolveWorkspaceReply, ResolveWorkspaceRequest, RingCasReply, RingCasRequest,
+    RingHeartbeatReply, RingHeartbeatRequest, RingKeyRequest, RingValue, WatchReply, WatchRequest,
+    WorkspaceInfo, WriteReply, WriteRequest,
 };
 use hestia_ring::RingDesc;
 use serde::de::DeserializeOwned;
@@ -274,6 +274,19 @@ impl ControlPlaneApi for ControlPlaneService {
                 .map(|(o, (t, c))| hestia_ha::outcome_to_pb(o, t, c))
                 .collect(),
         }))
+    }
+
+    async fn record_refusals(
+        &self,
+        req: Request<RecordRefusalsRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        use hestia_auth::AuditSink as _;
+        for json in req.into_inner().refusals_json {
+            let f: hestia_auth::AuthFailure = serde_json::from_str(&json)
+                .map_err(|e| Status::invalid_argument(format!("refusal: {e}")))?;
+            self.0.audit.record(&f);
+        }
+        Ok(Response::new(Empty {}))
     }
 
     async fn ha_list(&self, req: Request<HaListRequest>) -> Result<Response<HaListReply>, Status> {

@@ -10,6 +10,7 @@
 //! put the caller's principal in the request). In dev mode ([`Workspaces::Any`],
 //! `--dev-workspaces`) every well-formed id is accepted and is its own tenant.
 
+pub mod audit;
 mod error;
 pub mod metrics;
 mod upstream;

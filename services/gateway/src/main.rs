@@ -42,8 +42,18 @@ async fn main() -> anyhow::Result<()> {
     let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
     let distributor = Upstream::remote("distributor", &cfg.gateway.distributor_urls)?;
     let querier = Upstream::remote("querier", &cfg.gateway.querier_urls)?;
-    // Refusals are logged (target `hestia::audit`): a gateway has no audit log of its own.
-    let auth = hestia_auth::layer::from_config(&cfg, Arc::new(hestia_auth::layer::LogAudit), None)?;
+    // A gateway has no audit log of its own: refusals are logged (target `hestia::audit`) and
+    // forwarded to a control-plane voter's.
+    let (audit, _forwarder): (Arc<dyn hestia_auth::AuditSink>, _) =
+        if cfg.gateway.control_plane_endpoints.is_empty() {
+            (Arc::new(hestia_auth::layer::LogAudit), None)
+        } else {
+            let (sink, task) = hestia_gateway::audit::forward_to_control_plane(
+                &cfg.gateway.control_plane_endpoints,
+            )?;
+            (sink, Some(task))
+        };
+    let auth = hestia_auth::layer::from_config(&cfg, audit, None)?;
     let layer = auth.layer;
     let (workspaces, _watch) = Workspaces::start(
         &cfg.gateway.control_plane_endpoints,

@@ -9,3 +9,11 @@ pub static UPSTREAM_ERRORS: Lazy<IntCounterVec> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static AUDIT_DROPPED: Lazy<prometheus::IntCounter> = Lazy::new(|| {
+    prometheus::register_int_counter!(
+        "hestia_gateway_audit_dropped_total",
+        "Refused requests the gateway could not hand to the control plane's audit log."
+    )
+    .expect("metric registers once")
+});

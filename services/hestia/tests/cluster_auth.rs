@@ -1,7 +1,8 @@
 //! Authentication across processes: the local cluster with `HESTIA_AUTH=enabled` (three voters
 //! and the gateway sharing one master key). The winning voter's first start writes the
 //! operator's credentials; identities created on a voter reach the gateway through the
-//! workspace watch; the gateway refuses unauthenticated and revoked credentials.
+//! workspace watch; the gateway refuses unauthenticated and revoked credentials, and its
+//! refusals reach a voter's audit log.
 mod common;
 
 use std::time::{Duration, Instant};
@@ -87,6 +88,33 @@ async fn cluster_authenticates_at_every_listener() {
     };
     let (status, text) = write(None).await;
     assert_eq!(status, 403, "unauthenticated write: {text}");
+    // The gateway's refusal is in one voter's audit log (the one that received the batch).
+    let audited = eventually("gateway refusal audited", 200, || async {
+        let mut found = String::new();
+        for v in 1..=3 {
+            let page: Value = c
+                .get(format!(
+                    "http://127.0.0.1{v}:8090/admin/audit?maxResults=1000"
+                ))
+                .basic_auth(&id, Some(&secret))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for e in page["events"].as_array().into_iter().flatten() {
+                if e["eventName"] == "RemoteWrite"
+                    && e["errorCode"] == "MissingAuthenticationTokenException"
+                {
+                    found = e.to_string();
+                }
+            }
+        }
+        (if found.is_empty() { 0 } else { 200 }, found)
+    })
+    .await;
+    println!("a gateway refusal was in a voter's audit log within {audited:?}");
     let basic = reqwest::Client::new()
         .get("http://x/")
         .basic_auth(&id, Some(&secret))
