@@ -76,11 +76,13 @@ async fn main() -> anyhow::Result<()> {
             authenticator.clone(),
         ));
         // Every voter tries; the first committed bootstrap wins and its node writes the file.
-        let public_url = cfg
-            .control_plane
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", cfg.control_plane.api_listen));
+        // The credentials' config file points the AWS CLI at this voter's API (the gateway
+        // serves only the data plane); a wildcard listen address falls back to the public URL.
+        let api = cfg.control_plane.api_listen;
+        let endpoint = match &cfg.control_plane.public_url {
+            Some(url) if api.ip().is_unspecified() => url.clone(),
+            _ => format!("http://{api}"),
+        };
         let (cp, master, dir) = (
             running.cp.clone(),
             master.clone(),
@@ -90,14 +92,11 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 match hestia_control_plane::identity_api::bootstrap_identities(
-                    &cp,
-                    &master,
-                    &dir,
-                    &public_url,
+                    &cp, &master, &dir, &endpoint,
                 )
                 .await
                 {
-                    Ok(Some(c)) => return c.announce(&region, &public_url),
+                    Ok(Some(c)) => return c.announce(&region, &endpoint),
                     Ok(None) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "operator account not created yet, retrying");
