@@ -87,14 +87,20 @@ impl TokenScope {
     }
 
     /// The actions a token of this scope may perform (on its workspace only).
-    pub fn allows(self, action: &str) -> bool {
+    pub fn actions(self) -> &'static [&'static str] {
         match self {
-            TokenScope::Read => matches!(
-                action,
-                "aps:QueryMetrics" | "aps:GetSeries" | "aps:GetLabels" | "aps:GetMetricMetadata"
-            ),
-            TokenScope::Write => action == "aps:RemoteWrite",
+            TokenScope::Read => &[
+                "aps:QueryMetrics",
+                "aps:GetSeries",
+                "aps:GetLabels",
+                "aps:GetMetricMetadata",
+            ],
+            TokenScope::Write => &["aps:RemoteWrite"],
         }
+    }
+
+    pub fn allows(self, action: &str) -> bool {
+        self.actions().contains(&action)
     }
 }
 

@@ -32,6 +32,8 @@ pub enum CpError {
     },
     #[error("{0}")]
     QuotaExceeded(String),
+    #[error("{0}")]
+    AccessDenied(String),
     #[error("Rate exceeded")]
     Throttled { retry_after_secs: u64 },
     /// No leader reachable (election in progress, minority partition): retry later.
@@ -74,6 +76,7 @@ impl CpError {
             CpError::NotFound { .. } => "ResourceNotFoundException",
             CpError::Conflict { .. } => "ConflictException",
             CpError::QuotaExceeded(_) => "ServiceQuotaExceededException",
+            CpError::AccessDenied(_) => "AccessDeniedException",
             CpError::Throttled { .. } => "ThrottlingException",
             CpError::Unavailable(_) | CpError::Internal(_) => "InternalServerException",
         }
@@ -85,6 +88,7 @@ impl CpError {
             CpError::NotFound { .. } => StatusCode::NOT_FOUND,
             CpError::Conflict { .. } => StatusCode::CONFLICT,
             CpError::QuotaExceeded(_) => StatusCode::PAYMENT_REQUIRED,
+            CpError::AccessDenied(_) => StatusCode::FORBIDDEN,
             CpError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             CpError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             CpError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -120,7 +124,9 @@ impl CpError {
                 "serviceCode": "aps", "quotaCode": "L-003DB08C",
             }),
             CpError::Throttled { .. } => json!({"message": message, "serviceCode": "aps"}),
-            CpError::Unavailable(_) | CpError::Internal(_) => json!({"message": message}),
+            CpError::AccessDenied(_) | CpError::Unavailable(_) | CpError::Internal(_) => {
+                json!({"message": message})
+            }
         }
     }
 
@@ -136,6 +142,7 @@ impl CpError {
         let msg = self.to_string();
         match self {
             CpError::Validation { .. } => tonic::Status::invalid_argument(msg),
+            CpError::AccessDenied(_) => tonic::Status::permission_denied(msg),
             CpError::NotFound { .. } => tonic::Status::not_found(msg),
             CpError::Conflict { .. } => tonic::Status::failed_precondition(msg),
             CpError::QuotaExceeded(_) | CpError::Throttled { .. } => {

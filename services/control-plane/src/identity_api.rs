@@ -16,6 +16,8 @@ use hestia_auth::identity::{
     AccessKey, Identities, IdentityCommand, IdentityOutcome, PolicyAttachment, TokenScope,
     WorkspaceToken, ADMIN_USER,
 };
+use hestia_auth::policy::{evaluate, Decision};
+use hestia_auth::PrincipalKind;
 use serde_json::{json, Map, Value};
 
 use crate::api::{body_object, call, opt_str, Api, ApiState, Caller};
@@ -463,6 +465,7 @@ async fn create_token(
     body: Bytes,
 ) -> Response {
     let account = who.principal.account.clone();
+    let principal = who.principal.clone();
     let parsed = body_object(&body);
     let mut params = params_of(&parsed);
     if params.is_object() {
@@ -485,6 +488,23 @@ async fn create_token(
                 check_name("name", n)?;
             }
             api.workspace(&account, &workspace).await?;
+            // A token grants only what its creator may do itself: no escalation through tokens.
+            if let PrincipalKind::User { policies, .. } = &principal.kind {
+                let resource = format!(
+                    "arn:aws:aps:{}:{account}:workspace/{workspace}",
+                    api.cp.cfg.region
+                );
+                for action in scope.actions() {
+                    if evaluate(policies, action, &resource) != Decision::Allow {
+                        return Err(CpError::AccessDenied(format!(
+                            "User: {} is not authorized to perform: {action} on resource: \
+                             {resource}, which a {} token would grant",
+                            principal.arn,
+                            scope.as_str()
+                        )));
+                    }
+                }
+            }
             let (id, token, digest) = new_workspace_token();
             let created = chrono::Utc::now().timestamp_millis();
             api.identity(IdentityCommand::CreateToken {

@@ -546,6 +546,50 @@ async fn every_route_is_authenticated_and_authorized() {
         .await;
     assert_eq!(status, 403, "a revoked token");
 
+    // No escalation through tokens: a user allowed CreateToken but not RemoteWrite gets a read
+    // token (it may query) but no write token.
+    c.json(
+        &admin,
+        Method::POST,
+        "/admin/users",
+        json!({"userName": "minter"}),
+    )
+    .await;
+    let doc = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Action": ["aps:CreateToken", "aps:QueryMetrics", "aps:GetSeries", "aps:GetLabels",
+                   "aps:GetMetricMetadata"], "Resource": "*"}]});
+    c.json(
+        &admin,
+        Method::POST,
+        "/admin/users/minter/policies",
+        json!({"policyName": "mint", "policyDocument": doc}),
+    )
+    .await;
+    let k = c
+        .json(
+            &admin,
+            Method::POST,
+            "/admin/users/minter/access-keys",
+            json!({}),
+        )
+        .await;
+    let minter = creds(
+        k["accessKey"]["accessKeyId"].as_str().unwrap(),
+        k["accessKey"]["secretAccessKey"].as_str().unwrap(),
+    );
+    let tokens = format!("/workspaces/{ws}/tokens");
+    let body = |scope: &str| Some(json!({ "scope": scope }).to_string().into_bytes());
+    let (status, text) = c
+        .signed(&minter, Method::POST, &tokens, body("write"))
+        .await;
+    assert_eq!(status, 403, "{text}");
+    assert!(
+        text.contains("aps:RemoteWrite") && text.contains("write token"),
+        "{text}"
+    );
+    let (status, text) = c.signed(&minter, Method::POST, &tokens, body("read")).await;
+    assert_eq!(status, 201, "{text}");
+
     // Basic with a key pair; OAuth2 client credentials for a bearer token.
     let reader = &users[2].2;
     let basic = basic_header(&reader.access_key_id, &reader.secret_access_key);
