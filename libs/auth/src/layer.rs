@@ -10,6 +10,7 @@ use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -207,13 +208,6 @@ fn named_key<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a s
         .or_else(|| query.and_then(|q| from(q, "X-Amz-Credential=")))
 }
 
-fn source_ip(req: &Request) -> String {
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(a)| a.ip().to_string())
-        .unwrap_or_default()
-}
-
 /// The middleware: `axum::middleware::from_fn_with_state(layer, hestia_auth::layer::authenticate)`.
 pub async fn authenticate(
     State(layer): State<Arc<AuthLayer>>,
@@ -227,18 +221,7 @@ pub async fn authenticate(
         }
         AuthMode::Enabled(a) => a.clone(),
     };
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
-    let ip = source_ip(&req);
-    let user_agent = req
-        .headers()
-        .get(http::header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
-    let key = named_key(req.headers(), query.as_deref()).map(str::to_string);
-    match check(&layer, &auth, req, &method, &path, query.as_deref()).await {
+    match check(&layer, &auth, req).await {
         Ok((principal, mut req)) => {
             metrics::ALLOWED.inc();
             let span = tracing::info_span!(
@@ -250,50 +233,72 @@ pub async fn authenticate(
             next.run(req).instrument(span).await
         }
         Err(refused) => {
-            let (refusal, principal) = *refused;
+            let (refusal, failure) = *refused;
             metrics::REFUSED.with_label_values(&[refusal.code()]).inc();
-            let action = route_action(&method, &path).map(|r| r.action.to_string());
-            layer.audit.record(&AuthFailure {
-                time_ms: chrono::Utc::now().timestamp_millis(),
-                source_ip: ip,
-                user_agent,
-                action,
-                principal_arn: principal.as_ref().map(|p| p.arn.clone()),
-                account: principal.as_ref().map(|p| p.account.clone()),
-                access_key_id: key,
-                error_code: refusal.code().to_string(),
-                message: refusal.message(),
-                method,
-                path: path.clone(),
-            });
-            refusal.into_response(&path)
+            layer.audit.record(&failure);
+            refusal.into_response(&failure.path)
         }
     }
 }
 
-/// A refusal, with the caller when it authenticated (for the audit log).
-type Refused = Box<(Refusal, Option<Principal>)>;
+/// A refusal and its audit record.
+type Refused = Box<(Refusal, AuthFailure)>;
+
+/// The audit record of `refusal` (built only when a request is refused).
+fn failure(
+    head: &Parts,
+    route: Option<&str>,
+    principal: Option<&Principal>,
+    refusal: &Refusal,
+) -> AuthFailure {
+    let query = head.uri.query();
+    AuthFailure {
+        time_ms: chrono::Utc::now().timestamp_millis(),
+        source_ip: head
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(a)| a.ip().to_string())
+            .unwrap_or_default(),
+        user_agent: head
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        method: head.method.as_str().to_string(),
+        path: head.uri.path().to_string(),
+        action: route.map(str::to_string),
+        principal_arn: principal.map(|p| p.arn.clone()),
+        account: principal.map(|p| p.account.clone()),
+        access_key_id: named_key(&head.headers, query).map(str::to_string),
+        error_code: refusal.code().to_string(),
+        message: refusal.message(),
+    }
+}
 
 /// Authenticates (buffering the body when SigV4 covers it) and authorizes the route.
 async fn check(
     layer: &AuthLayer,
     auth: &Authenticator,
     req: Request,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
 ) -> Result<(Principal, Request), Refused> {
-    let authorization = req
-        .headers()
+    let (head, body) = req.into_parts();
+    let (method, path, query) = (head.method.as_str(), head.uri.path(), head.uri.query());
+    let route = route_action(method, path);
+    let action = route.as_ref().map(|r| r.action);
+    let refuse = |refusal: Refusal, principal: Option<&Principal>| {
+        let f = failure(&head, action, principal, &refusal);
+        Box::new((refusal, f))
+    };
+    let authorization = head
+        .headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let sigv4 = Presented::of(authorization, query) == Presented::SigV4;
-    let (head, body) = req.into_parts();
     // SigV4 covers the body: buffer it to hash it (bounded by max_body_bytes).
-    let (body, bytes) = if sigv4 {
+    let (body, bytes) = if Presented::of(authorization, query) == Presented::SigV4 {
         match axum::body::to_bytes(body, layer.max_body_bytes).await {
             Ok(b) => (Body::from(b.clone()), Some(b)),
-            Err(_) => return Err(Box::new((Refusal::TooLarge(layer.max_body_bytes), None))),
+            Err(_) => return Err(refuse(Refusal::TooLarge(layer.max_body_bytes), None)),
         }
     } else {
         (body, None)
@@ -307,10 +312,10 @@ async fn check(
     };
     let principal = auth
         .authenticate(&request, SystemTime::now())
-        .map_err(|e| Box::new((Refusal::Auth(e), None)))?;
-    let denied = match route_action(method, path) {
+        .map_err(|e| refuse(Refusal::Auth(e), None))?;
+    let denied = match &route {
         Some(route) => auth
-            .authorize(&principal, &route)
+            .authorize(&principal, route)
             .err()
             .map(|d: Denied| d.to_string()),
         None => Some(format!(
@@ -318,10 +323,10 @@ async fn check(
             principal.arn
         )),
     };
-    match denied {
-        Some(message) => Err(Box::new((Refusal::Denied(message), Some(principal)))),
-        None => Ok((principal, Request::from_parts(head, body))),
+    if let Some(message) = denied {
+        return Err(refuse(Refusal::Denied(message), Some(&principal)));
     }
+    Ok((principal, Request::from_parts(head, body)))
 }
 
 #[derive(Deserialize)]
