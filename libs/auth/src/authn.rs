@@ -199,6 +199,9 @@ pub struct Authenticator {
     issuer: TokenIssuer,
     master: MasterKey,
     directory: RwLock<Arc<Directory>>,
+    /// What `directory` was compiled from: updates that change no identity (every workspace
+    /// change reaches `update` too) skip opening every secret again.
+    compiled_from: parking_lot::Mutex<Identities>,
     token_ttl: Duration,
 }
 
@@ -209,6 +212,7 @@ impl Authenticator {
             issuer: TokenIssuer::new(&master),
             master,
             directory: RwLock::new(Arc::new(Directory::default())),
+            compiled_from: parking_lot::Mutex::new(Identities::default()),
             token_ttl,
         }
     }
@@ -219,8 +223,13 @@ impl Authenticator {
 
     /// Replaces the identities lookups use.
     pub fn update(&self, ids: &Identities) {
+        let mut from = self.compiled_from.lock();
+        if *from == *ids {
+            return;
+        }
         let d = Arc::new(Directory::compile(ids, &self.master));
         *self.directory.write() = d;
+        *from = ids.clone();
     }
 
     fn directory(&self) -> Arc<Directory> {
