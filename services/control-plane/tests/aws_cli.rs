@@ -102,7 +102,11 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
         .get(format!("http://{addr}/admin/audit?maxResults=5"))
         .basic_auth(
             &created.access_key_id,
-            Some(secret_of(&created.credentials_file)),
+            Some(
+                hestia_aws_client::file_credentials(&created.credentials_file, "hestia")
+                    .unwrap()
+                    .secret_access_key,
+            ),
         )
         .send()
         .await
@@ -117,12 +121,4 @@ async fn aws_cli_and_boto3_drive_the_workspace_api() {
     assert!(page["nextToken"].is_string());
     follower.abort();
     running.shutdown().await;
-}
-
-fn secret_of(credentials: &std::path::Path) -> String {
-    let text = std::fs::read_to_string(credentials).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("aws_secret_access_key = "))
-        .unwrap()
-        .to_string()
 }

@@ -122,19 +122,7 @@ fn bootstrap_key(data_dir: &std::path::Path) -> AwsCredentials {
     let path = data_dir.join("credentials");
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "credentials file mode");
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.starts_with("[hestia]\n"), "{text}");
-    let value = |k: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(k)?
-                    .trim()
-                    .strip_prefix('=')
-                    .map(|v| v.trim().to_string())
-            })
-            .unwrap()
-    };
-    creds(&value("aws_access_key_id"), &value("aws_secret_access_key"))
+    hestia_aws_client::file_credentials(&path, "hestia").unwrap()
 }
 
 async fn wait_active(c: &Client, key: &AwsCredentials, ws: &str) {

@@ -61,17 +61,6 @@ impl Admin {
     }
 }
 
-fn ini_value(text: &str, key: &str) -> String {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(key)?
-                .trim()
-                .strip_prefix('=')
-                .map(|v| v.trim().to_string())
-        })
-        .unwrap_or_else(|| panic!("{key} missing"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_oauth2_token_and_awscurl_sigv4() {
     let dir = tempfile::tempdir().unwrap();
@@ -89,12 +78,12 @@ async fn prometheus_oauth2_token_and_awscurl_sigv4() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600);
-    let text = std::fs::read_to_string(&credentials).unwrap();
+    let key = hestia_aws_client::file_credentials(&credentials, "hestia").unwrap();
     let admin = Admin {
         http: reqwest::Client::new(),
         base: base.clone(),
-        id: ini_value(&text, "aws_access_key_id"),
-        secret: ini_value(&text, "aws_secret_access_key"),
+        id: key.access_key_id,
+        secret: key.secret_access_key,
     };
     let ws = admin
         .call(

@@ -65,17 +65,8 @@ impl LocalCluster {
                     .dir
                     .path()
                     .join(format!("control-plane-{i}/credentials"));
-                if let Ok(text) = std::fs::read_to_string(&path) {
-                    let value = |k: &str| {
-                        text.lines()
-                            .find_map(|l| l.strip_prefix(k)?.trim().strip_prefix('='))
-                            .map(|v| v.trim().to_string())
-                    };
-                    if let (Some(id), Some(secret)) =
-                        (value("aws_access_key_id"), value("aws_secret_access_key"))
-                    {
-                        return (id, secret);
-                    }
+                if let Ok(k) = hestia_aws_client::file_credentials(&path, "hestia") {
+                    return (k.access_key_id, k.secret_access_key);
                 }
             }
             assert!(
