@@ -131,6 +131,11 @@ pub struct IngesterConfig {
     pub max_local_series_per_user: usize,
     /// The same per metric name.
     pub max_local_series_per_metric: usize,
+    /// A series with no sample for this long leaves memory at the next checkpoint (its data
+    /// stays queryable from disk; a new sample brings it back). At least 5 minutes (the active
+    /// series window); "0s" keeps every series in memory.
+    #[serde(with = "humantime_serde")]
+    pub series_idle_timeout: Duration,
 }
 
 /// The runtime-reloaded overrides file (`hestia_limits::Overrides`).
@@ -177,6 +182,7 @@ impl Default for IngesterConfig {
             unregister_on_shutdown: false,
             max_local_series_per_user: 0,
             max_local_series_per_metric: 0,
+            series_idle_timeout: Duration::from_secs(3600),
         }
     }
 }
@@ -441,6 +447,10 @@ impl Config {
         if self.querier.max_query_length.is_zero() || self.querier.max_fetched_chunks_per_query == 0
         {
             return bad("querier.max_query_length and querier.max_fetched_chunks_per_query must be positive");
+        }
+        let idle = self.ingester.series_idle_timeout;
+        if !idle.is_zero() && idle < Duration::from_secs(300) {
+            return bad("ingester.series_idle_timeout must be 0s or at least 5m");
         }
         if self.ingester.checkpoint_interval < Duration::from_secs(1) {
             return bad("ingester.checkpoint_interval must be at least 1s");

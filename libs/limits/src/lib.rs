@@ -55,6 +55,10 @@ pub struct Limits {
     pub ha_replica_label: String,
     /// HA clusters per workspace (AMP: 500; 0 = no limit).
     pub ha_max_clusters: usize,
+    /// Float samples up to this much older than their series' newest sample are accepted
+    /// (AMP's `outOfOrderTimeWindowInSeconds`; 0, the default, refuses every out-of-order sample).
+    #[serde(with = "humantime_serde")]
+    pub out_of_order_time_window: Duration,
 }
 
 impl Default for Limits {
@@ -75,6 +79,7 @@ impl Default for Limits {
             ha_cluster_label: "cluster".to_string(),
             ha_replica_label: "__replica__".to_string(),
             ha_max_clusters: 500,
+            out_of_order_time_window: Duration::ZERO,
         }
     }
 }

@@ -16,19 +16,23 @@ pub(crate) enum Cf {
     Wal,
     Series,
     Chunks,
+    OooChunks,
     Metadata,
     Meta,
     Exemplars,
+    Idle,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 6] = [
+    pub(crate) const ALL: [Cf; 8] = [
         Cf::Wal,
         Cf::Series,
         Cf::Chunks,
+        Cf::OooChunks,
         Cf::Metadata,
         Cf::Meta,
         Cf::Exemplars,
+        Cf::Idle,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -36,9 +40,11 @@ impl Cf {
             Cf::Wal => "wal",
             Cf::Series => "series",
             Cf::Chunks => "chunks",
+            Cf::OooChunks => "ooo_chunks",
             Cf::Metadata => "metadata",
             Cf::Meta => "meta",
             Cf::Exemplars => "exemplars",
+            Cf::Idle => "idle",
         }
     }
 }
@@ -52,6 +58,7 @@ pub(crate) fn cf(db: &DB, c: Cf) -> Result<&rocksdb::ColumnFamily, StorageError>
 #[derive(Debug)]
 pub(crate) enum Op {
     Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
     DeleteRange(Cf, Vec<u8>, Vec<u8>),
 }
 
@@ -59,6 +66,7 @@ impl Op {
     fn size(&self) -> usize {
         match self {
             Op::Put(_, k, v) | Op::DeleteRange(_, k, v) => k.len() + v.len(),
+            Op::Delete(_, k) => k.len(),
         }
     }
 }
@@ -68,6 +76,7 @@ pub(crate) fn write_batch(db: &DB, ops: &[Op], sync: bool) -> Result<(), Storage
     for op in ops {
         match op {
             Op::Put(c, k, v) => b.put_cf(cf(db, *c)?, k, v),
+            Op::Delete(c, k) => b.delete_cf(cf(db, *c)?, k),
             Op::DeleteRange(c, from, to) => b.delete_range_cf(cf(db, *c)?, from, to),
         }
     }

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,13 +34,13 @@ use rocksdb::{
 };
 
 use crate::commit::{cf, write_batch, Cf, Committer, Op};
-use crate::head::{HeadChunk, Index, Last, Outcome, Series, Value};
+use crate::head::{HeadChunk, Index, Last, MemoryChunks, Outcome, Sealed, Series, Value};
 use crate::histogram::{Histogram, HistogramAppender};
+use crate::idle::{self, IdleSeries};
 use crate::keys;
 use crate::types::{
-    AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata, MetricType,
-    RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLimits,
-    TenantStats,
+    AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata,
+    MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, TenantStats,
 };
 use crate::xor::XorAppender;
 use crate::StorageError;
@@ -76,6 +76,10 @@ pub struct TsdbOptions {
     /// Exemplars kept per tenant, oldest evicted first (Prometheus' circular exemplar storage);
     /// 0 disables exemplar storage.
     pub max_exemplars_per_tenant: usize,
+    /// A series whose newest sample is older than this (wall clock) leaves memory after the next
+    /// checkpoint; its data stays queryable from disk and a new sample brings it back. `None`
+    /// keeps every series in memory.
+    pub series_idle_timeout: Option<Duration>,
 }
 
 impl Default for TsdbOptions {
@@ -91,6 +95,7 @@ impl Default for TsdbOptions {
             background_jobs: 2,
             active_series_window: Duration::from_secs(300),
             max_exemplars_per_tenant: 100_000,
+            series_idle_timeout: None,
         }
     }
 }
@@ -105,6 +110,14 @@ impl TsdbOptions {
         if self.checkpoint_interval == Some(Duration::ZERO) {
             return Err(StorageError::InvalidOptions(
                 "checkpoint_interval must be positive".into(),
+            ));
+        }
+        if self
+            .series_idle_timeout
+            .is_some_and(|t| t < self.active_series_window)
+        {
+            return Err(StorageError::InvalidOptions(
+                "series_idle_timeout must not be shorter than active_series_window".into(),
             ));
         }
         if self.background_jobs < 1 {
@@ -128,12 +141,15 @@ struct Tenant {
     samples_appended: AtomicU64,
     samples_duplicate: AtomicU64,
     samples_out_of_order: AtomicU64,
+    samples_out_of_order_appended: AtomicU64,
     samples_duplicate_timestamp: AtomicU64,
     exemplars: Mutex<ExemplarRing>,
     active: Mutex<ActiveCounts>,
+    /// Series on disk only (see `idle.rs`).
+    idle_series: AtomicUsize,
 }
 
-/// Active series of one tenant for [`SeriesLimits`]: recounted from the index at most every
+/// Active series of one tenant for [`AppendLimits`]: recounted from the index at most every
 /// [`ACTIVE_RECOUNT`], incremented for every series created in between (so series that went
 /// idle free their slot within one recount).
 #[derive(Default)]
@@ -166,7 +182,7 @@ impl ActiveCounts {
     }
 
     /// Takes a slot for a new series of metric `name`, or says which limit is full.
-    fn admit(&mut self, name: &str, limits: &SeriesLimits) -> Result<(), RejectReason> {
+    fn admit(&mut self, name: &str, limits: &AppendLimits) -> Result<(), RejectReason> {
         if limits.max_series > 0 && self.total >= limits.max_series {
             return Err(RejectReason::SeriesLimit);
         }
@@ -200,20 +216,58 @@ impl Tenant {
             samples_appended: AtomicU64::new(0),
             samples_duplicate: AtomicU64::new(0),
             samples_out_of_order: AtomicU64::new(0),
+            samples_out_of_order_appended: AtomicU64::new(0),
             samples_duplicate_timestamp: AtomicU64::new(0),
             exemplars: Mutex::new(ExemplarRing::default()),
             active: Mutex::new(ActiveCounts::default()),
+            idle_series: AtomicUsize::new(0),
         }
     }
 
-    /// Series selected by `matchers` whose samples overlap `[mint, maxt]`.
-    fn select_series(&self, matchers: &[Matcher], mint: i64, maxt: i64) -> Vec<Arc<Series>> {
+    /// Series selected by `matchers` whose samples overlap `[mint, maxt]`, in memory or idle.
+    fn select_series(
+        &self,
+        db: &DB,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<Selected>, StorageError> {
+        // Memory first: a series leaving memory after this look-up was in it; one that left
+        // before is counted in `idle_series` and has its idle postings written.
         let idx = self.index.read();
         let ids = idx.postings_for_matchers(matchers);
-        let mut out = idx.resolve(&ids);
+        let mut resident = idx.resolve(&ids);
         drop(idx);
-        out.retain(|s| s.overlaps(mint, maxt));
-        out
+        resident.retain(|s| s.overlaps(mint, maxt));
+        let mut out: Vec<Selected> = resident.into_iter().map(Selected::Resident).collect();
+        if self.idle_series.load(Ordering::Acquire) > 0 {
+            let skip: HashSet<u64> = ids.into_iter().collect();
+            let idle = idle::select(db, &self.prefix, matchers, mint, maxt, &skip)?;
+            out.extend(idle.into_iter().map(Selected::Idle));
+        }
+        Ok(out)
+    }
+}
+
+/// A series a query found: in memory, or idle (on disk only).
+enum Selected {
+    Resident(Arc<Series>),
+    Idle(IdleSeries),
+}
+
+impl Selected {
+    fn id(&self) -> u64 {
+        match self {
+            Selected::Resident(s) => s.id,
+            Selected::Idle(s) => s.id,
+        }
+    }
+
+    fn labels(&self) -> &Labels {
+        match self {
+            Selected::Resident(s) => &s.labels,
+            Selected::Idle(s) => &s.labels,
+        }
     }
 }
 
@@ -314,7 +368,7 @@ impl Tsdb {
         tenant: &TenantId,
         batch: &[SeriesAppend],
     ) -> Result<AppendResult, StorageError> {
-        self.inner.append(tenant, batch, &SeriesLimits::default())
+        self.inner.append(tenant, batch, &AppendLimits::default())
     }
 
     /// [`Tsdb::append`] with caps on new series: a new series over `limits` is refused with all
@@ -324,7 +378,7 @@ impl Tsdb {
         &self,
         tenant: &TenantId,
         batch: &[SeriesAppend],
-        limits: &SeriesLimits,
+        limits: &AppendLimits,
     ) -> Result<AppendResult, StorageError> {
         self.inner.append(tenant, batch, limits)
     }
@@ -339,6 +393,13 @@ impl Tsdb {
     /// Persists every open chunk that has unpersisted samples, then drops the WAL behind it.
     pub fn checkpoint(&self) -> Result<(), StorageError> {
         self.inner.checkpoint()
+    }
+
+    /// Takes the series idle for `TsdbOptions::series_idle_timeout` out of memory (they stay
+    /// queryable from disk, and a new sample brings one back); returns how many left. The
+    /// background thread runs it after each checkpoint.
+    pub fn evict_idle(&self) -> Result<usize, StorageError> {
+        self.inner.evict_idle()
     }
 
     /// Chunks of the matching series overlapping `[mint, maxt]`, series sorted by labels.
@@ -364,19 +425,22 @@ impl Tsdb {
         let Some(t) = self.inner.tenant(tenant) else {
             return Ok(Vec::new());
         };
-        let idx = t.index.read();
-        let ids: HashSet<u64> = idx.postings_for_matchers(matchers).into_iter().collect();
+        let series: HashMap<u64, Labels> = t
+            .select_series(&self.inner.db, matchers, i64::MIN, i64::MAX)?
+            .into_iter()
+            .map(|s| (s.id(), s.labels().clone()))
+            .collect();
         let mut by_series: BTreeMap<u64, Vec<Exemplar>> = BTreeMap::new();
         for (_, sid, e) in t.exemplars.lock().items.iter() {
-            if e.t >= mint && e.t <= maxt && ids.contains(sid) {
+            if e.t >= mint && e.t <= maxt && series.contains_key(sid) {
                 by_series.entry(*sid).or_default().push(e.clone());
             }
         }
         let mut out: Vec<SeriesExemplars> = by_series
             .into_iter()
             .filter_map(|(sid, exemplars)| {
-                idx.by_id(sid).map(|s| SeriesExemplars {
-                    labels: s.labels.clone(),
+                series.get(&sid).map(|labels| SeriesExemplars {
+                    labels: labels.clone(),
                     exemplars,
                 })
             })
@@ -397,9 +461,9 @@ impl Tsdb {
             return Ok(Vec::new());
         };
         let mut out: Vec<Labels> = t
-            .select_series(matchers, mint, maxt)
+            .select_series(&self.inner.db, matchers, mint, maxt)?
             .iter()
-            .map(|s| s.labels.clone())
+            .map(|s| s.labels().clone())
             .collect();
         out.sort_unstable();
         Ok(out)
@@ -417,7 +481,7 @@ impl Tsdb {
         let Some(t) = self.inner.tenant(tenant) else {
             return Ok(Vec::new());
         };
-        if matchers.is_empty() {
+        if matchers.is_empty() && t.idle_series.load(Ordering::Acquire) == 0 {
             let idx = t.index.read();
             let mut names: Vec<String> = idx
                 .label_names()
@@ -433,8 +497,8 @@ impl Tsdb {
             return Ok(names);
         }
         let mut names = BTreeSet::new();
-        for s in t.select_series(matchers, mint, maxt) {
-            for l in &s.labels {
+        for s in t.select_series(&self.inner.db, matchers, mint, maxt)? {
+            for l in s.labels() {
                 if !names.contains(&l.name) {
                     names.insert(l.name.clone());
                 }
@@ -458,7 +522,7 @@ impl Tsdb {
         };
         if matchers.is_empty() {
             let idx = t.index.read();
-            let mut values: Vec<String> = idx
+            let mut values: HashSet<String> = idx
                 .values(name)
                 .into_iter()
                 .flatten()
@@ -468,12 +532,24 @@ impl Tsdb {
                 })
                 .map(|(v, _)| v.clone())
                 .collect();
+            drop(idx);
+            if t.idle_series.load(Ordering::Acquire) > 0 {
+                let prefix = &t.prefix;
+                values.extend(idle::label_values(
+                    &self.inner.db,
+                    prefix,
+                    name,
+                    mint,
+                    maxt,
+                )?);
+            }
+            let mut values: Vec<String> = values.into_iter().collect();
             values.sort_unstable();
             return Ok(values);
         }
         let mut values = BTreeSet::new();
-        for s in t.select_series(matchers, mint, maxt) {
-            if let Some(v) = s.labels.get(name) {
+        for s in t.select_series(&self.inner.db, matchers, mint, maxt)? {
+            if let Some(v) = s.labels().get(name) {
                 if !values.contains(v) {
                     values.insert(v.to_string());
                 }
@@ -633,10 +709,12 @@ fn stats_of(t: &Tenant, active_since: i64) -> TenantStats {
     TenantStats {
         tenant: t.id.clone(),
         series: idx.len(),
+        idle_series: t.idle_series.load(Ordering::Relaxed),
         active_series: idx.count_where(|s| s.max_time() >= active_since),
         samples_appended: t.samples_appended.load(Ordering::Relaxed),
         samples_duplicate: t.samples_duplicate.load(Ordering::Relaxed),
         samples_out_of_order: t.samples_out_of_order.load(Ordering::Relaxed),
+        samples_out_of_order_appended: t.samples_out_of_order_appended.load(Ordering::Relaxed),
         samples_duplicate_timestamp: t.samples_duplicate_timestamp.load(Ordering::Relaxed),
     }
 }
@@ -665,12 +743,116 @@ fn open_rocksdb(path: &Path, opts: &TsdbOptions) -> Result<DB, StorageError> {
     let descriptors = Cf::ALL.iter().map(|c| {
         // Chunks and float-heavy WAL records barely compress; labels and help text do.
         let compression = match c {
-            Cf::Chunks | Cf::Wal => DBCompressionType::None,
-            Cf::Series | Cf::Metadata | Cf::Meta | Cf::Exemplars => DBCompressionType::Lz4,
+            Cf::Chunks | Cf::OooChunks | Cf::Wal => DBCompressionType::None,
+            Cf::Series | Cf::Metadata | Cf::Meta | Cf::Exemplars | Cf::Idle => {
+                DBCompressionType::Lz4
+            }
         };
         ColumnFamilyDescriptor::new(c.name(), cf_opts(compression))
     });
     Ok(DB::open_cf_descriptors(&db_opts, path, descriptors)?)
+}
+
+/// Restores a series' time range, newest value and open chunk from its persisted in-order
+/// chunks (at recovery, and when an idle series comes back).
+fn load_chunks(
+    it: &mut rocksdb::DBRawIterator<'_>,
+    prefix: &[u8],
+    s: &Series,
+    max: u16,
+) -> Result<(), StorageError> {
+    let sp = keys::series_prefix(prefix, s.id);
+    it.seek(keys::chunk_key(prefix, s.id, i64::MIN));
+    let first_min = match it.key() {
+        Some(k) if k.starts_with(&sp) => keys::parse_chunk_key_rest(&k[prefix.len()..])?.1,
+        _ => return Ok(()),
+    };
+    it.seek_for_prev(keys::chunk_key(prefix, s.id, i64::MAX));
+    let (Some(k), Some(v)) = (it.key(), it.value()) else {
+        return Ok(());
+    };
+    if !k.starts_with(&sp) {
+        return Ok(());
+    }
+    let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
+    let mut st = s.state.lock();
+    let resumed = match encoding {
+        ChunkEncoding::Xor => {
+            XorAppender::resume(data).map(|a| (Last::Float(a.last_value_bits()), HeadChunk::Xor(a)))
+        }
+        ChunkEncoding::Histogram => HistogramAppender::resume(data).map(|a| {
+            let last = Last::Histogram(Box::new(a.last().cloned().unwrap_or_default()));
+            (last, HeadChunk::Histogram(a))
+        }),
+    };
+    match resumed {
+        Ok((last, head)) => {
+            s.set_recovered(&mut st, first_min, max_t, last);
+            if !head.is_empty() && !head.is_full(max) {
+                st.head_persisted = head.num_samples();
+                st.head = Some(head);
+            }
+        }
+        Err(e) => {
+            // Keep the series usable: new samples start a new chunk after max_t.
+            tracing::error!(series = s.id, error = %e, "corrupt last chunk; not resuming it");
+            s.set_recovered(&mut st, first_min, max_t, Last::Float(f64::NAN.to_bits()));
+        }
+    }
+    it.status()?;
+    Ok(())
+}
+
+/// Restores a series' out-of-order chunk numbers and open out-of-order chunk from disk.
+fn load_ooo_chunks(db: &DB, prefix: &[u8], s: &Series) -> Result<(), StorageError> {
+    let sp = keys::series_prefix(prefix, s.id);
+    let mut it = db.raw_iterator_cf(cf(db, Cf::OooChunks)?);
+    it.seek(&sp);
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if !k.starts_with(&sp) {
+            break;
+        }
+        let (_, no) = keys::parse_ooo_chunk_key_rest(&k[prefix.len()..])?;
+        let (min_t, _, data) = keys::decode_ooo_chunk_value(v)?;
+        s.recover_out_of_order(no, min_t, data);
+        it.next();
+    }
+    it.status()?;
+    Ok(())
+}
+
+/// Brings idle series `sid` back into memory during recovery; returns the deletes of its idle
+/// keys, or `None` if it is already back or its row is missing.
+fn revive_at_recovery(
+    db: &DB,
+    t: &Tenant,
+    sid: u64,
+    max: u16,
+) -> Result<Option<Vec<Op>>, StorageError> {
+    let Some(row) = db.get_pinned_cf(cf(db, Cf::Series)?, keys::series_prefix(&t.prefix, sid))?
+    else {
+        return Ok(None);
+    };
+    let labels = keys::decode_labels(&row)?;
+    let hash = labels.hash64();
+    let Some((found, day)) = idle::find(db, &t.prefix, hash, &labels)? else {
+        return Ok(None);
+    };
+    if found != sid || t.index.read().by_id(sid).is_some() {
+        return Ok(None);
+    }
+    let s = Arc::new(Series::new(sid, labels, true));
+    load_chunks(
+        &mut db.raw_iterator_cf(cf(db, Cf::Chunks)?),
+        &t.prefix,
+        &s,
+        max,
+    )?;
+    load_ooo_chunks(db, &t.prefix, &s)?;
+    let ops = idle::revive_ops(&t.prefix, sid, hash, &s.labels, day);
+    t.index.write().insert(hash, s);
+    t.idle_series.fetch_sub(1, Ordering::Relaxed);
+    Ok(Some(ops))
 }
 
 /// Rebuilds the head from the series, chunks and WAL column families.
@@ -678,7 +860,8 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
     let db = &inner.db;
     let max = inner.opts.chunk_max_samples;
 
-    // Series and postings.
+    // Series and postings; idle series stay on disk.
+    let idle = idle::all(db)?;
     let mut max_sid = 0u64;
     let mut it = db.raw_iterator_cf(cf(db, Cf::Series)?);
     it.seek_to_first();
@@ -686,9 +869,14 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
         let (tenant, rest) = keys::split_tenant(k)?;
         let sid =
             keys::read_u64(rest).ok_or_else(|| StorageError::corrupt("series key", "too short"))?;
-        let labels = keys::decode_labels(v)?;
         max_sid = max_sid.max(sid);
         let t = inner.tenant_or_create(&tenant);
+        if idle.get(&t.prefix).is_some_and(|ids| ids.contains(&sid)) {
+            t.idle_series.fetch_add(1, Ordering::Relaxed);
+            it.next();
+            continue;
+        }
+        let labels = keys::decode_labels(v)?;
         let hash = labels.hash64();
         t.index
             .write()
@@ -705,46 +893,26 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
     for t in &tenants {
         let all = t.index.read().all_series();
         for s in all {
-            let sp = keys::series_prefix(&t.prefix, s.id);
-            it.seek(keys::chunk_key(&t.prefix, s.id, i64::MIN));
-            let first_min = match it.key() {
-                Some(k) if k.starts_with(&sp) => {
-                    keys::parse_chunk_key_rest(&k[t.prefix.len()..])?.1
-                }
-                _ => continue,
-            };
-            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id, i64::MAX));
-            let (Some(k), Some(v)) = (it.key(), it.value()) else {
-                continue;
-            };
-            if !k.starts_with(&sp) {
-                continue;
-            }
-            let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
-            let mut st = s.state.lock();
-            let resumed = match encoding {
-                ChunkEncoding::Xor => XorAppender::resume(data)
-                    .map(|a| (Last::Float(a.last_value_bits()), HeadChunk::Xor(a))),
-                ChunkEncoding::Histogram => HistogramAppender::resume(data).map(|a| {
-                    let last = Last::Histogram(Box::new(a.last().cloned().unwrap_or_default()));
-                    (last, HeadChunk::Histogram(a))
-                }),
-            };
-            match resumed {
-                Ok((last, head)) => {
-                    s.set_recovered(&mut st, first_min, max_t, last);
-                    if !head.is_empty() && !head.is_full(max) {
-                        st.head_persisted = head.num_samples();
-                        st.head = Some(head);
-                    }
-                }
-                Err(e) => {
-                    // Keep the series usable: new samples start a new chunk after max_t.
-                    tracing::error!(series = s.id, error = %e, "corrupt last chunk; not resuming it");
-                    s.set_recovered(&mut st, first_min, max_t, Last::Float(f64::NAN.to_bits()));
-                }
-            }
+            load_chunks(&mut it, &t.prefix, &s, max)?;
         }
+    }
+    it.status()?;
+    drop(it);
+
+    // Out-of-order chunks: each series' next chunk number; its last chunk reopens if not full.
+    let mut it = db.raw_iterator_cf(cf(db, Cf::OooChunks)?);
+    it.seek_to_first();
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        let (tenant, rest) = keys::split_tenant(k)?;
+        let (sid, no) = keys::parse_ooo_chunk_key_rest(rest)?;
+        let (min_t, _, data) = keys::decode_ooo_chunk_value(v)?;
+        if let Some(s) = inner
+            .tenant(&tenant)
+            .and_then(|t| t.index.read().by_id(sid).cloned())
+        {
+            s.recover_out_of_order(no, min_t, data);
+        }
+        it.next();
     }
     it.status()?;
     drop(it);
@@ -798,6 +966,7 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
     let mut max_seq = None;
     let mut replayed = 0u64;
     let mut sealed_ops = Vec::new();
+    let mut sealed = Sealed::default();
     let mut it = db.raw_iterator_cf(cf(db, Cf::Wal)?);
     it.seek_to_first();
     while let (Some(k), Some(v)) = (it.key(), it.value()) {
@@ -806,10 +975,23 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
             keys::read_u64(rest).ok_or_else(|| StorageError::corrupt("wal key", "too short"))?;
         max_seq = max_seq.max(Some(seq));
         let t = inner.tenant_or_create(&tenant);
+        // A series that went idle after this record was written (its samples are in chunks)
+        // comes back: the record may hold samples that arrived while it was leaving memory.
+        let mut back = Vec::new();
+        keys::decode_wal_record(v, |(sid, ..)| {
+            let is_idle = idle.get(&t.prefix).is_some_and(|ids| ids.contains(&sid));
+            if is_idle && t.index.read().by_id(sid).is_none() {
+                back.push(sid);
+            }
+        })?;
+        for sid in back {
+            if let Some(ops) = revive_at_recovery(db, &t, sid, max)? {
+                sealed_ops.extend(ops);
+            }
+        }
         let idx = t.index.read();
         let mut err = None;
-        let mut chunks = Vec::new();
-        keys::decode_wal_record(v, |(sid, samples, hists)| {
+        keys::decode_wal_record(v, |(sid, samples, hists, ooo)| {
             let Some(s) = idx.by_id(sid) else {
                 tracing::warn!(tenant = %tenant, series = sid, "WAL references unknown series");
                 return;
@@ -820,20 +1002,23 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
                 .map(|x| (x.t, Value::Float(x.v)))
                 .chain(hists.iter().map(|(t, h)| (*t, Value::Histogram(h))));
             for (ts, v) in values {
-                match s.append(&mut st, ts, v, max, &mut chunks) {
+                match s.append(&mut st, ts, v, max, 0, &mut sealed) {
                     Ok(Outcome::Appended) => replayed += 1,
                     Ok(_) => {}
                     Err(e) => err = Some(e),
                 }
             }
-            for c in chunks.drain(..) {
-                sealed_ops.push(Op::Put(
-                    Cf::Chunks,
-                    keys::chunk_key(&t.prefix, sid, c.min_t),
-                    keys::encode_chunk_value(c.encoding, c.max_t, &c.data),
-                ));
+            // Accepted out of order once, so re-applied whatever the window is now.
+            for x in ooo {
+                if s.append_out_of_order(&mut st, x.t, x.v, &mut sealed)
+                    == Outcome::AppendedOutOfOrder
+                {
+                    replayed += 1;
+                }
             }
+            sealed_ops.extend(sealed_chunk_ops(&t.prefix, sid, &mut sealed));
             st.sealed.clear();
+            st.ooo_sealed.clear();
         })?;
         if let Some(e) = err {
             return Err(e);
@@ -887,10 +1072,18 @@ impl Inner {
             *last += 1;
         }
         let seq = self.commit.enqueue(|_| {
-            [Cf::Wal, Cf::Series, Cf::Chunks, Cf::Metadata, Cf::Exemplars]
-                .into_iter()
-                .map(|c| Op::DeleteRange(c, from.clone(), to.clone()))
-                .collect()
+            [
+                Cf::Wal,
+                Cf::Series,
+                Cf::Chunks,
+                Cf::OooChunks,
+                Cf::Metadata,
+                Cf::Exemplars,
+                Cf::Idle,
+            ]
+            .into_iter()
+            .map(|c| Op::DeleteRange(c, from.clone(), to.clone()))
+            .collect()
         })?;
         self.commit.wait(&self.db, seq)?;
         Ok(removed.is_some())
@@ -910,7 +1103,7 @@ impl Inner {
         &self,
         tenant: &TenantId,
         batch: &[SeriesAppend],
-        limits: &SeriesLimits,
+        limits: &AppendLimits,
     ) -> Result<AppendResult, StorageError> {
         self.check_writable()?;
         let mut result = AppendResult::default();
@@ -935,13 +1128,18 @@ impl Inner {
                 })
                 .collect()
         };
+        // Deletes of the idle keys of series this call brings back into memory, and the series
+        // whose row is written (or, for those, found) by it.
+        let mut revive: Vec<Op> = Vec::new();
+        let mut rows: Vec<Arc<Series>> = Vec::new();
         if refs
             .iter()
             .zip(batch)
             .any(|(r, sa)| r.is_none() && sa.has_data())
         {
+            let mut chunk_it = self.db.raw_iterator_cf(cf(&self.db, Cf::Chunks)?);
             let mut idx = t.index.write();
-            let mut active = (!limits.is_unlimited()).then(|| {
+            let mut active = limits.caps_series().then(|| {
                 let mut a = t.active.lock();
                 a.refresh(&idx, active_since(self.opts.active_series_window));
                 a
@@ -968,26 +1166,47 @@ impl Inner {
                         continue;
                     }
                 }
-                let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
-                let s = Arc::new(Series::new(id, sa.labels.clone(), false));
+                let idle = if t.idle_series.load(Ordering::Acquire) > 0 {
+                    idle::find(&self.db, &t.prefix, *h, &sa.labels)?
+                } else {
+                    None
+                };
+                let s = match idle {
+                    Some((id, day)) => {
+                        // Not evictable (row_durable false) until the deletes below are written.
+                        let s = Arc::new(Series::new(id, sa.labels.clone(), false));
+                        load_chunks(&mut chunk_it, &t.prefix, &s, self.opts.chunk_max_samples)?;
+                        load_ooo_chunks(&self.db, &t.prefix, &s)?;
+                        revive.extend(idle::revive_ops(&t.prefix, id, *h, &s.labels, day));
+                        t.idle_series.fetch_sub(1, Ordering::AcqRel);
+                        rows.push(s.clone());
+                        s
+                    }
+                    None => {
+                        let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
+                        result.series_created += 1;
+                        Arc::new(Series::new(id, sa.labels.clone(), false))
+                    }
+                };
                 idx.insert(*h, s.clone());
                 *r = Some(s);
-                result.series_created += 1;
             }
         }
 
         // Apply in memory and queue the write, under the append lock.
         let max = self.opts.chunk_max_samples;
         let max_exemplars = self.opts.max_exemplars_per_tenant;
-        let mut ops: Vec<Op> = Vec::new();
+        let mut ops: Vec<Op> = revive;
         let mut body = Vec::with_capacity(batch.len() * 16);
         let mut entries = 0u64;
+        let ooo_window = limits.out_of_order_window_ms;
         let mut accepted: Vec<Sample> = Vec::new();
         let mut accepted_h: Vec<(i64, &Histogram)> = Vec::new();
-        let mut new_chunks: Vec<ChunkData> = Vec::new();
-        let mut rows: Vec<Arc<Series>> = Vec::new();
-        let mut sealed: Vec<(Arc<Series>, i64)> = Vec::new();
-        let (mut dup, mut ooo, mut dup_ts) = (0u64, 0u64, 0u64);
+        let mut accepted_ooo: Vec<Sample> = Vec::new();
+        let mut new_chunks = Sealed::default();
+        // Series with chunks sealed by this call, pending in memory until the write completes.
+        let mut sealed: Vec<(Arc<Series>, Vec<i64>, Vec<u32>)> = Vec::new();
+        let (mut dup, mut ooo, mut dup_ts, mut ooo_appended) = (0u64, 0u64, 0u64, 0u64);
         // An append error cannot happen with valid options, but if it did, what was applied so far
         // must still be written, so it is reported only after the commit.
         let mut failure: Option<StorageError> = None;
@@ -997,15 +1216,16 @@ impl Inner {
             let Some(s) = r else { continue };
             accepted.clear();
             accepted_h.clear();
+            accepted_ooo.clear();
             let mut st = s.state.lock();
-            let mut rejected: [Option<Rejection>; 2] = [None, None];
+            let mut rejected: [Option<Rejection>; 3] = [None, None, None];
             let values = sa
                 .samples
                 .iter()
                 .map(|x| (x.t, Value::Float(x.v)))
                 .chain(sa.histograms.iter().map(|(t, h)| (*t, Value::Histogram(h))));
             for (ts, v) in values {
-                let outcome = match s.append(&mut st, ts, v, max, &mut new_chunks) {
+                let outcome = match s.append(&mut st, ts, v, max, ooo_window, &mut new_chunks) {
                     Ok(o) => o,
                     Err(e) => {
                         failure = Some(e);
@@ -1020,43 +1240,46 @@ impl Inner {
                         }
                         continue;
                     }
+                    Outcome::AppendedOutOfOrder => {
+                        if let Value::Float(f) = v {
+                            accepted_ooo.push(Sample::new(ts, f));
+                        }
+                        continue;
+                    }
                     Outcome::Duplicate => {
                         dup += 1;
                         continue;
                     }
                     Outcome::OutOfOrder => {
                         ooo += 1;
-                        0
+                        (0, RejectReason::OutOfOrder)
+                    }
+                    Outcome::TooOld => {
+                        ooo += 1;
+                        (1, RejectReason::TooOld)
                     }
                     Outcome::DuplicateTimestamp => {
                         dup_ts += 1;
-                        1
+                        (2, RejectReason::DuplicateTimestamp)
                     }
                 };
-                let slot = &mut rejected[reason];
-                match slot {
+                match &mut rejected[reason.0] {
                     Some(r) => r.count += 1,
-                    None => {
+                    slot => {
                         *slot = Some(Rejection {
                             series_index: i,
-                            reason: if reason == 0 {
-                                RejectReason::OutOfOrder
-                            } else {
-                                RejectReason::DuplicateTimestamp
-                            },
+                            reason: reason.1,
                             count: 1,
                             first_timestamp: ts,
                         })
                     }
                 }
             }
-            for c in new_chunks.drain(..) {
-                ops.push(Op::Put(
-                    Cf::Chunks,
-                    keys::chunk_key(&t.prefix, s.id, c.min_t),
-                    keys::encode_chunk_value(c.encoding, c.max_t, &c.data),
-                ));
-                sealed.push((s.clone(), c.min_t));
+            if !(new_chunks.in_order.is_empty() && new_chunks.out_of_order.is_empty()) {
+                let in_order = new_chunks.in_order.iter().map(|c| c.min_t).collect();
+                let out_of_order = new_chunks.out_of_order.iter().map(|c| c.0).collect();
+                sealed.push((s.clone(), in_order, out_of_order));
+                ops.extend(sealed_chunk_ops(&t.prefix, s.id, &mut new_chunks));
             }
             let mut exemplars = 0usize;
             for e in sa.exemplars.iter().filter(|_| max_exemplars > 0) {
@@ -1081,10 +1304,11 @@ impl Inner {
             result.exemplars_appended += exemplars;
             drop(st);
             result.rejected.extend(rejected.into_iter().flatten());
-            let stored = !accepted.is_empty() || !accepted_h.is_empty();
+            let stored = !(accepted.is_empty() && accepted_h.is_empty() && accepted_ooo.is_empty());
             if stored {
-                result.samples_appended += accepted.len() + accepted_h.len();
-                keys::put_wal_series(&mut body, s.id, &accepted, &accepted_h);
+                result.samples_appended += accepted.len() + accepted_h.len() + accepted_ooo.len();
+                ooo_appended += accepted_ooo.len() as u64;
+                keys::put_wal_series(&mut body, s.id, &accepted, &accepted_h, &accepted_ooo);
                 entries += 1;
             }
             if (stored || exemplars > 0) && !s.row_durable.load(Ordering::Acquire) {
@@ -1111,10 +1335,11 @@ impl Inner {
         }
         drop(ring);
         result.samples_duplicate = dup as usize;
+        result.samples_out_of_order = ooo_appended as usize;
         let mut wal_len = 0;
         let seq = if entries > 0 {
             let mut record = Vec::with_capacity(body.len() + 11);
-            record.push(keys::WAL_V2);
+            record.push(keys::WAL_V3);
             keys::put_uvarint(&mut record, entries);
             record.extend_from_slice(&body);
             wal_len = record.len();
@@ -1135,8 +1360,10 @@ impl Inner {
             for s in rows {
                 s.row_durable.store(true, Ordering::Release);
             }
-            for (s, min_t) in sealed {
-                s.state.lock().sealed.retain(|c| c.min_t != min_t);
+            for (s, in_order, out_of_order) in sealed {
+                let mut st = s.state.lock();
+                st.sealed.retain(|c| !in_order.contains(&c.min_t));
+                st.ooo_sealed.retain(|c| !out_of_order.contains(&c.0));
             }
             let total =
                 self.wal_bytes.fetch_add(wal_len as u64, Ordering::Relaxed) + wal_len as u64;
@@ -1152,12 +1379,88 @@ impl Inner {
             .fetch_add(result.samples_appended as u64, Ordering::Relaxed);
         t.samples_duplicate.fetch_add(dup, Ordering::Relaxed);
         t.samples_out_of_order.fetch_add(ooo, Ordering::Relaxed);
+        t.samples_out_of_order_appended
+            .fetch_add(ooo_appended, Ordering::Relaxed);
         t.samples_duplicate_timestamp
             .fetch_add(dup_ts, Ordering::Relaxed);
         match failure {
             Some(e) => Err(e),
             None => Ok(result),
         }
+    }
+
+    fn evict_idle(&self) -> Result<usize, StorageError> {
+        let Some(timeout) = self.opts.series_idle_timeout else {
+            return Ok(0);
+        };
+        self.check_writable()?;
+        // No checkpoint or tenant deletion in between.
+        let _one = self.checkpoint_lock.lock();
+        let cutoff = active_since(timeout);
+        let tenants: Vec<Arc<Tenant>> = self.tenants.read().values().cloned().collect();
+        let mut evicted = 0;
+        for t in &tenants {
+            let candidates: Vec<Arc<Series>> = t
+                .index
+                .read()
+                .all_series()
+                .into_iter()
+                .filter(|s| s.max_time() < cutoff && s.row_durable.load(Ordering::Acquire))
+                .collect();
+            for slice in candidates.chunks(CHECKPOINT_SLICE) {
+                // Write the idle keys of the series with nothing left to persist...
+                let guard = t.append_lock.lock();
+                let mut ops = Vec::new();
+                let mut picked = Vec::new();
+                for s in slice {
+                    let st = s.state.lock();
+                    if !Series::fully_persisted(&st) {
+                        continue;
+                    }
+                    let (min_t, max_t) = (s.min_time(), s.max_time());
+                    let hash = s.labels.hash64();
+                    ops.extend(idle::evict_ops(
+                        &t.prefix, s.id, hash, &s.labels, min_t, max_t,
+                    ));
+                    picked.push((s.clone(), hash, max_t));
+                }
+                if picked.is_empty() {
+                    continue;
+                }
+                let seq = self.commit.enqueue(|_| ops)?;
+                drop(guard);
+                self.commit.wait(&self.db, seq)?;
+                // ...then drop those that took no sample meanwhile; the others keep memory and
+                // lose their idle keys again (recovery revives a series whose WAL records follow
+                // its idle keys, so a crash in between loses nothing).
+                let guard = t.append_lock.lock();
+                let mut idx = t.index.write();
+                let mut undo = Vec::new();
+                for (s, hash, max_t) in picked {
+                    let unchanged = idx.by_id(s.id).is_some_and(|r| Arc::ptr_eq(r, &s))
+                        && s.max_time() == max_t
+                        && Series::fully_persisted(&s.state.lock());
+                    if unchanged {
+                        idx.remove(hash, &s);
+                        t.idle_series.fetch_add(1, Ordering::AcqRel);
+                        evicted += 1;
+                    } else {
+                        let day = idle::day(max_t);
+                        undo.extend(idle::revive_ops(&t.prefix, s.id, hash, &s.labels, day));
+                    }
+                }
+                drop(idx);
+                if !undo.is_empty() {
+                    let seq = self.commit.enqueue(|_| undo)?;
+                    drop(guard);
+                    self.commit.wait(&self.db, seq)?;
+                }
+            }
+        }
+        if evicted > 0 {
+            tracing::debug!(series = evicted, "idle series left memory");
+        }
+        Ok(evicted)
     }
 
     fn checkpoint(&self) -> Result<(), StorageError> {
@@ -1190,6 +1493,14 @@ impl Inner {
                             keys::encode_chunk_value(h.encoding(), h.max_time(), h.bytes()),
                         ));
                         st.head_persisted = n;
+                    }
+                    if let Some(h) = st.ooo.as_mut().filter(|h| h.samples.len() > h.persisted) {
+                        ops.push(Op::Put(
+                            Cf::OooChunks,
+                            keys::ooo_chunk_key(&t.prefix, s.id, h.no),
+                            keys::encode_ooo_chunk_value(&h.to_chunk_data()),
+                        ));
+                        h.persisted = h.samples.len();
                     }
                 }
                 if !ops.is_empty() {
@@ -1240,16 +1551,25 @@ impl Inner {
         let Some(t) = self.tenant(tenant) else {
             return Ok(Vec::new());
         };
-        let mut series = t.select_series(matchers, mint, maxt);
-        series.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        let mut series = t.select_series(&self.db, matchers, mint, maxt)?;
+        series.sort_unstable_by(|a, b| a.labels().cmp(b.labels()));
         let mut out = Vec::with_capacity(series.len());
         let mut it = self.db.raw_iterator_cf(cf(&self.db, Cf::Chunks)?);
+        let mut ooo_it = self.db.raw_iterator_cf(cf(&self.db, Cf::OooChunks)?);
         for s in series {
             // Memory first: a chunk sealed after this snapshot is either in it or on disk below.
-            let mut chunks = s.memory_chunks(mint, maxt);
+            let mem = match &s {
+                Selected::Resident(s) => s.memory_chunks(mint, maxt),
+                Selected::Idle(_) => MemoryChunks {
+                    chunks: Vec::new(),
+                    ooo_on_disk: true,
+                    ooo_in_memory: Vec::new(),
+                },
+            };
+            let mut chunks = mem.chunks;
             let in_memory: Vec<i64> = chunks.iter().map(|c| c.min_t).collect();
-            let sp = keys::series_prefix(&t.prefix, s.id);
-            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id, mint));
+            let sp = keys::series_prefix(&t.prefix, s.id());
+            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id(), mint));
             if !it.key().is_some_and(|k| k.starts_with(&sp)) {
                 it.seek(&sp);
             }
@@ -1274,12 +1594,32 @@ impl Inner {
                 it.next();
             }
             it.status()?;
+            if mem.ooo_on_disk {
+                ooo_it.seek(&sp);
+                while let (Some(k), Some(v)) = (ooo_it.key(), ooo_it.value()) {
+                    if !k.starts_with(&sp) {
+                        break;
+                    }
+                    let (_, no) = keys::parse_ooo_chunk_key_rest(&k[t.prefix.len()..])?;
+                    let (min_t, max_t, data) = keys::decode_ooo_chunk_value(v)?;
+                    if min_t <= maxt && max_t >= mint && !mem.ooo_in_memory.contains(&no) {
+                        chunks.push(ChunkData {
+                            encoding: ChunkEncoding::Xor,
+                            min_t,
+                            max_t,
+                            data: Bytes::copy_from_slice(data),
+                        });
+                    }
+                    ooo_it.next();
+                }
+                ooo_it.status()?;
+            }
             if chunks.is_empty() {
                 continue;
             }
             chunks.sort_unstable_by_key(|c| c.min_t);
             out.push(SeriesChunks {
-                labels: s.labels.clone(),
+                labels: s.labels().clone(),
                 chunks,
             });
         }
@@ -1364,9 +1704,32 @@ impl Inner {
             last = Instant::now();
             if let Err(e) = self.checkpoint() {
                 tracing::error!(error = %e, "background checkpoint failed");
+                continue;
+            }
+            if let Err(e) = self.evict_idle() {
+                tracing::error!(error = %e, "evicting idle series failed");
             }
         }
     }
+}
+
+/// Puts of the chunks `sealed` holds (which it is emptied of).
+fn sealed_chunk_ops(prefix: &[u8], sid: u64, sealed: &mut Sealed) -> impl Iterator<Item = Op> {
+    let in_order = sealed.in_order.drain(..).map(move |c| {
+        Op::Put(
+            Cf::Chunks,
+            keys::chunk_key(prefix, sid, c.min_t),
+            keys::encode_chunk_value(c.encoding, c.max_t, &c.data),
+        )
+    });
+    let ooo = sealed.out_of_order.drain(..).map(move |(no, c)| {
+        Op::Put(
+            Cf::OooChunks,
+            keys::ooo_chunk_key(prefix, sid, no),
+            keys::encode_ooo_chunk_value(&c),
+        )
+    });
+    in_order.chain(ooo).collect::<Vec<_>>().into_iter()
 }
 
 fn metadata_key(prefix: &[u8], name: &str, kind: MetricType) -> Vec<u8> {

@@ -10,7 +10,7 @@ use hestia_model::{Labels, MatchOp, Matcher};
 use parking_lot::Mutex;
 
 use crate::histogram::{Histogram, HistogramAppender, MAX_HISTOGRAM_CHUNK_BYTES};
-use crate::xor::XorAppender;
+use crate::xor::{XorAppender, XorIter};
 use crate::{ChunkData, ChunkEncoding, StorageError};
 
 /// Hasher for keys that are already hashes or dense ids (a multiply spreads bits for hashbrown).
@@ -132,10 +132,61 @@ pub(crate) enum Last {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
     Appended,
-    /// Same timestamp and identical value bits as the last sample: ignored.
+    /// Older than the newest sample, within the out-of-order window: in the out-of-order head.
+    AppendedOutOfOrder,
+    /// Same timestamp and identical value bits as a stored sample: ignored.
     Duplicate,
     OutOfOrder,
+    /// Older than the newest sample by more than the (non-zero) out-of-order window.
+    TooOld,
     DuplicateTimestamp,
+}
+
+/// Out-of-order samples per out-of-order chunk (Prometheus' `out_of_order_cap` default).
+pub(crate) const OOO_CHUNK_SAMPLES: usize = 32;
+
+/// The open out-of-order chunk of a series: float samples sorted by time, unique timestamps.
+/// It is stored as an XOR chunk under `(series, no)` in the `ooo_chunks` family, so out-of-order
+/// chunks never share a key with each other or with in-order chunks, whatever their times.
+pub(crate) struct OooHead {
+    pub no: u32,
+    /// (timestamp, value bits).
+    pub samples: Vec<(i64, u64)>,
+    /// How many of `samples` the `ooo_chunks` family already holds under `no`.
+    pub persisted: usize,
+}
+
+impl OooHead {
+    pub fn to_chunk_data(&self) -> ChunkData {
+        let mut a = XorAppender::with_capacity(self.samples.len() * 4 + 16);
+        for &(t, bits) in &self.samples {
+            // At most OOO_CHUNK_SAMPLES samples: appending cannot fail.
+            let _ = a.append(t, f64::from_bits(bits));
+        }
+        ChunkData {
+            encoding: ChunkEncoding::Xor,
+            min_t: a.min_time(),
+            max_t: a.max_time(),
+            data: a.into_chunk().into_bytes(),
+        }
+    }
+}
+
+/// Chunks sealed by appends, to be written with the append's batch.
+#[derive(Default)]
+pub(crate) struct Sealed {
+    pub in_order: Vec<ChunkData>,
+    /// (out-of-order chunk number, chunk).
+    pub out_of_order: Vec<(u32, ChunkData)>,
+}
+
+/// What a reader takes from memory for one series.
+pub(crate) struct MemoryChunks {
+    pub chunks: Vec<ChunkData>,
+    /// Whether the `ooo_chunks` family may hold chunks of the series.
+    pub ooo_on_disk: bool,
+    /// Out-of-order chunk numbers whose memory copy is in `chunks` (disk copies are older).
+    pub ooo_in_memory: Vec<u32>,
 }
 
 pub(crate) struct Series {
@@ -162,6 +213,12 @@ pub(crate) struct SeriesState {
     pub last: Last,
     /// Timestamp of the newest stored exemplar (exemplars are kept in order per series).
     pub last_exemplar_t: i64,
+    /// The open out-of-order chunk.
+    pub ooo: Option<Box<OooHead>>,
+    /// Number of the next out-of-order chunk (0: the series never had one).
+    pub ooo_next_no: u32,
+    /// Out-of-order chunks sealed by appends whose write has not completed yet.
+    pub ooo_sealed: Vec<(u32, ChunkData)>,
 }
 
 impl Series {
@@ -180,6 +237,9 @@ impl Series {
                 max_t: i64::MIN,
                 last: Last::Float(0),
                 last_exemplar_t: i64::MIN,
+                ooo: None,
+                ooo_next_no: 0,
+                ooo_sealed: Vec::new(),
             }),
         }
     }
@@ -196,6 +256,21 @@ impl Series {
         self.min_time() <= maxt && self.max_time() >= mint
     }
 
+    /// Whether every sample in memory is also in the chunk families (nothing waits for a write
+    /// or a checkpoint), so the series can leave memory.
+    pub fn fully_persisted(st: &SeriesState) -> bool {
+        st.sealed.is_empty()
+            && st.ooo_sealed.is_empty()
+            && st
+                .head
+                .as_ref()
+                .is_none_or(|h| h.num_samples() == st.head_persisted)
+            && st
+                .ooo
+                .as_ref()
+                .is_none_or(|h| h.samples.len() == h.persisted)
+    }
+
     /// Records persisted data found at recovery.
     pub fn set_recovered(&self, st: &mut SeriesState, min_t: i64, max_t: i64, last: Last) {
         st.has_samples = true;
@@ -205,20 +280,30 @@ impl Series {
         self.max_t.store(max_t, Ordering::Release);
     }
 
-    /// Applies Prometheus' in-order rules and appends. Chunks sealed on the way (the open chunk
-    /// when the value type switches, or a chunk that became full) are pushed to `st.sealed` and
-    /// to `sealed_out`.
+    /// Applies Prometheus' rules and appends: in order, or a float within `ooo_window` ms of the
+    /// newest sample into the out-of-order head. Chunks sealed on the way (the open chunk when the
+    /// value type switches, or a chunk that became full) are pushed to `st.sealed` /
+    /// `st.ooo_sealed` and to `sealed_out`.
     pub fn append(
         &self,
         st: &mut SeriesState,
         t: i64,
         v: Value<'_>,
         max_samples: u16,
-        sealed_out: &mut Vec<ChunkData>,
+        ooo_window: i64,
+        sealed_out: &mut Sealed,
     ) -> Result<Outcome, StorageError> {
         if st.has_samples {
             if t < st.max_t {
-                return Ok(Outcome::OutOfOrder);
+                return Ok(match v {
+                    Value::Float(f)
+                        if ooo_window > 0 && t >= st.max_t.saturating_sub(ooo_window) =>
+                    {
+                        self.append_out_of_order(st, t, f, sealed_out)
+                    }
+                    Value::Float(_) if ooo_window > 0 => Outcome::TooOld,
+                    _ => Outcome::OutOfOrder,
+                });
             }
             if t == st.max_t {
                 let same = match (&st.last, v) {
@@ -270,30 +355,125 @@ impl Series {
         Ok(Outcome::Appended)
     }
 
-    fn seal(&self, st: &mut SeriesState, sealed_out: &mut Vec<ChunkData>) {
+    fn seal(&self, st: &mut SeriesState, sealed_out: &mut Sealed) {
         st.head_persisted = 0;
         if let Some(c) = st.head.take().filter(|h| !h.is_empty()) {
             let c = c.into_chunk_data();
             st.sealed.push(c.clone());
-            sealed_out.push(c);
+            sealed_out.in_order.push(c);
         }
     }
 
-    /// Chunks readers must take from memory: pending sealed chunks and a copy of the head.
-    pub fn memory_chunks(&self, mint: i64, maxt: i64) -> Vec<ChunkData> {
-        let st = self.state.lock();
-        let mut out: Vec<ChunkData> = st
-            .sealed
-            .iter()
-            .filter(|c| c.min_t <= maxt && c.max_t >= mint)
-            .cloned()
-            .collect();
-        if let Some(h) = &st.head {
-            if !h.is_empty() && h.min_time() <= maxt && h.max_time() >= mint {
-                out.push(h.to_chunk_data());
+    /// Records out-of-order chunk `no` found on disk at recovery; the newest one, if not full,
+    /// becomes the open out-of-order chunk again.
+    pub fn recover_out_of_order(&self, no: u32, min_t: i64, data: &[u8]) {
+        let mut st = self.state.lock();
+        self.min_t.fetch_min(min_t, Ordering::AcqRel);
+        if no < st.ooo_next_no {
+            return;
+        }
+        st.ooo_next_no = no + 1;
+        st.ooo = None;
+        let Ok(it) = XorIter::new(data) else {
+            tracing::error!(
+                series = self.id,
+                no,
+                "corrupt out-of-order chunk; not resuming it"
+            );
+            return;
+        };
+        let samples: Vec<(i64, u64)> = it.map(|(t, v)| (t, v.to_bits())).collect();
+        if samples.len() < OOO_CHUNK_SAMPLES {
+            st.ooo = Some(Box::new(OooHead {
+                no,
+                persisted: samples.len(),
+                samples,
+            }));
+        }
+    }
+
+    /// Puts a float older than the newest sample into the out-of-order head (any age: callers
+    /// check the window; WAL replay re-applies what was accepted). A timestamp already in the
+    /// out-of-order head, or in the open in-order chunk, is a duplicate or a conflict as in order.
+    pub fn append_out_of_order(
+        &self,
+        st: &mut SeriesState,
+        t: i64,
+        f: f64,
+        sealed_out: &mut Sealed,
+    ) -> Outcome {
+        let bits = f.to_bits();
+        let same = |stored: u64| {
+            if stored == bits {
+                Outcome::Duplicate
+            } else {
+                Outcome::DuplicateTimestamp
+            }
+        };
+        if let Some(HeadChunk::Xor(a)) = &st.head {
+            if t >= a.min_time() {
+                if let Some((_, v)) = a.iter().find(|(at, _)| *at == t) {
+                    return same(v.to_bits());
+                }
             }
         }
-        out
+        let head = match &mut st.ooo {
+            Some(h) => h,
+            None => {
+                let no = st.ooo_next_no;
+                st.ooo_next_no += 1;
+                st.ooo.insert(Box::new(OooHead {
+                    no,
+                    samples: Vec::with_capacity(OOO_CHUNK_SAMPLES),
+                    persisted: 0,
+                }))
+            }
+        };
+        match head.samples.binary_search_by_key(&t, |s| s.0) {
+            Ok(i) => return same(head.samples[i].1),
+            Err(i) => head.samples.insert(i, (t, bits)),
+        }
+        self.min_t.fetch_min(t, Ordering::AcqRel);
+        if head.samples.len() >= OOO_CHUNK_SAMPLES {
+            if let Some(h) = st.ooo.take() {
+                let c = h.to_chunk_data();
+                st.ooo_sealed.push((h.no, c.clone()));
+                sealed_out.out_of_order.push((h.no, c));
+            }
+        }
+        Outcome::AppendedOutOfOrder
+    }
+
+    /// Chunks readers must take from memory: pending sealed chunks and copies of the heads.
+    pub fn memory_chunks(&self, mint: i64, maxt: i64) -> MemoryChunks {
+        let st = self.state.lock();
+        let overlaps = |c: &ChunkData| c.min_t <= maxt && c.max_t >= mint;
+        let mut chunks: Vec<ChunkData> =
+            st.sealed.iter().filter(|c| overlaps(c)).cloned().collect();
+        if let Some(h) = &st.head {
+            if !h.is_empty() && h.min_time() <= maxt && h.max_time() >= mint {
+                chunks.push(h.to_chunk_data());
+            }
+        }
+        let mut ooo_in_memory = Vec::new();
+        for (no, c) in &st.ooo_sealed {
+            ooo_in_memory.push(*no);
+            if overlaps(c) {
+                chunks.push(c.clone());
+            }
+        }
+        if let Some(h) = st.ooo.as_ref().filter(|h| !h.samples.is_empty()) {
+            ooo_in_memory.push(h.no);
+            let c = h.to_chunk_data();
+            if overlaps(&c) {
+                chunks.push(c);
+            }
+        }
+        MemoryChunks {
+            chunks,
+            ooo_on_disk: st.ooo_next_no > 0,
+            ooo_in_memory,
+        }
     }
 }
 
@@ -365,6 +545,49 @@ impl Index {
                 self.collisions.entry(hash).or_default().push(series);
             }
         }
+    }
+
+    /// Takes a series out of memory (it stays on disk); true if it was here.
+    pub fn remove(&mut self, hash: u64, series: &Series) -> bool {
+        if self.by_id.remove(&series.id).is_none() {
+            return false;
+        }
+        for l in &series.labels {
+            if let Some(values) = self.postings.get_mut(&l.name) {
+                if let Some(ids) = values.get_mut(&l.value) {
+                    if let Ok(pos) = ids.binary_search(&series.id) {
+                        ids.remove(pos);
+                    }
+                    if ids.is_empty() {
+                        values.remove(&l.value);
+                    }
+                }
+                if values.is_empty() {
+                    self.postings.remove(&l.name);
+                }
+            }
+        }
+        if let Ok(pos) = self.all.binary_search(&series.id) {
+            self.all.remove(pos);
+        }
+        let primary = self.by_hash.get(&hash).is_some_and(|s| s.id == series.id);
+        let others = self.collisions.get_mut(&hash);
+        if primary {
+            match others.and_then(|v| v.pop()) {
+                Some(next) => {
+                    self.by_hash.insert(hash, next);
+                }
+                None => {
+                    self.by_hash.remove(&hash);
+                }
+            }
+        } else if let Some(v) = others {
+            v.retain(|s| s.id != series.id);
+        }
+        if self.collisions.get(&hash).is_some_and(|v| v.is_empty()) {
+            self.collisions.remove(&hash);
+        }
+        true
     }
 
     pub fn all_series(&self) -> Vec<Arc<Series>> {
@@ -569,6 +792,32 @@ mod tests {
     }
 
     #[test]
+    fn remove_undoes_insert() {
+        let mut idx = index(&[
+            &[("__name__", "up"), ("job", "a")],
+            &[("__name__", "up"), ("job", "b")],
+        ]);
+        let a = idx.by_id(0).unwrap().clone();
+        assert!(idx.remove(a.labels.hash64(), &a));
+        assert!(!idx.remove(a.labels.hash64(), &a));
+        assert_eq!(idx.len(), 1);
+        assert!(idx.get(a.labels.hash64(), &a.labels).is_none());
+        assert!(idx.values("job").unwrap().get("a").is_none());
+        let m = Matcher::new(MatchOp::Equal, "__name__", "up").unwrap();
+        assert_eq!(idx.postings_for_matchers(&[m]), vec![1]);
+        // A colliding series takes the removed one's place.
+        let mut idx = Index::default();
+        let x = Arc::new(Series::new(1, Labels::from_pairs([("a", "1")]), true));
+        let y = Arc::new(Series::new(2, Labels::from_pairs([("a", "2")]), true));
+        idx.insert(7, x.clone());
+        idx.insert(7, y.clone());
+        assert!(idx.remove(7, &x));
+        assert_eq!(idx.get(7, &y.labels).map(|s| s.id), Some(2));
+        assert!(idx.remove(7, &y));
+        assert_eq!(idx.len(), 0);
+    }
+
+    #[test]
     fn hash_collisions_compare_labels() {
         let mut idx = Index::default();
         let a = Labels::from_pairs([("a", "1")]);
@@ -592,11 +841,11 @@ mod tests {
     fn append_rules() {
         let s = Series::new(1, Labels::from_pairs([("a", "b")]), true);
         let mut st = s.state.lock();
-        let mut sealed = Vec::new();
+        let mut sealed = Sealed::default();
         let mut ap = |st: &mut SeriesState, t, v| {
-            let before = sealed.len();
-            let o = s.append(st, t, Value::Float(v), 3, &mut sealed).unwrap();
-            (o, sealed.len() > before)
+            let before = sealed.in_order.len();
+            let o = s.append(st, t, Value::Float(v), 3, 0, &mut sealed).unwrap();
+            (o, sealed.in_order.len() > before)
         };
         assert_eq!(ap(&mut st, 10, 1.0).0, Outcome::Appended);
         assert_eq!(ap(&mut st, 10, 1.0).0, Outcome::Duplicate);
@@ -604,37 +853,91 @@ mod tests {
         assert_eq!(ap(&mut st, 9, 2.0).0, Outcome::OutOfOrder);
         assert!(!ap(&mut st, 11, 2.0).1);
         assert_eq!(ap(&mut st, 12, 3.0), (Outcome::Appended, true));
-        assert_eq!((sealed[0].min_t, sealed[0].max_t), (10, 12));
+        assert_eq!(
+            (sealed.in_order[0].min_t, sealed.in_order[0].max_t),
+            (10, 12)
+        );
         assert!(st.head.is_none());
         assert_eq!(st.sealed.len(), 1);
         drop(st);
         assert_eq!((s.min_time(), s.max_time()), (10, 12));
-        assert_eq!(s.memory_chunks(0, 100).len(), 1);
-        assert!(s.memory_chunks(13, 100).is_empty());
+        assert_eq!(s.memory_chunks(0, 100).chunks.len(), 1);
+        assert!(s.memory_chunks(13, 100).chunks.is_empty());
+    }
+
+    #[test]
+    fn out_of_order_window() {
+        let s = Series::new(1, Labels::from_pairs([("a", "b")]), true);
+        let mut st = s.state.lock();
+        let mut sealed = Sealed::default();
+        let mut ap = |st: &mut SeriesState, t, v| {
+            s.append(st, t, Value::Float(v), 120, 100, &mut sealed)
+                .unwrap()
+        };
+        assert_eq!(ap(&mut st, 1000, 1.0), Outcome::Appended);
+        assert_eq!(ap(&mut st, 1010, 2.0), Outcome::Appended);
+        // Within the window of the newest sample (1010): accepted out of order.
+        assert_eq!(ap(&mut st, 950, 3.0), Outcome::AppendedOutOfOrder);
+        assert_eq!(ap(&mut st, 910, 4.0), Outcome::AppendedOutOfOrder);
+        assert_eq!(ap(&mut st, 909, 4.0), Outcome::TooOld);
+        // Re-sends: of an out-of-order sample, and of an older in-order one.
+        assert_eq!(ap(&mut st, 950, 3.0), Outcome::Duplicate);
+        assert_eq!(ap(&mut st, 950, 9.0), Outcome::DuplicateTimestamp);
+        assert_eq!(ap(&mut st, 1000, 1.0), Outcome::Duplicate);
+        assert_eq!(ap(&mut st, 1000, 5.0), Outcome::DuplicateTimestamp);
+        let ooo = st.ooo.as_ref().unwrap();
+        assert_eq!(
+            ooo.samples.iter().map(|x| x.0).collect::<Vec<_>>(),
+            [910, 950]
+        );
+        assert_eq!(st.max_t, 1010);
+        drop(st);
+        assert_eq!(s.min_time(), 910);
+        let mem = s.memory_chunks(0, 2000);
+        assert_eq!(mem.chunks.len(), 2);
+        assert_eq!(mem.ooo_in_memory, vec![0]);
+        assert!(mem.ooo_on_disk);
+        // The out-of-order chunk is sealed at 32 samples with its number.
+        let mut st = s.state.lock();
+        for t in 0..30 {
+            let o = s.append(&mut st, 960 + t, Value::Float(0.5), 120, 100, &mut sealed);
+            assert_eq!(o.unwrap(), Outcome::AppendedOutOfOrder);
+        }
+        assert!(st.ooo.is_none());
+        assert_eq!(sealed.out_of_order.len(), 1);
+        let (no, c) = &sealed.out_of_order[0];
+        assert_eq!((*no, c.min_t, c.max_t), (0, 910, 989));
+        let o = s.append(&mut st, 990, Value::Float(0.5), 120, 100, &mut sealed);
+        assert_eq!(o.unwrap(), Outcome::AppendedOutOfOrder);
+        assert_eq!(st.ooo.as_ref().map(|h| h.no), Some(1));
+        // Native histograms are never taken out of order.
+        let h = Histogram::default();
+        let o = s.append(&mut st, 1005, Value::Histogram(&h), 120, 100, &mut sealed);
+        assert_eq!(o.unwrap(), Outcome::OutOfOrder);
     }
 
     #[test]
     fn type_switch_seals_the_open_chunk() {
         let s = Series::new(1, Labels::from_pairs([("a", "b")]), true);
         let mut st = s.state.lock();
-        let mut sealed = Vec::new();
+        let mut sealed = Sealed::default();
         let h = Histogram {
             count: 1.0,
             ..Histogram::default()
         };
-        s.append(&mut st, 1, Value::Float(1.0), 120, &mut sealed)
+        s.append(&mut st, 1, Value::Float(1.0), 120, 0, &mut sealed)
             .unwrap();
-        let o = s.append(&mut st, 1, Value::Histogram(&h), 120, &mut sealed);
+        let o = s.append(&mut st, 1, Value::Histogram(&h), 120, 0, &mut sealed);
         assert_eq!(o.unwrap(), Outcome::DuplicateTimestamp);
-        let o = s.append(&mut st, 2, Value::Histogram(&h), 120, &mut sealed);
+        let o = s.append(&mut st, 2, Value::Histogram(&h), 120, 0, &mut sealed);
         assert_eq!(o.unwrap(), Outcome::Appended);
-        assert_eq!(sealed.len(), 1);
-        assert_eq!(sealed[0].encoding, ChunkEncoding::Xor);
-        let o = s.append(&mut st, 2, Value::Histogram(&h), 120, &mut sealed);
+        assert_eq!(sealed.in_order.len(), 1);
+        assert_eq!(sealed.in_order[0].encoding, ChunkEncoding::Xor);
+        let o = s.append(&mut st, 2, Value::Histogram(&h), 120, 0, &mut sealed);
         assert_eq!(o.unwrap(), Outcome::Duplicate);
-        s.append(&mut st, 3, Value::Float(2.0), 120, &mut sealed)
+        s.append(&mut st, 3, Value::Float(2.0), 120, 0, &mut sealed)
             .unwrap();
-        assert_eq!(sealed[1].encoding, ChunkEncoding::Histogram);
+        assert_eq!(sealed.in_order[1].encoding, ChunkEncoding::Histogram);
         assert!(matches!(st.head, Some(HeadChunk::Xor(_))));
     }
 }

@@ -8,6 +8,7 @@
 //! | `wal`         | tenant, seq `u64` BE                  | see [`decode_wal_record`]            |
 //! | `series`      | tenant, series id `u64` BE            | [`encode_labels`]                    |
 //! | `chunks`      | tenant, series id BE, min time (sortable BE) | encoding `u8` (1 XOR, 2 histogram), max time `i64` BE, chunk |
+//! | `ooo_chunks`  | tenant, series id BE, chunk no `u32` BE | min time `i64` BE, then as `chunks` |
 //! | `metadata`    | tenant, uvarint name len, name, type `u8` | uvarint-prefixed help and unit   |
 //! | `exemplars`   | tenant, exemplar seq `u64` BE         | see [`encode_exemplar`]              |
 //! | `meta`        | ASCII names                           | see `db.rs`                          |
@@ -23,8 +24,10 @@ const CHUNK_HISTOGRAM: u8 = 2;
 /// Version byte of WAL records with float samples only (still read, no longer written).
 #[cfg(test)]
 const WAL_V1: u8 = 1;
-/// Version byte of WAL records with floats and native histograms.
-pub(crate) const WAL_V2: u8 = 2;
+/// Version byte of WAL records with floats and native histograms (still read, no longer written).
+const WAL_V2: u8 = 2;
+/// Version byte of WAL records with floats, native histograms and out-of-order floats.
+pub(crate) const WAL_V3: u8 = 3;
 
 pub(crate) fn tenant_prefix(tenant: &TenantId) -> Vec<u8> {
     let t = tenant.as_str().as_bytes();
@@ -79,6 +82,52 @@ pub(crate) fn chunk_key(tenant_prefix: &[u8], series_id: u64, min_t: i64) -> Vec
     let mut k = with_u64(tenant_prefix, series_id);
     k.extend_from_slice(&sortable_i64(min_t).to_be_bytes());
     k
+}
+
+/// Key of out-of-order chunk `no` of a series: tenant, series id BE, `no` BE.
+pub(crate) fn ooo_chunk_key(tenant_prefix: &[u8], series_id: u64, no: u32) -> Vec<u8> {
+    let mut k = with_u64(tenant_prefix, series_id);
+    k.extend_from_slice(&no.to_be_bytes());
+    k
+}
+
+/// Parses the part of an `ooo_chunks` key after the tenant prefix: (series id, chunk number).
+pub(crate) fn parse_ooo_chunk_key_rest(rest: &[u8]) -> Result<(u64, u32), StorageError> {
+    match (
+        read_u64(rest),
+        rest.get(8..).and_then(|b| <[u8; 4]>::try_from(b).ok()),
+    ) {
+        (Some(sid), Some(no)) => Ok((sid, u32::from_be_bytes(no))),
+        _ => Err(StorageError::corrupt(
+            "out-of-order chunk key",
+            "bad length",
+        )),
+    }
+}
+
+/// An `ooo_chunks` value: min time BE, then a chunks-family value (XOR only).
+pub(crate) fn encode_ooo_chunk_value(c: &crate::ChunkData) -> Vec<u8> {
+    let mut v = c.min_t.to_be_bytes().to_vec();
+    v.extend_from_slice(&encode_chunk_value(c.encoding, c.max_t, &c.data));
+    v
+}
+
+/// Returns (min time, max time, chunk bytes) of an `ooo_chunks` value.
+pub(crate) fn decode_ooo_chunk_value(v: &[u8]) -> Result<(i64, i64, &[u8]), StorageError> {
+    let min_t = read_u64(v)
+        .ok_or_else(|| StorageError::corrupt("out-of-order chunk value", "too short"))?
+        as i64;
+    match decode_chunk_value(&v[8..])? {
+        (ChunkEncoding::Xor, max_t, data) => Ok((min_t, max_t, data)),
+        _ => Err(StorageError::corrupt(
+            "out-of-order chunk value",
+            "not an XOR chunk",
+        )),
+    }
+}
+
+pub(crate) fn read_u32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }
 
 pub(crate) fn read_u64(b: &[u8]) -> Option<u64> {
@@ -269,14 +318,7 @@ pub(crate) fn decode_labels(b: &[u8]) -> Result<Labels, StorageError> {
     Ok(Labels::from_sorted_unchecked(v))
 }
 
-/// Appends one series' floats and histograms to a WAL record body.
-pub(crate) fn put_wal_series(
-    buf: &mut Vec<u8>,
-    series_id: u64,
-    samples: &[Sample],
-    histograms: &[(i64, &Histogram)],
-) {
-    put_uvarint(buf, series_id);
+fn put_floats(buf: &mut Vec<u8>, samples: &[Sample]) {
     put_uvarint(buf, samples.len() as u64);
     let mut prev = 0i64;
     for s in samples {
@@ -284,6 +326,31 @@ pub(crate) fn put_wal_series(
         buf.extend_from_slice(&s.v.to_bits().to_le_bytes());
         prev = s.t;
     }
+}
+
+fn get_floats(d: &mut Decoder<'_>, out: &mut Vec<Sample>) -> Result<(), StorageError> {
+    out.clear();
+    let count = d.uvarint()?;
+    let mut prev = 0i64;
+    for _ in 0..count {
+        let t = prev.wrapping_add(d.varint()?);
+        let v = f64::from_bits(d.u64_le()?);
+        out.push(Sample { t, v });
+        prev = t;
+    }
+    Ok(())
+}
+
+/// Appends one series' in-order floats, histograms and out-of-order floats to a WAL record body.
+pub(crate) fn put_wal_series(
+    buf: &mut Vec<u8>,
+    series_id: u64,
+    samples: &[Sample],
+    histograms: &[(i64, &Histogram)],
+    out_of_order: &[Sample],
+) {
+    put_uvarint(buf, series_id);
+    put_floats(buf, samples);
     put_uvarint(buf, histograms.len() as u64);
     let mut prev = 0i64;
     for (t, h) in histograms {
@@ -291,53 +358,47 @@ pub(crate) fn put_wal_series(
         put_histogram(buf, h);
         prev = *t;
     }
+    put_floats(buf, out_of_order);
 }
 
-/// One series' entry of a WAL record.
-pub(crate) type WalEntry<'a> = (u64, &'a [Sample], &'a [(i64, Histogram)]);
+/// One series' entry of a WAL record: id, in-order floats, histograms, out-of-order floats.
+pub(crate) type WalEntry<'a> = (u64, &'a [Sample], &'a [(i64, Histogram)], &'a [Sample]);
 
 /// Builds a whole WAL record (appends build theirs incrementally with `put_wal_series`).
 #[cfg(test)]
 pub(crate) fn encode_wal_record(entries: &[WalEntry<'_>]) -> Vec<u8> {
-    let mut buf = vec![WAL_V2];
+    let mut buf = vec![WAL_V3];
     put_uvarint(&mut buf, entries.len() as u64);
-    for (id, samples, hists) in entries {
+    for (id, samples, hists, ooo) in entries {
         let hs: Vec<(i64, &Histogram)> = hists.iter().map(|(t, h)| (*t, h)).collect();
-        put_wal_series(&mut buf, *id, samples, &hs);
+        put_wal_series(&mut buf, *id, samples, &hs, ooo);
     }
     buf
 }
 
-/// Calls `f(series id, floats, histograms)` for each entry of a WAL record: version byte, uvarint
-/// series count, then per series: uvarint id, uvarint float count, floats as (zigzag varint
-/// timestamp delta, value bits `u64` LE), and in `WAL_V2` a uvarint histogram count with
-/// histograms as (zigzag varint timestamp delta, self-contained histogram encoding).
+/// Calls `f(entry)` for each entry of a WAL record: version byte, uvarint series count, then per
+/// series: uvarint id, uvarint float count, floats as (zigzag varint timestamp delta, value bits
+/// `u64` LE); from `WAL_V2` a uvarint histogram count with histograms as (zigzag varint
+/// timestamp delta, self-contained histogram encoding); in `WAL_V3` then the out-of-order floats
+/// encoded as the in-order ones.
 pub(crate) fn decode_wal_record(
     b: &[u8],
     mut f: impl FnMut(WalEntry<'_>),
 ) -> Result<(), StorageError> {
     let mut d = Decoder::new(b, "wal record");
-    let v2 = match d.u8()? {
-        1 => false,
-        WAL_V2 => true,
-        _ => return Err(StorageError::corrupt("wal record", "unknown version")),
-    };
+    let version = d.u8()?;
+    if !(1..=WAL_V3).contains(&version) {
+        return Err(StorageError::corrupt("wal record", "unknown version"));
+    }
     let n = d.uvarint()?;
     let mut samples = Vec::new();
     let mut hists = Vec::new();
+    let mut ooo = Vec::new();
     for _ in 0..n {
         let id = d.uvarint()?;
-        let count = d.uvarint()?;
-        samples.clear();
+        get_floats(&mut d, &mut samples)?;
         hists.clear();
-        let mut prev = 0i64;
-        for _ in 0..count {
-            let t = prev.wrapping_add(d.varint()?);
-            let v = f64::from_bits(d.u64_le()?);
-            samples.push(Sample { t, v });
-            prev = t;
-        }
-        if v2 {
+        if version >= WAL_V2 {
             let count = d.uvarint()?;
             let mut prev = 0i64;
             for _ in 0..count {
@@ -346,7 +407,11 @@ pub(crate) fn decode_wal_record(
                 prev = t;
             }
         }
-        f((id, &samples, &hists));
+        ooo.clear();
+        if version >= WAL_V3 {
+            get_floats(&mut d, &mut ooo)?;
+        }
+        f((id, &samples, &hists, &ooo));
     }
     if !d.is_empty() {
         return Err(StorageError::corrupt("wal record", "trailing bytes"));
@@ -401,14 +466,20 @@ mod tests {
         let s3 = vec![Sample::new(i64::MIN, -0.0)];
         let h3 = vec![(7, h.clone()), (9, h.clone())];
         let none: &[(i64, Histogram)] = &[];
+        let ooo = vec![Sample::new(-7, 1.5), Sample::new(-9, 2.5)];
         let entries: Vec<WalEntry<'_>> = vec![
-            (1, s1.as_slice(), none),
-            (u64::MAX, &[][..], none),
-            (3, s3.as_slice(), h3.as_slice()),
+            (1, s1.as_slice(), none, &[][..]),
+            (u64::MAX, &[][..], none, ooo.as_slice()),
+            (3, s3.as_slice(), h3.as_slice(), &[][..]),
         ];
         let rec = encode_wal_record(&entries);
         let mut got = Vec::new();
-        decode_wal_record(&rec, |(id, s, h)| got.push((id, s.to_vec(), h.to_vec()))).unwrap();
+        decode_wal_record(&rec, |(id, s, h, o)| {
+            got.push((id, s.to_vec(), h.to_vec(), o.to_vec()))
+        })
+        .unwrap();
+        assert_eq!(got[1].3, ooo);
+        assert!(got[0].3.is_empty() && got[2].3.is_empty());
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].1[1].t, i64::MAX);
         assert!(got[0].1[0].v.is_nan());
@@ -422,7 +493,10 @@ mod tests {
         let mut v1 = vec![WAL_V1, 1, 5, 1, 2];
         v1.extend_from_slice(&2.5f64.to_bits().to_le_bytes());
         let mut got = Vec::new();
-        decode_wal_record(&v1, |(id, s, h)| got.push((id, s.to_vec(), h.len()))).unwrap();
+        decode_wal_record(&v1, |(id, s, h, o)| {
+            got.push((id, s.to_vec(), h.len() + o.len()))
+        })
+        .unwrap();
         assert_eq!(got, vec![(5, vec![Sample::new(1, 2.5)], 0)]);
     }
 

@@ -11,6 +11,7 @@ mod db;
 mod error;
 mod head;
 pub mod histogram;
+mod idle;
 mod keys;
 #[cfg(test)]
 mod tsdb_tests;
@@ -21,9 +22,9 @@ pub use db::{Tsdb, TsdbOptions};
 pub use error::StorageError;
 pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
 pub use types::{
-    series_in_braces, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata,
-    MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLimits,
-    TenantStats,
+    series_in_braces, AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats,
+    MetricMetadata, MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks,
+    SeriesExemplars, TenantStats,
 };
 pub use xor::{XorAppender, XorChunk, XorIter};
 

@@ -923,9 +923,10 @@ fn series_limits_refuse_new_series_only_and_count_active_ones() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let limits = SeriesLimits {
+    let limits = AppendLimits {
         max_series: 3,
         max_series_per_metric: 2,
+        ..AppendLimits::default()
     };
     let a = |i: &str| labels(&[("__name__", "a"), ("i", i)]);
     let b = |i: &str| labels(&[("__name__", "b"), ("i", i)]);
@@ -1026,4 +1027,290 @@ fn delete_tenant_removes_everything_durably_and_only_that_tenant() {
     assert!(db.metadata(&a, None, None, None).unwrap().is_empty());
     assert_eq!(all_samples(&db, &b, &l).len(), 300);
     assert_eq!(db.metadata(&b, None, None, None).unwrap().len(), 1);
+}
+
+/// A series' samples merged across possibly overlapping chunks, as the querier merges them.
+fn merged(db: &Tsdb, t: &TenantId, l: &Labels) -> Vec<(i64, f64)> {
+    let ms: Vec<Matcher> = l
+        .iter()
+        .map(|l| Matcher::equal(&l.name, &l.value))
+        .collect();
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    for sc in db.select(t, &ms, i64::MIN, i64::MAX).unwrap() {
+        assert_eq!(sc.labels, *l);
+        for c in &sc.chunks {
+            let mut it = XorIter::new(&c.data).unwrap();
+            out.extend(it.by_ref());
+            assert!(it.err().is_none());
+        }
+    }
+    out.sort_by_key(|s| s.0);
+    out.dedup_by_key(|s| s.0);
+    out
+}
+
+fn ooo_limits(window_ms: i64) -> AppendLimits {
+    AppendLimits {
+        out_of_order_window_ms: window_ms,
+        ..AppendLimits::default()
+    }
+}
+
+#[test]
+fn out_of_order_window_stores_recovers_and_refuses_older() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t1");
+    let l = labels(&[("__name__", "late")]);
+    let mut want: Vec<(i64, f64)> = (1..=10).map(|i| (i * 1000, i as f64)).collect();
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        db.append(&t, &[one(&l, want.clone())]).unwrap();
+        // No window: refused as Prometheus does.
+        let r = db.append(&t, &[one(&l, [(6500, 0.5)])]).unwrap();
+        assert_eq!(r.rejected[0].reason, RejectReason::OutOfOrder);
+        // A 5 s window behind the newest sample (10 000).
+        let r = db
+            .append_limited(
+                &t,
+                &[one(
+                    &l,
+                    [
+                        (6500, 6.5),
+                        (4000, 9.0),
+                        (8000, 8.0),
+                        (7000, 1.0),
+                        (9500, 9.5),
+                    ],
+                )],
+                &ooo_limits(5000),
+            )
+            .unwrap();
+        assert_eq!((r.samples_appended, r.samples_out_of_order), (2, 2));
+        assert_eq!(r.samples_duplicate, 1, "8000 with its stored value");
+        let reasons: Vec<(RejectReason, usize)> =
+            r.rejected.iter().map(|x| (x.reason, x.count)).collect();
+        assert_eq!(
+            reasons,
+            [
+                (RejectReason::TooOld, 1),
+                (RejectReason::DuplicateTimestamp, 1)
+            ]
+        );
+        want.extend([(6500, 6.5), (9500, 9.5)]);
+        want.sort_by_key(|s| s.0);
+        assert_eq!(merged(&db, &t, &l), want);
+        // Enough to seal out-of-order chunks (32 samples each), then more after a checkpoint.
+        let late: Vec<(i64, f64)> = (0..70).map(|i| (5001 + i * 10, i as f64)).collect();
+        for part in late.chunks(9) {
+            let r = db
+                .append_limited(&t, &[one(&l, part.iter().copied())], &ooo_limits(5000))
+                .unwrap();
+            assert_eq!(r.samples_appended, part.len());
+        }
+        want.extend(late);
+        want.sort_by_key(|s| s.0);
+        db.checkpoint().unwrap();
+        let r = db
+            .append_limited(&t, &[one(&l, [(5003, 0.25)])], &ooo_limits(5000))
+            .unwrap();
+        assert_eq!(r.samples_appended, 1);
+        want.push((5003, 0.25));
+        want.sort_by_key(|s| s.0);
+        assert_eq!(merged(&db, &t, &l), want);
+        // Dropped without close: the last sample is only in the WAL.
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    assert_eq!(merged(&db, &t, &l), want);
+    // Numbering continues after the recovered chunks: nothing is overwritten.
+    let more: Vec<(i64, f64)> = (0..40).map(|i| (5002 + i * 10, -1.0)).collect();
+    let r = db
+        .append_limited(&t, &[one(&l, more.clone())], &ooo_limits(5000))
+        .unwrap();
+    assert_eq!(r.samples_appended, 40);
+    want.extend(more);
+    want.sort_by_key(|s| s.0);
+    db.close().unwrap();
+    drop(db);
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    assert_eq!(merged(&db, &t, &l), want);
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!(stats.series, 1);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn idle_opts() -> TsdbOptions {
+    TsdbOptions {
+        active_series_window: Duration::from_secs(60),
+        series_idle_timeout: Some(Duration::from_secs(60)),
+        ..opts()
+    }
+}
+
+#[test]
+fn idle_series_leave_memory_stay_queryable_and_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t1");
+    let old = now_ms() - 3 * 3_600_000;
+    let a = labels(&[("__name__", "m"), ("job", "a")]);
+    let b = labels(&[("__name__", "m"), ("job", "b")]);
+    let c = labels(&[("__name__", "other"), ("job", "a")]);
+    let fresh = labels(&[("__name__", "m"), ("job", "fresh")]);
+    let series =
+        |n: i64| -> Vec<(i64, f64)> { (0..n).map(|i| (old + i * 15_000, i as f64)).collect() };
+    let mut want_a = series(150);
+    let want_b = series(10);
+    let want_c = series(3);
+    let db = Tsdb::open(dir.path(), idle_opts()).unwrap();
+    db.append(
+        &t,
+        &[
+            one(&a, want_a.clone()),
+            one(&b, want_b.clone()),
+            one(&c, want_c.clone()),
+            one(&fresh, [(now_ms(), 1.0)]),
+        ],
+    )
+    .unwrap();
+    // Out-of-order samples of an idle series are on disk too.
+    let r = db
+        .append_limited(&t, &[one(&a, [(old + 7_000, 0.5)])], &ooo_limits(3_600_000))
+        .unwrap();
+    assert_eq!(r.samples_out_of_order, 1);
+    want_a.push((old + 7_000, 0.5));
+    want_a.sort_by_key(|s| s.0);
+    // Open chunks are not on disk yet: nothing can leave.
+    assert_eq!(db.evict_idle().unwrap(), 0);
+    db.checkpoint().unwrap();
+    assert_eq!(db.evict_idle().unwrap(), 3);
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!((stats.series, stats.idle_series), (1, 3));
+
+    let check = |db: &Tsdb, want_a: &[(i64, f64)]| {
+        assert_eq!(merged(db, &t, &a), want_a);
+        assert_eq!(merged(db, &t, &b), want_b);
+        assert_eq!(merged(db, &t, &c), want_c);
+        let m = db
+            .series(&t, &[Matcher::equal("__name__", "m")], i64::MIN, i64::MAX)
+            .unwrap();
+        assert_eq!(m, vec![a.clone(), b.clone(), fresh.clone()]);
+        let re = Matcher::new(MatchOp::RegexMatch, "job", "a|b").unwrap();
+        let m = db.series(&t, &[re], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(m, vec![a.clone(), b.clone(), c.clone()]);
+        let ne = Matcher::new(MatchOp::NotEqual, "job", "a").unwrap();
+        let m = db
+            .series(
+                &t,
+                &[Matcher::equal("__name__", "m"), ne],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(m, vec![b.clone(), fresh.clone()]);
+        // Time ranges apply to idle series too: b ended 135 s after `old`.
+        let m = db
+            .series(
+                &t,
+                &[Matcher::equal("__name__", "m")],
+                old + 200_000,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(m.len(), 2, "a (150 samples) and fresh");
+        let jobs = db.label_values(&t, "job", &[], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(jobs, ["a", "b", "fresh"]);
+        let jobs = db
+            .label_values(&t, "job", &[], old + 200_000, i64::MAX)
+            .unwrap();
+        assert_eq!(jobs, ["a", "fresh"]);
+        let names = db.label_names(&t, &[], i64::MIN, i64::MAX).unwrap();
+        assert_eq!(names, ["__name__", "job"]);
+        let names = db
+            .label_values(
+                &t,
+                "__name__",
+                &[Matcher::equal("job", "a")],
+                i64::MIN,
+                i64::MAX,
+            )
+            .unwrap();
+        assert_eq!(names, ["m", "other"]);
+    };
+    check(&db, &want_a);
+
+    // Restart: idle series stay on disk.
+    drop(db);
+    let db = Tsdb::open(dir.path(), idle_opts()).unwrap();
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!((stats.series, stats.idle_series), (1, 3));
+    check(&db, &want_a);
+
+    // A new sample brings `a` back under its id: its chunks continue, no new series.
+    let r = db
+        .append(&t, &[one(&a, [(old + 150 * 15_000, 150.0)])])
+        .unwrap();
+    assert_eq!((r.samples_appended, r.series_created), (1, 0));
+    want_a.push((old + 150 * 15_000, 150.0));
+    // Its newest sample is remembered: a repeat is a duplicate, an older one out of order.
+    let r = db
+        .append(&t, &[one(&a, [(old + 150 * 15_000, 150.0)])])
+        .unwrap();
+    assert_eq!(r.samples_duplicate, 1);
+    let r = db.append(&t, &[one(&b, [(old, 3.0)])]).unwrap();
+    assert_eq!(r.rejected[0].reason, RejectReason::OutOfOrder);
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!(
+        (stats.series, stats.idle_series),
+        (3, 1),
+        "a and b came back"
+    );
+    check(&db, &want_a);
+    drop(db);
+    let db = Tsdb::open(dir.path(), idle_opts()).unwrap();
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!((stats.series, stats.idle_series), (3, 1));
+    check(&db, &want_a);
+    // The tenant's deletion takes the idle keys too.
+    db.delete_tenant(&t).unwrap();
+    assert!(db
+        .series(&t, &[Matcher::equal("job", "a")], i64::MIN, i64::MAX)
+        .unwrap()
+        .is_empty());
+}
+
+/// A series whose idle keys were written while samples still arrived (eviction lost the race,
+/// then the process died before the keys were deleted again) comes back at recovery.
+#[test]
+fn samples_after_idle_keys_are_recovered() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t1");
+    let old = now_ms() - 3 * 3_600_000;
+    let l = labels(&[("__name__", "m")]);
+    {
+        let db = Tsdb::open(dir.path(), idle_opts()).unwrap();
+        db.append(&t, &[one(&l, [(old, 1.0)])]).unwrap();
+        db.checkpoint().unwrap();
+        let prefix = crate::keys::tenant_prefix(&t);
+        let ops = crate::idle::evict_ops(&prefix, 1, l.hash64(), &l, old, old);
+        crate::commit::write_batch(&db.inner.db, &ops, true).unwrap();
+        db.append(&t, &[one(&l, [(old + 1000, 2.0)])]).unwrap();
+    }
+    let db = Tsdb::open(dir.path(), idle_opts()).unwrap();
+    assert_eq!(merged(&db, &t, &l), [(old, 1.0), (old + 1000, 2.0)]);
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!((stats.series, stats.idle_series), (1, 0));
+    drop(db);
+    let db = Tsdb::open(dir.path(), idle_opts()).unwrap();
+    let stats = db.tenant_stats(&t).unwrap();
+    assert_eq!(
+        (stats.series, stats.idle_series),
+        (1, 0),
+        "idle keys deleted"
+    );
+    assert_eq!(merged(&db, &t, &l), [(old, 1.0), (old + 1000, 2.0)]);
 }

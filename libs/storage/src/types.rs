@@ -47,16 +47,19 @@ pub struct SeriesExemplars {
     pub exemplars: Vec<Exemplar>,
 }
 
-/// Why samples were refused (Prometheus semantics with an out-of-order window of 0).
+/// Why samples were refused (Prometheus semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {
-    /// Older than the series' newest sample.
+    /// Older than the series' newest sample, and the tenant has no out-of-order window.
     OutOfOrder,
+    /// Older than the series' newest sample by more than the tenant's out-of-order window (or a
+    /// native histogram older than the newest sample: those are never taken out of order).
+    TooOld,
     /// Same timestamp as the newest sample but a different value.
     DuplicateTimestamp,
-    /// A new series over the tenant's series limit ([`SeriesLimits::max_series`]).
+    /// A new series over the tenant's series limit ([`AppendLimits::max_series`]).
     SeriesLimit,
-    /// A new series over its metric name's limit ([`SeriesLimits::max_series_per_metric`]).
+    /// A new series over its metric name's limit ([`AppendLimits::max_series_per_metric`]).
     MetricSeriesLimit,
 }
 
@@ -70,18 +73,26 @@ impl RejectReason {
     }
 }
 
-/// Caps on the active series a tenant may have on this database; 0 means no cap. A series is
-/// active while its newest sample is within `TsdbOptions::active_series_window` of now. New
-/// series over a cap are refused with all their samples; existing series always append.
+/// A tenant's rules for one append.
+///
+/// `max_series` and `max_series_per_metric` cap the active series a tenant may have on this
+/// database (0: no cap). A series is active while its newest sample is within
+/// `TsdbOptions::active_series_window` of now. New series over a cap are refused with all their
+/// samples; existing series always append.
+///
+/// `out_of_order_window_ms` (0: none, Prometheus' default) accepts float samples up to that much
+/// older than their series' newest sample (Prometheus' `out_of_order_time_window`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SeriesLimits {
+pub struct AppendLimits {
     pub max_series: usize,
     pub max_series_per_metric: usize,
+    pub out_of_order_window_ms: i64,
 }
 
-impl SeriesLimits {
-    pub fn is_unlimited(&self) -> bool {
-        self.max_series == 0 && self.max_series_per_metric == 0
+impl AppendLimits {
+    /// Whether new series are counted against a cap.
+    pub fn caps_series(&self) -> bool {
+        self.max_series > 0 || self.max_series_per_metric > 0
     }
 }
 
@@ -90,6 +101,7 @@ impl RejectReason {
     pub fn error_id(self) -> &'static str {
         match self {
             RejectReason::OutOfOrder => "err-mimir-sample-out-of-order",
+            RejectReason::TooOld => "err-mimir-sample-too-old",
             RejectReason::DuplicateTimestamp => "err-mimir-sample-duplicate-timestamp",
             RejectReason::SeriesLimit => "err-mimir-max-series-per-user",
             RejectReason::MetricSeriesLimit => "err-mimir-max-series-per-metric",
@@ -100,6 +112,7 @@ impl RejectReason {
     pub fn discard_reason(self) -> &'static str {
         match self {
             RejectReason::OutOfOrder => "sample-out-of-order",
+            RejectReason::TooOld => "sample-too-old",
             RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
             RejectReason::SeriesLimit => "per_user_series_limit",
             RejectReason::MetricSeriesLimit => "per_metric_series_limit",
@@ -110,6 +123,7 @@ impl RejectReason {
     pub fn prometheus_error(self) -> &'static str {
         match self {
             RejectReason::OutOfOrder => "out of order sample",
+            RejectReason::TooOld => "too old sample",
             RejectReason::DuplicateTimestamp => "duplicate sample for timestamp",
             RejectReason::SeriesLimit => "per-user series limit exceeded",
             RejectReason::MetricSeriesLimit => "per-metric series limit exceeded",
@@ -124,6 +138,10 @@ impl fmt::Display for RejectReason {
             RejectReason::OutOfOrder => {
                 "the sample has been rejected because another sample with a more recent timestamp \
                  has already been ingested and out-of-order samples are not allowed"
+            }
+            RejectReason::TooOld => {
+                "the sample has been rejected because another sample with a more recent timestamp \
+                 has already been ingested and this sample is beyond the out-of-order time window"
             }
             RejectReason::DuplicateTimestamp => {
                 "the sample has been rejected because another sample with the same timestamp, but a \
@@ -184,8 +202,10 @@ impl fmt::Display for Rejection {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AppendResult {
     pub samples_appended: usize,
-    /// Exact repeats of a series' newest sample, accepted without being stored again.
+    /// Exact repeats of a stored sample, accepted without being stored again.
     pub samples_duplicate: usize,
+    /// Samples stored within the out-of-order window (also counted in `samples_appended`).
+    pub samples_out_of_order: usize,
     pub series_created: usize,
     pub rejected: Vec<Rejection>,
     pub exemplars_appended: usize,
@@ -305,11 +325,16 @@ pub struct TenantStats {
     pub tenant: TenantId,
     /// Series in memory.
     pub series: usize,
+    /// Series on disk only: idle for `TsdbOptions::series_idle_timeout`.
+    pub idle_series: usize,
     /// Series with a sample within `TsdbOptions::active_series_window` of now.
     pub active_series: usize,
     pub samples_appended: u64,
     pub samples_duplicate: u64,
+    /// Refused out-of-order samples (no window, or older than it).
     pub samples_out_of_order: u64,
+    /// Samples accepted within the out-of-order window (also in `samples_appended`).
+    pub samples_out_of_order_appended: u64,
     pub samples_duplicate_timestamp: u64,
 }
 

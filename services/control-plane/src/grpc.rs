@@ -81,12 +81,24 @@ pub fn workspace_info(w: &Workspace) -> Option<WorkspaceInfo> {
         account_id: w.account.clone(),
         status: w.status.code().to_string(),
         tenant_id: tenant,
-        limit_overrides_json: if w.limit_overrides.is_empty() {
-            String::new()
-        } else {
-            serde_json::to_string(&w.limit_overrides).unwrap_or_default()
-        },
+        limit_overrides_json: limit_overrides_json(w),
     })
+}
+
+/// The workspace's `[limits]` overrides as the ingesters apply them: the operator's overrides,
+/// and the workspace configuration's out-of-order window unless an override sets one.
+fn limit_overrides_json(w: &Workspace) -> String {
+    let mut limits = w.limit_overrides.clone();
+    if let Some(secs) = w.configuration.out_of_order_time_window_in_seconds {
+        limits
+            .entry("out_of_order_time_window".to_string())
+            .or_insert_with(|| serde_json::Value::from(format!("{secs}s")));
+    }
+    if limits.is_empty() {
+        String::new()
+    } else {
+        serde_json::to_string(&limits).unwrap_or_default()
+    }
 }
 
 fn cluster_reply(m: &crate::raft_types::RaftMetrics) -> Response<ClusterReply> {

@@ -36,6 +36,7 @@ pub fn open_tsdb(data_dir: &Path, cfg: &IngesterConfig) -> Result<Arc<Tsdb>, Ing
     let opts = TsdbOptions {
         checkpoint_interval: Some(cfg.checkpoint_interval),
         block_cache_bytes: cfg.block_cache_bytes,
+        series_idle_timeout: Some(cfg.series_idle_timeout).filter(|t| !t.is_zero()),
         ..TsdbOptions::default()
     };
     Ok(Arc::new(Tsdb::open(data_dir.join("ingester"), opts)?))
@@ -236,6 +237,9 @@ impl Ingester for IngesterService {
         metrics::SAMPLES_APPENDED
             .with_label_values(&[ts])
             .inc_by(result.samples_appended as u64);
+        metrics::OUT_OF_ORDER_SAMPLES_APPENDED
+            .with_label_values(&[ts])
+            .inc_by(result.samples_out_of_order as u64);
         metrics::SERIES_CREATED
             .with_label_values(&[ts])
             .inc_by(result.series_created as u64);
@@ -249,6 +253,7 @@ impl Ingester for IngesterService {
             .map(|(r, message)| {
                 let reason = match r.reason {
                     RejectReason::OutOfOrder => pb::RejectReason::OutOfOrder,
+                    RejectReason::TooOld => pb::RejectReason::TooOld,
                     RejectReason::DuplicateTimestamp => pb::RejectReason::DuplicateTimestamp,
                     RejectReason::SeriesLimit => pb::RejectReason::PerUserSeriesLimit,
                     RejectReason::MetricSeriesLimit => pb::RejectReason::PerMetricSeriesLimit,
@@ -500,5 +505,8 @@ pub fn export_head_stats(db: &Tsdb) {
         metrics::ACTIVE_SERIES
             .with_label_values(&[tenant])
             .set(t.active_series as i64);
+        metrics::IDLE_SERIES
+            .with_label_values(&[tenant])
+            .set(t.idle_series as i64);
     }
 }

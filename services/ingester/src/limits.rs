@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hestia_limits::Overrides;
 use hestia_model::{Labels, TenantId};
 use hestia_ring::{now_ms, RingClient};
-use hestia_storage::{series_in_braces, RejectReason, SeriesLimits};
+use hestia_storage::{series_in_braces, AppendLimits, RejectReason};
 
 /// Turns global series limits into local ones.
 pub struct SeriesLimiter {
@@ -22,7 +22,7 @@ pub struct SeriesLimiter {
 /// The limits one push runs under, with the figures of their error messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PushLimits {
-    pub series: SeriesLimits,
+    pub series: AppendLimits,
     /// Metric families with metadata this ingester keeps for the workspace (0: no limit).
     pub metadata_metrics: usize,
     pub global_metadata_metrics: usize,
@@ -80,12 +80,14 @@ impl SeriesLimiter {
             (l, g) => l.min(share(g)),
         };
         PushLimits {
-            series: SeriesLimits {
+            series: AppendLimits {
                 max_series: actual(self.local_per_user, limits.max_global_series_per_user),
                 max_series_per_metric: actual(
                     self.local_per_metric,
                     limits.max_global_series_per_metric,
                 ),
+                out_of_order_window_ms: i64::try_from(limits.out_of_order_time_window.as_millis())
+                    .unwrap_or(i64::MAX),
             },
             metadata_metrics: actual(0, limits.max_global_metrics_with_metadata_per_user),
             global_metadata_metrics: limits.max_global_metrics_with_metadata_per_user,
@@ -221,14 +223,15 @@ mod tests {
         let l = SeriesLimiter::new(overrides(1_000_000, 200_000), 0, 0, None, 3);
         assert_eq!(
             l.limits_for(&t).series,
-            SeriesLimits {
+            AppendLimits {
                 max_series: 1_000_000,
-                max_series_per_metric: 200_000
+                max_series_per_metric: 200_000,
+                out_of_order_window_ms: 0,
             }
         );
-        assert!(SeriesLimiter::unlimited()
+        assert!(!SeriesLimiter::unlimited()
             .limits_for(&t)
             .series
-            .is_unlimited());
+            .caps_series());
     }
 }

@@ -46,6 +46,24 @@ pub static MEMORY_SERIES: Lazy<IntGaugeVec> = Lazy::new(|| {
     .expect("metric registers once")
 });
 
+pub static IDLE_SERIES: Lazy<IntGaugeVec> = Lazy::new(|| {
+    register_int_gauge_vec!(
+        "hestia_ingester_idle_series",
+        "Series that left memory after ingester.series_idle_timeout without samples (on disk only), per tenant.",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static OUT_OF_ORDER_SAMPLES_APPENDED: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_ingester_out_of_order_samples_appended_total",
+        "Samples accepted within the workspace's out-of-order window (also in samples_appended).",
+        &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
 pub static ACTIVE_SERIES: Lazy<IntGaugeVec> = Lazy::new(|| {
     register_int_gauge_vec!(
         "hestia_ingester_active_series",
