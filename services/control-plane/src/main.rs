@@ -1,5 +1,10 @@
 //! `hestia-control-plane`: one control-plane voter serving the AMP workspace API and the
 //! internal gRPC API.
+
+// glibc malloc was a quarter of the push path's CPU (perf); mimalloc is several times cheaper.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

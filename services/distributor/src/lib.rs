@@ -22,6 +22,7 @@
 //! message. 1.0 succeeds with 200, 2.0 with 204; 2.0
 //! answers always carry `X-Prometheus-Remote-Write-{Samples,Histograms,Exemplars}-Written`.
 
+mod encode;
 mod error;
 pub mod metrics;
 mod rate;
@@ -32,6 +33,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
+use crate::encode::Batch;
 use crate::rate::RateLimiter;
 use axum::body::Body;
 use axum::extract::State;
@@ -81,15 +83,6 @@ pub struct PushSummary {
     pub first_error: Option<String>,
     /// The first refusal by a workspace series limit (answered 429 rather than 400).
     pub first_limit_error: Option<String>,
-}
-
-/// A validated request: series with their ring tokens, and metadata by metric-name token.
-#[derive(Debug, Default)]
-struct Batch {
-    series: Vec<pb::TimeSeries>,
-    metadata: Vec<pb::MetricMetadata>,
-    /// `series.len() + metadata.len()` tokens, series first.
-    tokens: Vec<u32>,
 }
 
 pub struct Distributor {
@@ -349,12 +342,7 @@ impl Distributor {
             batch.tokens.push(token_of(hash_label_pairs(
                 std::iter::once(("__tenant__", t)).chain(labels.iter().map(|l| (l.name, l.value))),
             )));
-            batch.series.push(pb::TimeSeries {
-                labels: to_pb_labels(labels),
-                samples: kept,
-                histograms: kept_h,
-                exemplars: kept_e,
-            });
+            batch.push_series(labels, &kept, &kept_h, &kept_e);
         }
 
         for m in req.metadata() {
@@ -394,35 +382,18 @@ impl Distributor {
         let ring = self.ring.ring();
         let sharded = ring.shard_batch(&batch.tokens, now_ms())?;
         let mut tracker = sharded.tracker;
-        let n_series = batch.series.len();
         let timeout = self.cfg.push_timeout;
         let mut calls = FuturesUnordered::new();
         for (idx, items) in sharded.per_instance {
             let addr = ring.instance(idx).addr.clone();
-            let mut client = self
-                .pool
-                .get(&addr)
-                .map_err(|e| DistributorError::Ingester {
-                    ingester: addr.clone(),
-                    message: e.to_string(),
-                })?;
-            let split = items.partition_point(|&i| (i as usize) < n_series);
-            let req = pb::PushRequest {
-                tenant: tenant.to_string(),
-                timeseries: items[..split]
-                    .iter()
-                    .map(|&i| batch.series[i as usize].clone())
-                    .collect(),
-                metadata: items[split..]
-                    .iter()
-                    .map(|&i| batch.metadata[i as usize - n_series].clone())
-                    .collect(),
-            };
+            let req = bytes::Bytes::from(batch.request(tenant.as_str(), &items));
+            let pool = self.pool.clone();
             let span = tracing::debug_span!("push_ingester", ingester = %addr);
             calls.push(
                 async move {
-                    let res = match tokio::time::timeout(timeout, client.push(req)).await {
-                        Ok(Ok(resp)) => Ok(resp.into_inner()),
+                    let push = pool.push_encoded(&addr, req);
+                    let res = match tokio::time::timeout(timeout, push).await {
+                        Ok(Ok(resp)) => Ok(resp),
                         Ok(Err(status)) => Err(DistributorError::Ingester {
                             ingester: addr.clone(),
                             message: status.message().to_string(),
@@ -882,9 +853,9 @@ mod tests {
             first.contains("invalid schema: 10 (err-mimir-invalid-native-histogram-schema)"),
             "{first}"
         );
-        let ts = &batch.series;
+        let ts = [batch.series(0)];
         assert_eq!(batch.tokens.len(), 1);
-        assert_eq!(ts.len(), 1);
+        assert_eq!(batch.num_series(), 1);
         assert_eq!(ts[0].samples.len(), 1);
         let h = &ts[0].histograms[0];
         assert_eq!(

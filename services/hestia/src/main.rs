@@ -1,3 +1,7 @@
+// glibc malloc was a quarter of the push path's CPU (perf); mimalloc is several times cheaper.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]

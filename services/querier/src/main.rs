@@ -1,4 +1,9 @@
 //! `hestia-querier`: the Prometheus query API alone (tenant from `X-Scope-OrgID`).
+
+// glibc malloc was a quarter of the push path's CPU (perf); mimalloc is several times cheaper.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
