@@ -140,7 +140,7 @@ mod tests {
             timestamp_ms: 7,
             value: 1.5,
         };
-        b.push_series(&labels, &samples, &[], &[exemplar.clone()]);
+        b.push_series(&labels, &samples, &[], std::slice::from_ref(&exemplar));
         b.push_series(&labels[..1], &samples[1..], &[], &[]);
         b.metadata.push(pb::MetricMetadata {
             metric_family_name: "up".into(),
