@@ -8,28 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
-
-async fn create(c: &reqwest::Client, base: &str) -> String {
-    let r = c
-        .post(format!("{base}/workspaces"))
-        .json(&json!({ "alias": "late" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let v: Value = r.json().await.unwrap();
-    let id = v["workspaceId"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, v) = get_json(c, &format!("{base}/workspaces/{id}")).await;
-        if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
-            return id;
-        }
-        assert!(Instant::now() < deadline, "not ACTIVE: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use serde_json::json;
 
 fn sample(t: i64, v: f64) -> Vec<u8> {
     encode(vec![series(&[("__name__", "late_metric")], &[(t, v)])])
@@ -65,7 +44,7 @@ async fn out_of_order_window_follows_the_workspace_configuration() {
     let hestia = start(dir.path().to_path_buf()).await;
     let base = format!("http://{}", hestia.addr);
     let c = reqwest::Client::new();
-    let ws = create(&c, &base).await;
+    let ws = create_active_workspace(&c, &base, "late").await;
     let now = now_ms() / 1000 * 1000;
 
     let (status, body) = remote_write(&c, &base, &ws, sample(now, 1.0)).await;

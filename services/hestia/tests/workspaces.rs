@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const UNKNOWN: &str = "ws-00000000-0000-4000-8000-00000000dead";
 
@@ -18,31 +18,6 @@ async fn start(dir: &std::path::Path) -> hestia::AllInOne {
         cfg.control_plane.purge_grace = Duration::from_secs(1);
     })
     .await
-}
-
-async fn create(c: &reqwest::Client, base: &str, alias: &str) -> String {
-    let r = c
-        .post(format!("{base}/workspaces"))
-        .json(&json!({ "alias": alias }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let v: Value = r.json().await.unwrap();
-    let id = v["workspaceId"].as_str().unwrap().to_string();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, v) = get_json(c, &format!("{base}/workspaces/{id}")).await;
-        if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
-            assert_eq!(
-                v["workspace"]["prometheusEndpoint"],
-                format!("{base}/workspaces/{id}/")
-            );
-            return id;
-        }
-        assert!(Instant::now() < deadline, "not ACTIVE: {v}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn one_sample(t: i64) -> Vec<u8> {
@@ -84,7 +59,7 @@ async fn workspaces_come_from_the_amp_api() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
-    let ws = create(&c, &base, "kept").await;
+    let ws = create_active_workspace(&c, &base, "kept").await;
     let (status, body) = remote_write(&c, &base, &ws, one_sample(now_ms())).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(value(&c, &base, &ws).await.as_deref(), Some("42"));
@@ -113,7 +88,7 @@ async fn workspaces_come_from_the_amp_api() {
     .await;
 
     // Deleted: refused at once, purged after the grace period.
-    let doomed = create(&c, &base, "doomed").await;
+    let doomed = create_active_workspace(&c, &base, "doomed").await;
     let (status, _) = remote_write(&c, &base, &doomed, one_sample(now_ms())).await;
     assert_eq!(status, 200);
     let r = c

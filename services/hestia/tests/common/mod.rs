@@ -192,3 +192,29 @@ pub async fn instant_query(
     assert_eq!(r.status(), 200, "query {q}");
     r.json().await.expect("json")
 }
+
+/// Creates a workspace through the AMP API of `hestia all` at `base`; returns its id once ACTIVE.
+pub async fn create_active_workspace(c: &reqwest::Client, base: &str, alias: &str) -> String {
+    let r = c
+        .post(format!("{base}/workspaces"))
+        .json(&serde_json::json!({ "alias": alias }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: serde_json::Value = r.json().await.unwrap();
+    let id = v["workspaceId"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = get_json(c, &format!("{base}/workspaces/{id}")).await;
+        if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
+            assert_eq!(
+                v["workspace"]["prometheusEndpoint"],
+                format!("{base}/workspaces/{id}/")
+            );
+            return id;
+        }
+        assert!(Instant::now() < deadline, "not ACTIVE: {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
