@@ -425,11 +425,8 @@ impl Tsdb {
         let Some(t) = self.inner.tenant(tenant) else {
             return Ok(Vec::new());
         };
-        let series: HashMap<u64, Labels> = t
-            .select_series(&self.inner.db, matchers, i64::MIN, i64::MAX)?
-            .into_iter()
-            .map(|s| (s.id(), s.labels().clone()))
-            .collect();
+        let selected = t.select_series(&self.inner.db, matchers, i64::MIN, i64::MAX)?;
+        let series: HashMap<u64, &Labels> = selected.iter().map(|s| (s.id(), s.labels())).collect();
         let mut by_series: BTreeMap<u64, Vec<Exemplar>> = BTreeMap::new();
         for (_, sid, e) in t.exemplars.lock().items.iter() {
             if e.t >= mint && e.t <= maxt && series.contains_key(sid) {
@@ -440,7 +437,7 @@ impl Tsdb {
             .into_iter()
             .filter_map(|(sid, exemplars)| {
                 series.get(&sid).map(|labels| SeriesExemplars {
-                    labels: labels.clone(),
+                    labels: (*labels).clone(),
                     exemplars,
                 })
             })
@@ -822,7 +819,7 @@ fn load_ooo_chunks(db: &DB, prefix: &[u8], s: &Series) -> Result<(), StorageErro
 }
 
 /// Brings idle series `sid` back into memory during recovery; returns the deletes of its idle
-/// keys, or `None` if it is already back or its row is missing.
+/// keys, or `None` if its row is missing.
 fn revive_at_recovery(
     db: &DB,
     t: &Tenant,
@@ -835,12 +832,7 @@ fn revive_at_recovery(
     };
     let labels = keys::decode_labels(&row)?;
     let hash = labels.hash64();
-    let Some((found, day)) = idle::find(db, &t.prefix, hash, &labels)? else {
-        return Ok(None);
-    };
-    if found != sid || t.index.read().by_id(sid).is_some() {
-        return Ok(None);
-    }
+    let day = idle::day_of(db, &t.prefix, sid)?;
     let s = Arc::new(Series::new(sid, labels, true));
     load_chunks(
         &mut db.raw_iterator_cf(cf(db, Cf::Chunks)?),
@@ -1137,7 +1129,7 @@ impl Inner {
             .zip(batch)
             .any(|(r, sa)| r.is_none() && sa.has_data())
         {
-            let mut chunk_it = self.db.raw_iterator_cf(cf(&self.db, Cf::Chunks)?);
+            let mut chunk_it = None;
             let mut idx = t.index.write();
             let mut active = limits.caps_series().then(|| {
                 let mut a = t.active.lock();
@@ -1175,7 +1167,13 @@ impl Inner {
                     Some((id, day)) => {
                         // Not evictable (row_durable false) until the deletes below are written.
                         let s = Arc::new(Series::new(id, sa.labels.clone(), false));
-                        load_chunks(&mut chunk_it, &t.prefix, &s, self.opts.chunk_max_samples)?;
+                        let it = match &mut chunk_it {
+                            Some(it) => it,
+                            None => {
+                                chunk_it.insert(self.db.raw_iterator_cf(cf(&self.db, Cf::Chunks)?))
+                            }
+                        };
+                        load_chunks(it, &t.prefix, &s, self.opts.chunk_max_samples)?;
                         load_ooo_chunks(&self.db, &t.prefix, &s)?;
                         revive.extend(idle::revive_ops(&t.prefix, id, *h, &s.labels, day));
                         t.idle_series.fetch_sub(1, Ordering::AcqRel);

@@ -145,16 +145,18 @@ pub(crate) fn find(
     }
     it.status()?;
     for sid in sids {
-        if read_labels(db, prefix, sid)?.as_ref() != Some(labels) {
-            continue;
+        if read_labels(db, prefix, sid)?.as_ref() == Some(labels) {
+            return Ok(Some((sid, day_of(db, prefix, sid)?)));
         }
-        let d = db
-            .get_pinned_cf(cf(db, Cf::Idle)?, series_key(prefix, sid))?
-            .and_then(|v| <[u8; 4]>::try_from(&v[..]).ok())
-            .ok_or_else(|| StorageError::corrupt("idle series", "missing day"))?;
-        return Ok(Some((sid, u32::from_be_bytes(d))));
     }
     Ok(None)
+}
+
+/// The day under which idle series `sid`'s postings are written.
+pub(crate) fn day_of(db: &DB, prefix: &[u8], sid: u64) -> Result<u32, StorageError> {
+    db.get_pinned_cf(cf(db, Cf::Idle)?, series_key(prefix, sid))?
+        .and_then(|v| keys::read_u32(&v))
+        .ok_or_else(|| StorageError::corrupt("idle series", "missing day"))
 }
 
 /// Every idle series id, by tenant prefix.
