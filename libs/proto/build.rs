@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tonic_prost_build::configure()
         .bytes(".hestia.ingester.Chunk.data")
+        .bytes(".hestia.ingester.PushRequestEncoded.timeseries")
         .compile_protos(&files, &[root])?;
     Ok(())
 }

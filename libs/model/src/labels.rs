@@ -78,9 +78,19 @@ impl Labels {
         self.0
     }
 
-    /// A stable 64-bit hash of the label set (xxh3 over `name 0xff value 0xff` pairs).
+    /// A stable 64-bit hash of the label set: xxh3 of its [key](Labels::write_key).
     pub fn hash64(&self) -> u64 {
-        hash_label_pairs(self.0.iter().map(|l| (l.name.as_str(), l.value.as_str())))
+        hash_label_pairs(self.pairs())
+    }
+
+    /// Appends the set's key to `out`: `name 0xff value 0xff` per label, in order. 0xff never
+    /// occurs in UTF-8, so two sets have the same key only if they are equal.
+    pub fn write_key(&self, out: &mut Vec<u8>) {
+        write_label_key(self.pairs(), out);
+    }
+
+    fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|l| (l.name.as_str(), l.value.as_str()))
     }
 
     /// A copy without the named labels.
@@ -112,16 +122,104 @@ impl Labels {
     }
 }
 
+/// A label set borrowed from a request: name/value pairs sorted by name, names unique, values
+/// non-empty (what [`Labels`] holds), without copying the strings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LabelPairs<'a>(&'a [(&'a str, &'a str)]);
+
+impl<'a> LabelPairs<'a> {
+    /// `None` unless `pairs` is sorted by unique names and has no empty value.
+    pub fn new(pairs: &'a [(&'a str, &'a str)]) -> Option<Self> {
+        let sorted = pairs.windows(2).all(|w| w[0].0 < w[1].0);
+        (sorted && pairs.iter().all(|(_, v)| !v.is_empty())).then_some(Self(pairs))
+    }
+
+    pub fn as_slice(&self) -> &'a [(&'a str, &'a str)] {
+        self.0
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.0
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    pub fn metric_name(&self) -> Option<&'a str> {
+        self.get(METRIC_NAME)
+    }
+
+    /// Equal to `Labels::hash64` of the same set.
+    pub fn hash64(&self) -> u64 {
+        hash_label_pairs(self.0.iter().copied())
+    }
+
+    /// Equal to `Labels::write_key` of the same set.
+    pub fn write_key(&self, out: &mut Vec<u8>) {
+        write_label_key(self.0.iter().copied(), out);
+    }
+
+    pub fn to_labels(&self) -> Labels {
+        Labels(self.0.iter().map(|(n, v)| Label::new(*n, *v)).collect())
+    }
+}
+
+impl PartialEq<Labels> for LabelPairs<'_> {
+    fn eq(&self, other: &Labels) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|((n, v), l)| *n == l.name && *v == l.value)
+    }
+}
+
+const SEPARATOR: &[u8] = &[0xff];
+
 /// Hashes label pairs given in sorted order; equal to `Labels::hash64` of the same set.
 pub fn hash_label_pairs<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> u64 {
-    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    // The key on the stack while it fits (one-shot xxh3 is much faster than feeding a streaming
+    // hasher four pieces per label); the streaming hasher gives the same value for longer keys.
+    let mut buf = [0u8; 512];
+    let mut len = 0;
+    let mut stream: Option<xxhash_rust::xxh3::Xxh3> = None;
     for (n, v) in pairs {
-        h.update(n.as_bytes());
-        h.update(&[0xff]);
-        h.update(v.as_bytes());
-        h.update(&[0xff]);
+        for part in [n.as_bytes(), SEPARATOR, v.as_bytes(), SEPARATOR] {
+            match &mut stream {
+                Some(h) => h.update(part),
+                None if len + part.len() <= buf.len() => {
+                    buf[len..len + part.len()].copy_from_slice(part);
+                    len += part.len();
+                }
+                None => {
+                    let mut h = xxhash_rust::xxh3::Xxh3::new();
+                    h.update(&buf[..len]);
+                    h.update(part);
+                    stream = Some(h);
+                }
+            }
+        }
     }
-    h.digest()
+    match stream {
+        Some(h) => h.digest(),
+        None => hash_label_key(&buf[..len]),
+    }
+}
+
+/// Appends the key of label pairs given in sorted order (see [`Labels::write_key`]).
+pub fn write_label_key<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>, out: &mut Vec<u8>) {
+    for (n, v) in pairs {
+        out.extend_from_slice(n.as_bytes());
+        out.push(0xff);
+        out.extend_from_slice(v.as_bytes());
+        out.push(0xff);
+    }
+}
+
+/// The hash of a label set from its key; equal to `Labels::hash64` of the set.
+pub fn hash_label_key(key: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(key)
 }
 
 impl<'a> IntoIterator for &'a Labels {
@@ -203,6 +301,46 @@ impl LabelsBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash_is_xxh3_of_the_key_at_every_length() {
+        for n in [0usize, 1, 3, 40, 200] {
+            let long = "v".repeat(n * 7);
+            let l = Labels::from_pairs((0..n).map(|i| (format!("l{i:03}"), long.clone())));
+            let mut key = Vec::new();
+            l.write_key(&mut key);
+            let mut streamed = xxhash_rust::xxh3::Xxh3::new();
+            for x in &l {
+                streamed.update(x.name.as_bytes());
+                streamed.update(&[0xff]);
+                streamed.update(x.value.as_bytes());
+                streamed.update(&[0xff]);
+            }
+            assert_eq!(l.hash64(), streamed.digest(), "{n} labels");
+            assert_eq!(l.hash64(), hash_label_key(&key), "{n} labels");
+        }
+    }
+
+    #[test]
+    fn label_pairs_agree_with_labels() {
+        let pairs = [("__name__", "up"), ("job", "node"), ("zone", "a")];
+        let p = LabelPairs::new(&pairs).unwrap();
+        let l = Labels::from_pairs(pairs);
+        assert_eq!(p.hash64(), l.hash64());
+        let (mut pk, mut lk) = (Vec::new(), Vec::new());
+        p.write_key(&mut pk);
+        l.write_key(&mut lk);
+        assert_eq!(pk, lk);
+        assert!(p == l);
+        assert_eq!(p.to_labels(), l);
+        assert_eq!(p.metric_name(), Some("up"));
+        assert_eq!(p.get("zone"), Some("a"));
+        assert!(p != Labels::from_pairs([("__name__", "up"), ("job", "node")]));
+        assert!(p != Labels::from_pairs([("__name__", "up"), ("job", "node"), ("zone", "b")]));
+        assert!(LabelPairs::new(&[("b", "1"), ("a", "1")]).is_none());
+        assert!(LabelPairs::new(&[("a", "1"), ("a", "2")]).is_none());
+        assert!(LabelPairs::new(&[("a", "")]).is_none());
+    }
 
     #[test]
     fn sorted_and_deduplicated() {

@@ -9,7 +9,7 @@ mod decode;
 mod error;
 mod snappy;
 mod v2;
-mod wire;
+pub mod wire;
 
 pub use decode::{
     decode_write_request, ExemplarRef, HistogramCount, HistogramRef, LabelRef, MetadataRef,

@@ -2,28 +2,39 @@
 
 use crate::DecodeError;
 
-pub(crate) const WT_VARINT: u8 = 0;
-pub(crate) const WT_I64: u8 = 1;
-pub(crate) const WT_LEN: u8 = 2;
-pub(crate) const WT_I32: u8 = 5;
+pub const WT_VARINT: u8 = 0;
+pub const WT_I64: u8 = 1;
+pub const WT_LEN: u8 = 2;
+pub const WT_I32: u8 = 5;
 
-pub(crate) struct Reader<'a> {
+pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
+    pub fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
     #[inline]
-    pub(crate) fn done(&self) -> bool {
+    pub fn done(&self) -> bool {
         self.pos >= self.buf.len()
     }
 
     #[inline]
-    pub(crate) fn varint(&mut self) -> Result<u64, DecodeError> {
+    pub fn varint(&mut self) -> Result<u64, DecodeError> {
+        // Field keys and short lengths: one byte.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.varint_multi_byte()
+    }
+
+    fn varint_multi_byte(&mut self) -> Result<u64, DecodeError> {
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
             let b = *self
@@ -40,7 +51,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub(crate) fn key(&mut self) -> Result<(u32, u8), DecodeError> {
+    pub fn key(&mut self) -> Result<(u32, u8), DecodeError> {
         let k = self.varint()?;
         let field = (k >> 3) as u32;
         if field == 0 {
@@ -50,7 +61,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub(crate) fn fixed64(&mut self) -> Result<u64, DecodeError> {
+    pub fn fixed64(&mut self) -> Result<u64, DecodeError> {
         let end = self.pos + 8;
         let bytes = self
             .buf
@@ -63,7 +74,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+    pub fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let len = self.varint()? as usize;
         let end = self
             .pos
@@ -78,11 +89,11 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub(crate) fn string(&mut self) -> Result<&'a str, DecodeError> {
+    pub fn string(&mut self) -> Result<&'a str, DecodeError> {
         std::str::from_utf8(self.bytes()?).map_err(|_| DecodeError::Utf8)
     }
 
-    pub(crate) fn skip(&mut self, wire_type: u8) -> Result<(), DecodeError> {
+    pub fn skip(&mut self, wire_type: u8) -> Result<(), DecodeError> {
         match wire_type {
             WT_VARINT => {
                 self.varint()?;
@@ -106,7 +117,7 @@ impl<'a> Reader<'a> {
     }
 
     #[inline]
-    pub(crate) fn expect(&self, got: u8, want: u8) -> Result<(), DecodeError> {
+    pub fn expect(&self, got: u8, want: u8) -> Result<(), DecodeError> {
         if got == want {
             Ok(())
         } else {
@@ -117,7 +128,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `repeated uint32` field, packed or not, appended to `out`.
-    pub(crate) fn uint32s(&mut self, wire_type: u8, out: &mut Vec<u32>) -> Result<(), DecodeError> {
+    pub fn uint32s(&mut self, wire_type: u8, out: &mut Vec<u32>) -> Result<(), DecodeError> {
         let to_u32 = |v: u64| {
             u32::try_from(v).map_err(|_| DecodeError::Protobuf("uint32 field out of range"))
         };
@@ -139,17 +150,17 @@ impl<'a> Reader<'a> {
     }
 }
 
-pub(crate) fn idx(n: usize) -> Result<u32, DecodeError> {
+pub fn idx(n: usize) -> Result<u32, DecodeError> {
     u32::try_from(n).map_err(|_| DecodeError::Protobuf("too many elements"))
 }
 
 #[inline]
-pub(crate) fn zigzag(u: u64) -> i64 {
+pub fn zigzag(u: u64) -> i64 {
     ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
 /// Calls `f` for each element of a repeated scalar field, packed or not.
-pub(crate) fn repeated(
+pub fn repeated(
     r: &mut Reader<'_>,
     wt: u8,
     elem: u8,

@@ -26,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hestia_model::{Labels, Matcher, Sample, TenantId};
+use hestia_model::{hash_label_key, Labels, Matcher, Sample, TenantId};
 use parking_lot::{Condvar, Mutex, RwLock};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBCompressionType, DBRecoveryMode, Options,
@@ -40,7 +40,8 @@ use crate::idle::{self, IdleSeries};
 use crate::keys;
 use crate::types::{
     AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats, MetricMetadata,
-    MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, TenantStats,
+    MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks, SeriesExemplars, SeriesLabels,
+    TenantStats,
 };
 use crate::xor::XorAppender;
 use crate::StorageError;
@@ -363,10 +364,10 @@ impl Tsdb {
     /// one: older samples are rejected as out of order, a repeat of the newest sample is accepted
     /// as a duplicate, and a different value at the newest timestamp is rejected. Rejections do
     /// not affect other samples of the call.
-    pub fn append(
+    pub fn append<L: SeriesLabels>(
         &self,
         tenant: &TenantId,
-        batch: &[SeriesAppend],
+        batch: &[SeriesAppend<L>],
     ) -> Result<AppendResult, StorageError> {
         self.inner.append(tenant, batch, &AppendLimits::default())
     }
@@ -374,10 +375,10 @@ impl Tsdb {
     /// [`Tsdb::append`] with caps on new series: a new series over `limits` is refused with all
     /// its samples (one [`Rejection`] per series, reason [`RejectReason::SeriesLimit`] or
     /// [`RejectReason::MetricSeriesLimit`]); the rest of the batch is appended.
-    pub fn append_limited(
+    pub fn append_limited<L: SeriesLabels>(
         &self,
         tenant: &TenantId,
-        batch: &[SeriesAppend],
+        batch: &[SeriesAppend<L>],
         limits: &AppendLimits,
     ) -> Result<AppendResult, StorageError> {
         self.inner.append(tenant, batch, limits)
@@ -1091,10 +1092,10 @@ impl Inner {
         Ok(())
     }
 
-    fn append(
+    fn append<L: SeriesLabels>(
         &self,
         tenant: &TenantId,
-        batch: &[SeriesAppend],
+        batch: &[SeriesAppend<L>],
         limits: &AppendLimits,
     ) -> Result<AppendResult, StorageError> {
         self.check_writable()?;
@@ -1104,16 +1105,24 @@ impl Inner {
         }
         let t = self.tenant_or_create(tenant);
 
-        // Resolve series; create missing ones under the index write lock.
-        let hashes: Vec<u64> = batch.iter().map(|s| s.labels.hash64()).collect();
+        // Resolve series by label key; create missing ones under the index write lock.
+        let mut key_bytes = Vec::with_capacity(batch.len() * 128);
+        let mut key_ends = Vec::with_capacity(batch.len());
+        for sa in batch {
+            sa.labels.write_key(&mut key_bytes);
+            key_ends.push(key_bytes.len());
+        }
+        let key = |i: usize| &key_bytes[i.checked_sub(1).map_or(0, |p| key_ends[p])..key_ends[i]];
+        let hashes: Vec<u64> = (0..batch.len()).map(|i| hash_label_key(key(i))).collect();
         let mut refs: Vec<Option<Arc<Series>>> = {
             let idx = t.index.read();
             batch
                 .iter()
                 .zip(&hashes)
-                .map(|(sa, h)| {
+                .enumerate()
+                .map(|(i, (sa, h))| {
                     if sa.has_data() {
-                        idx.get(*h, &sa.labels).cloned()
+                        idx.get(*h, key(i)).cloned()
                     } else {
                         None
                     }
@@ -1140,7 +1149,7 @@ impl Inner {
                 if r.is_some() || !sa.has_data() {
                     continue;
                 }
-                if let Some(s) = idx.get(*h, &sa.labels) {
+                if let Some(s) = idx.get(*h, key(i)) {
                     *r = Some(s.clone());
                     continue;
                 }
@@ -1159,14 +1168,14 @@ impl Inner {
                     }
                 }
                 let idle = if t.idle_series.load(Ordering::Acquire) > 0 {
-                    idle::find(&self.db, &t.prefix, *h, &sa.labels)?
+                    idle::find(&self.db, &t.prefix, *h, key(i))?
                 } else {
                     None
                 };
                 let s = match idle {
                     Some((id, day)) => {
                         // Not evictable (row_durable false) until the deletes below are written.
-                        let s = Arc::new(Series::new(id, sa.labels.clone(), false));
+                        let s = Arc::new(Series::new(id, sa.labels.to_labels(), false));
                         let it = match &mut chunk_it {
                             Some(it) => it,
                             None => {
@@ -1183,7 +1192,7 @@ impl Inner {
                     None => {
                         let id = self.next_series_id.fetch_add(1, Ordering::Relaxed);
                         result.series_created += 1;
-                        Arc::new(Series::new(id, sa.labels.clone(), false))
+                        Arc::new(Series::new(id, sa.labels.to_labels(), false))
                     }
                 };
                 idx.insert(*h, s.clone());

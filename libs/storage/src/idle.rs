@@ -125,12 +125,13 @@ fn read_labels(db: &DB, prefix: &[u8], sid: u64) -> Result<Option<Labels>, Stora
     }
 }
 
-/// The idle series with these labels, if any: (series id, day of its postings).
+/// The idle series with label key `key` (`Labels::write_key`), if any: (series id, day of its
+/// postings).
 pub(crate) fn find(
     db: &DB,
     prefix: &[u8],
     hash: u64,
-    labels: &Labels,
+    key: &[u8],
 ) -> Result<Option<(u64, u32)>, StorageError> {
     let hp = hash_prefix(prefix, hash);
     let mut it = db.raw_iterator_cf(cf(db, Cf::Idle)?);
@@ -145,7 +146,12 @@ pub(crate) fn find(
     }
     it.status()?;
     for sid in sids {
-        if read_labels(db, prefix, sid)?.as_ref() == Some(labels) {
+        let stored = read_labels(db, prefix, sid)?;
+        if stored.is_some_and(|l| {
+            let mut k = Vec::with_capacity(key.len());
+            l.write_key(&mut k);
+            k == key
+        }) {
             return Ok(Some((sid, day_of(db, prefix, sid)?)));
         }
     }

@@ -24,7 +24,7 @@ pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIte
 pub use types::{
     series_in_braces, AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats,
     MetricMetadata, MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks,
-    SeriesExemplars, TenantStats,
+    SeriesExemplars, SeriesLabels, TenantStats,
 };
 pub use xor::{XorAppender, XorChunk, XorIter};
 

@@ -254,7 +254,10 @@ fn prometheus_append_rules() {
         (3, 1, 2)
     );
     // Empty input is a no-op.
-    assert_eq!(db.append(&t, &[]).unwrap(), AppendResult::default());
+    assert_eq!(
+        db.append::<Labels>(&t, &[]).unwrap(),
+        AppendResult::default()
+    );
     assert_eq!(
         db.append(&t, &[one(&labels(&[("x", "y")]), [])])
             .unwrap()

@@ -3,15 +3,48 @@
 use std::fmt;
 
 use bytes::Bytes;
-use hestia_model::{Labels, Sample, TenantId};
+use hestia_model::{LabelPairs, Labels, Sample, TenantId};
 
 use crate::histogram::Histogram;
+
+/// The label set of a [`SeriesAppend`]: owned [`Labels`], or [`LabelPairs`] borrowed from a
+/// request (an existing series is then found without copying a string).
+pub trait SeriesLabels {
+    /// Appends `Labels::write_key` of the set.
+    fn write_key(&self, out: &mut Vec<u8>);
+    fn metric_name(&self) -> Option<&str>;
+    fn to_labels(&self) -> Labels;
+}
+
+impl SeriesLabels for Labels {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        Labels::write_key(self, out)
+    }
+    fn metric_name(&self) -> Option<&str> {
+        Labels::metric_name(self)
+    }
+    fn to_labels(&self) -> Labels {
+        self.clone()
+    }
+}
+
+impl SeriesLabels for LabelPairs<'_> {
+    fn write_key(&self, out: &mut Vec<u8>) {
+        LabelPairs::write_key(self, out)
+    }
+    fn metric_name(&self) -> Option<&str> {
+        LabelPairs::metric_name(self)
+    }
+    fn to_labels(&self) -> Labels {
+        LabelPairs::to_labels(self)
+    }
+}
 
 /// Samples for one series, in timestamp order. Floats are applied before histograms, as
 /// Prometheus' remote-write handler does.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct SeriesAppend {
-    pub labels: Labels,
+pub struct SeriesAppend<L = Labels> {
+    pub labels: L,
     pub samples: Vec<Sample>,
     pub histograms: Vec<(i64, Histogram)>,
     pub exemplars: Vec<Exemplar>,
@@ -26,7 +59,9 @@ impl SeriesAppend {
             ..Self::default()
         }
     }
+}
 
+impl<L> SeriesAppend<L> {
     pub(crate) fn has_data(&self) -> bool {
         !(self.samples.is_empty() && self.histograms.is_empty() && self.exemplars.is_empty())
     }

@@ -5,6 +5,7 @@
 mod error;
 mod limits;
 pub mod metrics;
+mod push;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -14,13 +15,13 @@ use std::time::Duration;
 
 use futures::Stream;
 use hestia_config::{IngesterConfig, RingConfig};
-use hestia_model::{Label, Labels, MatchOp, Matcher, Sample, TenantId};
+use hestia_model::{Label, Labels, MatchOp, Matcher, TenantId};
 use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_server::{Ingester, IngesterServer};
 use hestia_ring::{InstanceConfig, InstanceState, Kv, Lifecycler};
 use hestia_storage::{
     ChunkEncoding, CounterResetHint, Exemplar, Histogram, MetricMetadata, MetricType, RejectReason,
-    SeriesAppend, Span, Tsdb, TsdbOptions,
+    Span, Tsdb, TsdbOptions,
 };
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -174,35 +175,10 @@ type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryStreamResponse, Sta
 impl Ingester for IngesterService {
     async fn push(
         &self,
-        req: Request<pb::PushRequest>,
+        req: Request<pb::PushRequestEncoded>,
     ) -> Result<Response<pb::PushResponse>, Status> {
         let req = req.into_inner();
         let tenant = tenant(&req.tenant)?;
-        let batch: Vec<SeriesAppend> = req
-            .timeseries
-            .into_iter()
-            .map(|ts| SeriesAppend {
-                labels: labels_from_pb(ts.labels),
-                samples: ts
-                    .samples
-                    .into_iter()
-                    .map(|s| Sample {
-                        t: s.timestamp_ms,
-                        v: s.value,
-                    })
-                    .collect(),
-                histograms: ts.histograms.into_iter().map(histogram_from_pb).collect(),
-                exemplars: ts
-                    .exemplars
-                    .into_iter()
-                    .map(|e| Exemplar {
-                        labels: labels_from_pb(e.labels),
-                        t: e.timestamp_ms,
-                        v: e.value,
-                    })
-                    .collect(),
-            })
-            .collect();
         let metadata: Vec<MetricMetadata> = req
             .metadata
             .into_iter()
@@ -215,24 +191,31 @@ impl Ingester for IngesterService {
             .collect();
         let t = tenant.clone();
         let limits = self.limiter.limits_for(&tenant);
-        let (result, messages, metadata_refused) = self
-            .blocking(move |db| {
-                let r = db.append_limited(&t, &batch, &limits.series)?;
-                let metadata_refused =
-                    db.put_metadata_limited(&t, &metadata, limits.metadata_metrics)?;
-                let messages: Vec<String> = r
-                    .rejected
-                    .iter()
-                    .map(|rej| match batch.get(rej.series_index) {
-                        Some(s) => limits
-                            .message(&t, rej.reason, &s.labels)
-                            .unwrap_or_else(|| rej.message(&s.labels)),
-                        None => rej.to_string(),
-                    })
-                    .collect();
-                Ok((r, messages, metadata_refused))
-            })
-            .await?;
+        let db = self.db.clone();
+        let timeseries = req.timeseries;
+        let (result, messages, metadata_refused) = tokio::task::spawn_blocking(move || {
+            let mut decoded = push::Decoded::new(&timeseries)?;
+            let batch = decoded.batch()?;
+            let r = db.append_limited(&t, &batch, &limits.series)?;
+            let metadata_refused =
+                db.put_metadata_limited(&t, &metadata, limits.metadata_metrics)?;
+            let messages: Vec<String> = r
+                .rejected
+                .iter()
+                .map(|rej| match batch.get(rej.series_index) {
+                    Some(s) => {
+                        let labels = s.labels.to_labels();
+                        limits
+                            .message(&t, rej.reason, &labels)
+                            .unwrap_or_else(|| rej.message(&labels))
+                    }
+                    None => rej.to_string(),
+                })
+                .collect();
+            Ok::<_, IngesterError>((r, messages, metadata_refused))
+        })
+        .await
+        .map_err(IngesterError::from)??;
         let ts = tenant.as_str();
         metrics::SAMPLES_APPENDED
             .with_label_values(&[ts])
