@@ -1368,8 +1368,17 @@ impl Inner {
                 s.row_durable.store(true, Ordering::Release);
             }
             for (s, in_order, out_of_order) in sealed {
-                let mut st = s.state.lock();
-                st.sealed.retain(|c| !in_order.contains(&c.min_t));
+                let mut guard = s.state.lock();
+                let st = &mut *guard;
+                // Without a head, the chunk holding the newest sample stays readable here.
+                let (head_open, max_t) = (st.head.is_some(), st.max_t);
+                st.sealed.retain(|c| {
+                    let written = in_order.contains(&c.min_t);
+                    if written && !head_open && c.max_t == max_t {
+                        st.last_sealed = Some(c.clone());
+                    }
+                    !written
+                });
                 st.ooo_sealed.retain(|c| !out_of_order.contains(&c.0));
             }
             let total =
@@ -1569,6 +1578,7 @@ impl Inner {
                 Selected::Resident(s) => s.memory_chunks(mint, maxt),
                 Selected::Idle(_) => MemoryChunks {
                     chunks: Vec::new(),
+                    in_order_from: None,
                     ooo_on_disk: true,
                     ooo_in_memory: Vec::new(),
                 },
@@ -1576,31 +1586,34 @@ impl Inner {
             let mut chunks = mem.chunks;
             let in_memory: Vec<i64> = chunks.iter().map(|c| c.min_t).collect();
             let sp = keys::series_prefix(&t.prefix, s.id());
-            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id(), mint));
-            if !it.key().is_some_and(|k| k.starts_with(&sp)) {
-                it.seek(&sp);
+            // Recent ranges (instant queries, dashboards' last minutes) are all in memory.
+            if mem.in_order_from.is_none_or(|from| from > mint) {
+                it.seek_for_prev(keys::chunk_key(&t.prefix, s.id(), mint));
+                if !it.key().is_some_and(|k| k.starts_with(&sp)) {
+                    it.seek(&sp);
+                }
+                while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                    if !k.starts_with(&sp) {
+                        break;
+                    }
+                    let (_, min_t) = keys::parse_chunk_key_rest(&k[t.prefix.len()..])?;
+                    if min_t > maxt {
+                        break;
+                    }
+                    let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
+                    // The open chunk supersedes a partial copy written by a checkpoint.
+                    if max_t >= mint && !in_memory.contains(&min_t) {
+                        chunks.push(ChunkData {
+                            encoding,
+                            min_t,
+                            max_t,
+                            data: Bytes::copy_from_slice(data),
+                        });
+                    }
+                    it.next();
+                }
+                it.status()?;
             }
-            while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                if !k.starts_with(&sp) {
-                    break;
-                }
-                let (_, min_t) = keys::parse_chunk_key_rest(&k[t.prefix.len()..])?;
-                if min_t > maxt {
-                    break;
-                }
-                let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
-                // The open chunk supersedes a partial copy written by a checkpoint.
-                if max_t >= mint && !in_memory.contains(&min_t) {
-                    chunks.push(ChunkData {
-                        encoding,
-                        min_t,
-                        max_t,
-                        data: Bytes::copy_from_slice(data),
-                    });
-                }
-                it.next();
-            }
-            it.status()?;
             if mem.ooo_on_disk {
                 ooo_it.seek(&sp);
                 while let (Some(k), Some(v)) = (ooo_it.key(), ooo_it.value()) {

@@ -183,6 +183,10 @@ pub(crate) struct Sealed {
 /// What a reader takes from memory for one series.
 pub(crate) struct MemoryChunks {
     pub chunks: Vec<ChunkData>,
+    /// Start of the oldest in-order chunk in memory. In-order chunks never overlap and memory
+    /// holds the newest ones, so no chunk on disk has samples at or after it (a checkpoint's
+    /// copy of the open chunk starts exactly there and is superseded).
+    pub in_order_from: Option<i64>,
     /// Whether the `ooo_chunks` family may hold chunks of the series.
     pub ooo_on_disk: bool,
     /// Out-of-order chunk numbers whose memory copy is in `chunks` (disk copies are older).
@@ -211,6 +215,9 @@ pub(crate) struct SeriesState {
     pub head_persisted: u16,
     /// Chunks sealed by appends whose write has not completed yet; readers see them from here.
     pub sealed: Vec<ChunkData>,
+    /// The newest in-order chunk, already on disk, kept while no head follows it (a full chunk
+    /// is sealed at its last sample), so that reads of recent samples need no disk seek.
+    pub last_sealed: Option<ChunkData>,
     pub has_samples: bool,
     pub max_t: i64,
     pub last: Last,
@@ -239,6 +246,7 @@ impl Series {
                 head: None,
                 head_persisted: 0,
                 sealed: Vec::new(),
+                last_sealed: None,
                 has_samples: false,
                 max_t: i64::MIN,
                 last: Last::Float(0),
@@ -363,6 +371,7 @@ impl Series {
 
     fn seal(&self, st: &mut SeriesState, sealed_out: &mut Sealed) {
         st.head_persisted = 0;
+        st.last_sealed = None;
         if let Some(c) = st.head.take().filter(|h| !h.is_empty()) {
             let c = c.into_chunk_data();
             st.sealed.push(c.clone());
@@ -454,10 +463,22 @@ impl Series {
     pub fn memory_chunks(&self, mint: i64, maxt: i64) -> MemoryChunks {
         let st = self.state.lock();
         let overlaps = |c: &ChunkData| c.min_t <= maxt && c.max_t >= mint;
-        let mut chunks: Vec<ChunkData> =
-            st.sealed.iter().filter(|c| overlaps(c)).cloned().collect();
-        if let Some(h) = &st.head {
-            if !h.is_empty() && h.min_time() <= maxt && h.max_time() >= mint {
+        let mut chunks: Vec<ChunkData> = st
+            .sealed
+            .iter()
+            .chain(&st.last_sealed)
+            .filter(|c| overlaps(c))
+            .cloned()
+            .collect();
+        let mut in_order_from = st
+            .sealed
+            .iter()
+            .chain(&st.last_sealed)
+            .map(|c| c.min_t)
+            .min();
+        if let Some(h) = st.head.as_ref().filter(|h| !h.is_empty()) {
+            in_order_from = Some(in_order_from.map_or(h.min_time(), |t| t.min(h.min_time())));
+            if h.min_time() <= maxt && h.max_time() >= mint {
                 chunks.push(h.to_chunk_data());
             }
         }
@@ -477,6 +498,7 @@ impl Series {
         }
         MemoryChunks {
             chunks,
+            in_order_from,
             ooo_on_disk: st.ooo_next_no > 0,
             ooo_in_memory,
         }
@@ -878,6 +900,14 @@ mod tests {
         assert_eq!((s.min_time(), s.max_time()), (10, 12));
         assert_eq!(s.memory_chunks(0, 100).chunks.len(), 1);
         assert!(s.memory_chunks(13, 100).chunks.is_empty());
+        // The sealed chunk, still pending, is the oldest in-order chunk in memory; then a head.
+        assert_eq!(s.memory_chunks(13, 100).in_order_from, Some(10));
+        let mut st = s.state.lock();
+        let o = s.append(&mut st, 20, Value::Float(1.0), 3, 0, &mut Sealed::default());
+        assert_eq!(o.unwrap(), Outcome::Appended);
+        st.sealed.clear();
+        drop(st);
+        assert_eq!(s.memory_chunks(0, 100).in_order_from, Some(20));
     }
 
     #[test]

@@ -140,6 +140,45 @@ fn wal_records(db: &Tsdb) -> usize {
 }
 
 #[test]
+fn recent_reads_after_a_chunk_sealed_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t1");
+    let l = labels(&[("__name__", "up"), ("job", "a")]);
+    let m = [Matcher::equal("job", "a")];
+    let min_ts = |db: &Tsdb, mint, maxt| -> Vec<i64> {
+        let res = db.select(&t, &m, mint, maxt).unwrap();
+        res.iter()
+            .flat_map(|s| s.chunks.iter().map(|c| c.min_t))
+            .collect()
+    };
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        // 240 samples: the second chunk is sealed at its last sample and no head follows it.
+        for i in 0..240 {
+            db.append(&t, &[one(&l, [(i * 15_000, i as f64)])]).unwrap();
+        }
+        let last = 239 * 15_000;
+        assert_eq!(min_ts(&db, last - 300_000, last), vec![120 * 15_000]);
+        assert_eq!(min_ts(&db, 0, last), vec![0, 120 * 15_000]);
+        assert_eq!(min_ts(&db, last + 1, last + 60_000), Vec::<i64>::new());
+        // The next sample opens a head; the full chunk is read from disk again.
+        db.append(&t, &[one(&l, [(240 * 15_000, 240.0)])]).unwrap();
+        assert_eq!(
+            min_ts(&db, last - 300_000, last + 15_000),
+            vec![120 * 15_000, 240 * 15_000]
+        );
+        for i in 241..360 {
+            db.append(&t, &[one(&l, [(i * 15_000, i as f64)])]).unwrap();
+        }
+        db.close().unwrap();
+    }
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let want: Vec<(i64, f64)> = (0..360).map(|i| (i * 15_000, i as f64)).collect();
+    assert_eq!(all_samples(&db, &t, &l), want);
+    assert_eq!(min_ts(&db, 350 * 15_000, 359 * 15_000), vec![240 * 15_000]);
+}
+
+#[test]
 fn append_select_across_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let db = Tsdb::open(dir.path(), opts()).unwrap();

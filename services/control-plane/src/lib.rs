@@ -74,7 +74,6 @@ pub async fn start(
         let _ = rx.wait_for(|s| *s).await;
     };
     let server = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(
             RaftServer::new(grpc::RaftService(cp.clone())).max_decoding_message_size(256 << 20),
         )
@@ -82,7 +81,8 @@ pub async fn start(
             cp.clone(),
         )))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // `Server::tcp_nodelay` applies only to listeners tonic binds itself.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             wait(stop_rx.clone()),
         );
     let grpc_task = tokio::spawn(async move {

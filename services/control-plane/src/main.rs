@@ -125,7 +125,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(cfg.control_plane.api_listen).await?;
     tracing::info!(addr = %cfg.control_plane.api_listen, "control-plane API listening");
     axum::serve(
-        listener,
+        hestia_telemetry::nodelay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(hestia_telemetry::shutdown_signal())

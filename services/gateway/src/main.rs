@@ -79,7 +79,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %args.listen, "gateway listening");
     axum::serve(
-        listener,
+        hestia_telemetry::nodelay(listener),
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(hestia_telemetry::shutdown_signal())

@@ -4,6 +4,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+// The allocator the `hestia` binary ships with (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use common::dataset::{Dataset, Spec, SERIES_PER_INSTANCE};
@@ -68,17 +72,14 @@ fn ms(d: Duration) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = hestia_config::Config::default();
-    cfg.server.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.server.data_dir = dir.path().join("hestia");
-    cfg.gateway.dev_workspaces = true;
-    // The data set spans 2 h; AMP's default refuses samples older than 1 h.
-    cfg.limits.reject_old_samples_max_age = Duration::from_secs(3 * 3600);
-    // Loading 2 h of data as fast as possible is far above AMP's 70,000 samples/s quota.
-    cfg.limits.ingestion_rate = 1e9;
-    let hestia = hestia::AllInOne::start(cfg)
-        .await
-        .expect("hestia all starts");
+    // Unauthenticated like Prometheus' API (tests/common turns authentication off).
+    let hestia = start_in_process_with(&dir.path().join("hestia"), |cfg| {
+        // The data set spans 2 h; AMP's default refuses samples older than 1 h.
+        cfg.limits.reject_old_samples_max_age = Duration::from_secs(3 * 3600);
+        // Loading 2 h of data as fast as possible is far above AMP's 70,000 samples/s quota.
+        cfg.limits.ingestion_rate = 1e9;
+    })
+    .await;
     let base = format!("http://{}", hestia.addr);
     let prom = Prometheus::start(
         &dir.path().join("prometheus"),

@@ -242,7 +242,7 @@ impl AllInOne {
         let http_stop = wait_stop(stop_rx.clone());
         let task = tokio::spawn(async move {
             let served = axum::serve(
-                listener,
+                hestia_telemetry::nodelay(listener),
                 app.into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(http_stop)

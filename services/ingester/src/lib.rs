@@ -133,17 +133,18 @@ fn chunk_encoding_to_pb(e: ChunkEncoding) -> pb::ChunkEncoding {
 
 fn exemplar_to_pb(e: Exemplar) -> pb::Exemplar {
     pb::Exemplar {
-        labels: labels_to_pb(&e.labels),
+        labels: labels_to_pb(e.labels),
         timestamp_ms: e.t,
         value: e.v,
     }
 }
 
-fn labels_to_pb(l: &Labels) -> Vec<pb::LabelPair> {
-    l.iter()
+fn labels_to_pb(l: Labels) -> Vec<pb::LabelPair> {
+    l.into_vec()
+        .into_iter()
         .map(|l| pb::LabelPair {
-            name: l.name.clone(),
-            value: l.value.clone(),
+            name: l.name,
+            value: l.value,
         })
         .collect()
 }
@@ -290,7 +291,7 @@ impl Ingester for IngesterService {
                 .by_ref()
                 .take(STREAM_BATCH_SERIES)
                 .map(|s| pb::SeriesChunks {
-                    labels: labels_to_pb(&s.labels),
+                    labels: labels_to_pb(s.labels),
                     chunks: s
                         .chunks
                         .into_iter()
@@ -360,7 +361,7 @@ impl Ingester for IngesterService {
             .await?;
         Ok(Response::new(pb::SeriesResponse {
             series: series
-                .iter()
+                .into_iter()
                 .map(|l| pb::Labels {
                     labels: labels_to_pb(l),
                 })
@@ -396,7 +397,7 @@ impl Ingester for IngesterService {
             series: found
                 .into_iter()
                 .map(|s| pb::SeriesExemplars {
-                    labels: labels_to_pb(&s.labels),
+                    labels: labels_to_pb(s.labels),
                     exemplars: s.exemplars.into_iter().map(exemplar_to_pb).collect(),
                 })
                 .collect(),
@@ -469,9 +470,9 @@ pub async fn serve_grpc(
     service: IngesterService,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // `Server::tcp_nodelay` applies only to listeners tonic binds itself.
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)

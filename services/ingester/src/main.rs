@@ -48,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
     let ready = Arc::new(AtomicBool::new(true));
     let http = tokio::net::TcpListener::bind(args.http_listen).await?;
     let ops = hestia_telemetry::ops_router(ready.clone());
-    tokio::spawn(async move { axum::serve(http, ops).await });
+    tokio::spawn(async move { axum::serve(hestia_telemetry::nodelay(http), ops).await });
     let (grpc, addr) = hestia_ingester::bind_grpc(args.grpc_listen).await?;
     tracing::info!(%addr, "ingester gRPC listening");
     let stats_db = db.clone();

@@ -44,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         ))));
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     tracing::info!(addr = %args.listen, "querier listening");
-    axum::serve(listener, app)
+    axum::serve(hestia_telemetry::nodelay(listener), app)
         .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
         .await?;
     Ok(())
