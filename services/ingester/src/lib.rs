@@ -473,6 +473,8 @@ pub async fn serve_grpc(
     // `Server::tcp_nodelay` applies only to listeners tonic binds itself.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .add_service(service.into_server())
         .serve_with_incoming_shutdown(incoming, shutdown)
