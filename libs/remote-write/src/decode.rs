@@ -395,8 +395,10 @@ pub(crate) fn decode_histogram(buf: &[u8]) -> Result<HistogramRef, DecodeError> 
     Ok(h)
 }
 
+/// A `Label` message (name 1, value 2), borrowed from `buf`; Hestia's internal `LabelPair` has
+/// the same layout.
 #[inline]
-fn decode_label(buf: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
+pub fn decode_label(buf: &[u8]) -> Result<LabelRef<'_>, DecodeError> {
     let mut r = Reader::new(buf);
     let mut l = LabelRef {
         name: "",

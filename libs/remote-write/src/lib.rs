@@ -12,8 +12,8 @@ mod v2;
 pub mod wire;
 
 pub use decode::{
-    decode_write_request, ExemplarRef, HistogramCount, HistogramRef, LabelRef, MetadataRef,
-    MetricType, SampleRef, SeriesRef, WriteRequest,
+    decode_label, decode_write_request, ExemplarRef, HistogramCount, HistogramRef, LabelRef,
+    MetadataRef, MetricType, SampleRef, SeriesRef, WriteRequest,
 };
 pub use error::DecodeError;
 pub use snappy::decompress;

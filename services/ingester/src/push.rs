@@ -8,7 +8,7 @@ use bytes::Bytes;
 use hestia_model::{LabelPairs, Sample};
 use hestia_proto::ingester as pb;
 use hestia_remote_write::wire::{Reader, WT_I64, WT_LEN, WT_VARINT};
-use hestia_remote_write::DecodeError;
+use hestia_remote_write::{decode_label, DecodeError};
 use hestia_storage::{Exemplar, Histogram, SeriesAppend};
 use prost::Message;
 
@@ -74,7 +74,8 @@ impl<'a> Decoded<'a> {
             match field {
                 1 => {
                     r.expect(wt, WT_LEN)?;
-                    self.pairs.push(decode_label(r.bytes()?)?);
+                    let l = decode_label(r.bytes()?)?;
+                    self.pairs.push((l.name, l.value));
                 }
                 2 => {
                     r.expect(wt, WT_LEN)?;
@@ -128,26 +129,6 @@ fn normalize(pairs: &mut Vec<(&str, &str)>, start: usize) {
     kept.retain(|(_, v)| !v.is_empty());
     pairs.truncate(start);
     pairs.extend(kept);
-}
-
-fn decode_label(buf: &[u8]) -> Result<(&str, &str), DecodeError> {
-    let (mut name, mut value) = ("", "");
-    let mut r = Reader::new(buf);
-    while !r.done() {
-        let (field, wt) = r.key()?;
-        match field {
-            1 => {
-                r.expect(wt, WT_LEN)?;
-                name = r.string()?;
-            }
-            2 => {
-                r.expect(wt, WT_LEN)?;
-                value = r.string()?;
-            }
-            _ => r.skip(wt)?,
-        }
-    }
-    Ok((name, value))
 }
 
 fn decode_sample(buf: &[u8]) -> Result<Sample, DecodeError> {
