@@ -2,14 +2,15 @@
 //! tests and the load generator; the receiver's hot path decodes by hand in hestia-remote-write).
 //! `ingester` is the internal gRPC service between distributors/queriers and ingesters.
 //! `control` holds the control plane's Raft transport and internal API. [`IngesterPool`] keeps one
-//! client per ingester address; [`ControlPlaneEndpoints`] calls any control-plane voter.
+//! client per ingester address (or calls the ingester of this process directly);
+//! [`ControlPlaneEndpoints`] calls any control-plane voter.
 
 mod control_client;
 mod pool;
 pub use control_client::{
     follow_workspaces, CallError, ControlPlaneEndpoints, MAX_BACKOFF, MIN_BACKOFF,
 };
-pub use pool::IngesterPool;
+pub use pool::{IngesterConn, IngesterPool, LocalIngester, QueryStreamAnswers};
 
 #[allow(clippy::all, missing_docs)]
 pub mod prometheus {

@@ -140,9 +140,10 @@ impl AllInOne {
             None,
             1,
         );
+        let ingester = hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter));
         let grpc = tokio::spawn(hestia_ingester::serve_grpc(
             grpc_listener,
-            hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter)),
+            ingester.clone(),
             wait_stop(stop_rx.clone()),
         ));
         tracing::info!(%grpc_addr, "ingester gRPC listening");
@@ -185,7 +186,11 @@ impl AllInOne {
         )
         .await?;
         let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
-        let pool = Arc::new(hestia_proto::IngesterPool::default());
+        // The distributor and querier call the ingester of this process directly, not over gRPC.
+        let pool = Arc::new(hestia_proto::IngesterPool::with_local(
+            grpc_addr.to_string(),
+            Arc::new(ingester),
+        ));
         // HA elections on the voter's Raft log, as in a cluster: they survive restarts.
         let (ha, ha_refresher) =
             hestia_distributor::start_ha_tracker(&cp_endpoints, &cfg.distributor.ha_tracker)?;

@@ -9,11 +9,9 @@ mod push;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::Stream;
 use hestia_config::{IngesterConfig, RingConfig};
 use hestia_model::{Label, Labels, MatchOp, Matcher, TenantId};
 use hestia_proto::ingester as pb;
@@ -170,8 +168,6 @@ fn matchers_from_pb(ms: Vec<pb::LabelMatcher>) -> Result<Vec<Matcher>, IngesterE
         .collect()
 }
 
-type QueryStream = Pin<Box<dyn Stream<Item = Result<pb::QueryStreamResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl Ingester for IngesterService {
     async fn push(
@@ -271,12 +267,12 @@ impl Ingester for IngesterService {
         }))
     }
 
-    type QueryStreamStream = QueryStream;
+    type QueryStreamStream = hestia_proto::QueryStreamAnswers;
 
     async fn query_stream(
         &self,
         req: Request<pb::QueryRequest>,
-    ) -> Result<Response<QueryStream>, Status> {
+    ) -> Result<Response<Self::QueryStreamStream>, Status> {
         let req = req.into_inner();
         let tenant = tenant(&req.tenant)?;
         let matchers = matchers_from_pb(req.matchers)?;

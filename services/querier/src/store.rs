@@ -13,11 +13,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use hestia_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Sample, TenantId};
 use hestia_promql::{CounterResetHint, FloatHistogram, QueryError, Queryable, Series, Span};
 use hestia_proto::ingester as pb;
-use hestia_proto::ingester::ingester_client::IngesterClient;
-use hestia_proto::IngesterPool;
+use hestia_proto::{IngesterConn, IngesterPool};
 use hestia_ring::{now_ms, RingClient, ZoneReplicas};
 use hestia_storage::{HistogramIter, XorIter};
-use tonic::transport::Channel;
 
 use crate::ApiError;
 
@@ -45,7 +43,7 @@ impl IngesterStore {
     /// on to the next complete zone when one fails; the answers of all instances asked.
     async fn fan_out<T, F, Fut>(&self, call: F) -> Result<Vec<T>, StoreError>
     where
-        F: Fn(IngesterClient<Channel>) -> Fut,
+        F: Fn(IngesterConn) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
     {
         let ring = self.ring.ring();
@@ -124,9 +122,10 @@ impl IngesterStore {
             .fan_out(|mut c| {
                 let req = req.clone();
                 async move {
-                    let mut stream = c.query_stream(req).await?.into_inner();
+                    let mut stream = c.query_stream(req).await?;
                     let mut out = Vec::new();
-                    while let Some(msg) = stream.message().await? {
+                    while let Some(msg) = stream.next().await {
+                        let msg = msg?;
                         let n = msg.series.iter().map(|s| s.chunks.len()).sum();
                         chunks.charge(n)?;
                         out.extend(msg.series);
@@ -194,7 +193,7 @@ impl IngesterStore {
         let per_ingester = self
             .fan_out(|mut c| {
                 let req = req.clone();
-                async move { Ok(c.query_exemplars(req).await?.into_inner().series) }
+                async move { Ok(c.query_exemplars(req).await?.series) }
             })
             .await?;
         let mut merged: BTreeMap<Labels, Vec<pb::Exemplar>> = BTreeMap::new();
@@ -233,7 +232,7 @@ impl IngesterStore {
         let names = self
             .fan_out(|mut c| {
                 let req = req.clone();
-                async move { Ok(c.label_names(req).await?.into_inner().names) }
+                async move { Ok(c.label_names(req).await?.names) }
             })
             .await?;
         Ok(union_sorted(names))
@@ -257,7 +256,7 @@ impl IngesterStore {
         let values = self
             .fan_out(|mut c| {
                 let req = req.clone();
-                async move { Ok(c.label_values(req).await?.into_inner().values) }
+                async move { Ok(c.label_values(req).await?.values) }
             })
             .await?;
         Ok(union_sorted(values))
@@ -279,7 +278,7 @@ impl IngesterStore {
         let mut out: Vec<Labels> = self
             .fan_out(|mut c| {
                 let req = req.clone();
-                async move { Ok(c.series(req).await?.into_inner().series) }
+                async move { Ok(c.series(req).await?.series) }
             })
             .await?
             .into_iter()
@@ -306,7 +305,7 @@ impl IngesterStore {
         let mut out: Vec<pb::MetricMetadata> = self
             .fan_out(|mut c| {
                 let req = req.clone();
-                async move { Ok(c.metrics_metadata(req).await?.into_inner().metadata) }
+                async move { Ok(c.metrics_metadata(req).await?.metadata) }
             })
             .await?
             .into_iter()
