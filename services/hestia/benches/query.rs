@@ -87,6 +87,8 @@ async fn main() {
         &[],
     )
     .await;
+    // As the `hestia` binary does; after Prometheus started, which would inherit it.
+    hestia_telemetry::disable_transparent_huge_pages();
 
     let scrapes = 480;
     let end_s = now_ms() / 1000 - 30;

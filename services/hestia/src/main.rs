@@ -27,6 +27,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    hestia_telemetry::disable_transparent_huge_pages();
     match Cli::parse().command {
         Command::All(args) => {
             let cfg = args.load()?;

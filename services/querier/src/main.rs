@@ -23,6 +23,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    hestia_telemetry::disable_transparent_huge_pages();
     let args = Args::parse();
     let cfg = args
         .config
