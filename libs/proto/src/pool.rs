@@ -44,8 +44,7 @@ pub enum IngesterConn {
 }
 
 macro_rules! unary_calls {
-    ($($(#[$doc:meta])* $method:ident($req:ty) -> $resp:ty;)*) => {$(
-        $(#[$doc])*
+    ($($method:ident($req:ty) -> $resp:ty;)*) => {$(
         pub async fn $method(&mut self, req: $req) -> Result<$resp, Status> {
             match self {
                 Self::Remote(c) => c.$method(req).await,
