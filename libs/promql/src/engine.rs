@@ -14,7 +14,7 @@ use crate::eval::{
     Val,
 };
 use crate::value::{InstantSample, QueryResult, Series, Value};
-use crate::Queryable;
+use crate::{Queryable, SelectHints};
 
 /// Engine settings; `Default` matches Prometheus' defaults.
 #[derive(Debug, Clone)]
@@ -59,9 +59,16 @@ pub struct Engine {
 /// One `select` the query needs.
 struct Fetch {
     matchers: Vec<Matcher>,
+    hints: SelectHints,
+    keys: Vec<usize>,
+}
+
+/// One selector's read: its time range, and whether only the newest sample is used.
+struct Need<'e> {
+    vs: &'e VectorSelector,
     mint: i64,
     maxt: i64,
-    keys: Vec<usize>,
+    latest_only: bool,
 }
 
 impl Engine {
@@ -152,25 +159,32 @@ impl Engine {
             query_end: end,
             default_step: duration_ms(&self.opts.default_subquery_step),
         };
-        let mut needs: Vec<(&VectorSelector, i64, i64)> = Vec::new();
+        let stats_selectors = crate::eval::stats_selectors(expr);
+        let mut needs: Vec<Need> = Vec::new();
         planner.plan(expr, &ctx, &mut needs);
-        for (vs, mint, maxt) in needs {
-            let matchers = convert_matchers(vs)?;
+        for need in needs {
+            let matchers = convert_matchers(need.vs)?;
             let key: String = matchers.iter().map(|m| format!("{m},")).collect();
+            // The stats iterator derives histogram hints from the previous sample.
+            let latest_only = need.latest_only && !stats_selectors.contains(&selector_key(need.vs));
             match by_matchers.get(&key) {
                 Some(&i) => {
-                    let f = &mut fetches[i];
-                    f.mint = f.mint.min(mint);
-                    f.maxt = f.maxt.max(maxt);
-                    f.keys.push(selector_key(vs));
+                    let h = &mut fetches[i].hints;
+                    h.latest_only &= latest_only && h.mint == need.mint && h.maxt == need.maxt;
+                    h.mint = h.mint.min(need.mint);
+                    h.maxt = h.maxt.max(need.maxt);
+                    fetches[i].keys.push(selector_key(need.vs));
                 }
                 None => {
                     by_matchers.insert(key, fetches.len());
                     fetches.push(Fetch {
                         matchers,
-                        mint,
-                        maxt,
-                        keys: vec![selector_key(vs)],
+                        hints: SelectHints {
+                            mint: need.mint,
+                            maxt: need.maxt,
+                            latest_only,
+                        },
+                        keys: vec![selector_key(need.vs)],
                     });
                 }
             }
@@ -182,9 +196,9 @@ impl Engine {
             match deadline {
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
-                    select_with_timeout(q, &f.matchers, f.mint, f.maxt, left).await
+                    select_with_timeout(q, &f.matchers, &f.hints, left).await
                 }
-                None => q.select(&f.matchers, f.mint, f.maxt).await,
+                None => q.select(&f.matchers, &f.hints).await,
             }
         }))
         .await?;
@@ -197,7 +211,6 @@ impl Engine {
 
         let positions = crate::pos::compute(&parsed.text, expr);
         let invalid_strings = invalid_utf8_literals(query);
-        let stats_selectors = crate::eval::stats_selectors(expr);
         let mut ev = Evaluator {
             data: &data,
             lookback: duration_ms(&self.opts.lookback_delta),
@@ -233,15 +246,14 @@ impl Engine {
 async fn select_with_timeout(
     q: &dyn Queryable,
     matchers: &[Matcher],
-    mint: i64,
-    maxt: i64,
+    hints: &SelectHints,
     left: Duration,
 ) -> Result<Vec<Series>, QueryError> {
     if left.is_zero() {
         return Err(QueryError::Timeout("query execution".into()));
     }
     // The Queryable owns its own I/O deadlines; the evaluation deadline is checked afterwards.
-    let r = q.select(matchers, mint, maxt).await?;
+    let r = q.select(matchers, hints).await?;
     Ok(r)
 }
 
@@ -402,17 +414,28 @@ struct Planner {
 
 impl Planner {
     /// Collects every selector with the time range `[mint, maxt]` it reads.
-    fn plan<'e>(&self, e: &'e Expr, ctx: &Ctx, out: &mut Vec<(&'e VectorSelector, i64, i64)>) {
+    fn plan<'e>(&self, e: &'e Expr, ctx: &Ctx, out: &mut Vec<Need<'e>>) {
         match e {
             Expr::VectorSelector(vs) => {
                 let (s, en) = self.bounds(&vs.at, ctx);
                 let off = offset_ms(&vs.offset);
-                out.push((vs, s - off - self.lookback + 1, en - off));
+                out.push(Need {
+                    vs,
+                    mint: s - off - self.lookback + 1,
+                    maxt: en - off,
+                    // Evaluated at one time, it keeps the newest sample of the lookback window.
+                    latest_only: s == en,
+                });
             }
             Expr::MatrixSelector(ms) => {
                 let (s, en) = self.bounds(&ms.vs.at, ctx);
                 let off = offset_ms(&ms.vs.offset);
-                out.push((&ms.vs, s - off - duration_ms(&ms.range) + 1, en - off));
+                out.push(Need {
+                    vs: &ms.vs,
+                    mint: s - off - duration_ms(&ms.range) + 1,
+                    maxt: en - off,
+                    latest_only: false,
+                });
             }
             Expr::Subquery(sq) => {
                 let at = at_ms(&sq.at, self.query_start, self.query_end);
@@ -623,6 +646,78 @@ mod tests {
         assert_send(&f);
         let g = e.range_query(&s, "up", 0, 60_000, 15_000);
         assert_send(&g);
+    }
+
+    /// Records the hints of every select.
+    struct Recorder {
+        inner: MemoryStorage,
+        hints: std::sync::Mutex<Vec<SelectHints>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Queryable for Recorder {
+        async fn select(
+            &self,
+            matchers: &[Matcher],
+            hints: &SelectHints,
+        ) -> Result<Vec<Series>, QueryError> {
+            self.hints.lock().expect("lock").push(*hints);
+            self.inner.select(matchers, hints).await
+        }
+    }
+
+    /// `latest_only` of each select of a query (instant at 600 s, or range 0..600 s by 60 s).
+    fn latest_only(q: &str, range: bool) -> Vec<bool> {
+        let r = Recorder {
+            inner: storage(),
+            hints: Default::default(),
+        };
+        let e = Engine::new(EngineOptions::default());
+        let res = match range {
+            false => futures_lite(e.instant_query(&r, q, 600_000)),
+            true => futures_lite(e.range_query(&r, q, 0, 600_000, 60_000)),
+        };
+        res.expect("query");
+        let hints = r.hints.into_inner().expect("lock");
+        hints.iter().map(|h| h.latest_only).collect()
+    }
+
+    #[test]
+    fn latest_only_for_selectors_evaluated_at_one_time() {
+        assert_eq!(latest_only("reqs_total", false), [true]);
+        assert_eq!(
+            latest_only("sum(reqs_total offset 1m) + gauge", false),
+            [true, true]
+        );
+        assert_eq!(latest_only("reqs_total @ 300", true), [true]);
+        assert_eq!(latest_only("reqs_total", true), [false]);
+        assert_eq!(latest_only("rate(reqs_total[5m])", false), [false]);
+        assert_eq!(
+            latest_only("max_over_time(reqs_total[5m:1m])", false),
+            [false]
+        );
+        // One select serves both: one needs a window.
+        assert_eq!(
+            latest_only("reqs_total + rate(reqs_total[5m])", false),
+            [false]
+        );
+        // One select serves both: they read at different times.
+        assert_eq!(
+            latest_only("reqs_total - reqs_total offset 1m", false),
+            [false]
+        );
+        // The stats iterator compares each histogram with the one before.
+        assert_eq!(latest_only("histogram_count(gauge)", false), [false]);
+        // The newest sample decides; the same answer as with every sample.
+        let r = run("reqs_total", 600_000).unwrap();
+        assert_eq!(
+            r.data_json(),
+            r#"{"resultType":"vector","result":[{"metric":{"__name__":"reqs_total","instance":"a","job":"api"},"value":[600,"600"]},{"metric":{"__name__":"reqs_total","instance":"b","job":"api"},"value":[600,"1200"]}]}"#
+        );
+        assert!(run("gauge", 120_000)
+            .unwrap()
+            .data_json()
+            .contains("\"result\":[]"));
     }
 
     #[test]

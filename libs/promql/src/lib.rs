@@ -34,14 +34,25 @@ pub use value::{almost_equal, format_float, InstantSample, QueryResult, Series, 
 
 use hestia_model::Matcher;
 
+/// What the engine reads of one selection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectHints {
+    /// Samples in `[mint, maxt]` (ms, inclusive).
+    pub mint: i64,
+    pub maxt: i64,
+    /// Only each series' newest sample at or before `maxt` is read (instant selectors evaluated
+    /// at one time): a storage may return just that sample, or more.
+    pub latest_only: bool,
+}
+
 /// Read access to series data. Implemented over gRPC by the querier and by [`MemoryStorage`].
 #[async_trait::async_trait]
 pub trait Queryable: Send + Sync {
-    /// Series matching all matchers with their samples in `[mint, maxt]` (ms, inclusive), sorted by labels.
+    /// Series matching all matchers with their samples in `[hints.mint, hints.maxt]`, sorted by
+    /// labels; series without a sample there are left out.
     async fn select(
         &self,
         matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>, QueryError>;
 }

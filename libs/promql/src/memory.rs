@@ -8,7 +8,7 @@ use hestia_model::{Labels, MatchOp, Matcher, Sample, METRIC_NAME};
 use crate::error::QueryError;
 use crate::histogram::{CounterResetHint, FloatHistogram};
 use crate::value::Series;
-use crate::Queryable;
+use crate::{Queryable, SelectHints};
 
 /// Series kept sorted by labels; samples appended in time order.
 #[derive(Debug, Default, Clone)]
@@ -92,9 +92,9 @@ impl Queryable for MemoryStorage {
     async fn select(
         &self,
         matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>, QueryError> {
+        let (mint, maxt) = (hints.mint, hints.maxt);
         let mut out = Vec::new();
         // An equality matcher on the metric name narrows the candidates through the index.
         let by_name = matchers
@@ -126,10 +126,21 @@ impl Queryable for MemoryStorage {
             if lo == hi && hlo == hhi {
                 continue;
             }
+            let (mut floats, mut histograms) = (&s.floats[lo..hi], &s.histograms[hlo..hhi]);
+            if hints.latest_only {
+                // Returns exactly what the hint allows, so the engine's tests prove it is enough.
+                let newest_float = floats.last().map(|p| p.t);
+                let newest_histogram = histograms.last().map(|h| h.0);
+                if newest_float > newest_histogram {
+                    (floats, histograms) = (&floats[floats.len() - 1..], &[]);
+                } else {
+                    (floats, histograms) = (&[], &histograms[histograms.len() - 1..]);
+                }
+            }
             out.push(Series {
                 labels: s.labels.clone(),
-                floats: s.floats[lo..hi].to_vec(),
-                histograms: s.histograms[hlo..hhi].to_vec(),
+                floats: floats.to_vec(),
+                histograms: histograms.to_vec(),
             });
         }
         Ok(out)

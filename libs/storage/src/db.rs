@@ -411,7 +411,20 @@ impl Tsdb {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<SeriesChunks>, StorageError> {
-        self.inner.select(tenant, matchers, mint, maxt)
+        self.inner.select(tenant, matchers, mint, maxt, false)
+    }
+
+    /// Like [`Tsdb::select`] for readers of each series' newest sample at or before `maxt` only
+    /// (instant selectors): a series whose newest sample is a float in `[mint, maxt]` comes as
+    /// that one sample, any other with its chunks overlapping the range.
+    pub fn select_latest(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesChunks>, StorageError> {
+        self.inner.select(tenant, matchers, mint, maxt, true)
     }
 
     /// Exemplars of the matching series with timestamps in `[mint, maxt]`, series sorted by
@@ -1563,6 +1576,7 @@ impl Inner {
         matchers: &[Matcher],
         mint: i64,
         maxt: i64,
+        latest_only: bool,
     ) -> Result<Vec<SeriesChunks>, StorageError> {
         let Some(t) = self.tenant(tenant) else {
             return Ok(Vec::new());
@@ -1573,6 +1587,15 @@ impl Inner {
         let mut it = self.db.raw_iterator_cf(cf(&self.db, Cf::Chunks)?);
         let mut ooo_it = self.db.raw_iterator_cf(cf(&self.db, Cf::OooChunks)?);
         for s in series {
+            if let (true, Selected::Resident(r)) = (latest_only, &s) {
+                if let Some(c) = r.newest_float_chunk(mint, maxt) {
+                    out.push(SeriesChunks {
+                        labels: r.labels.clone(),
+                        chunks: vec![c],
+                    });
+                    continue;
+                }
+            }
             // Memory first: a chunk sealed after this snapshot is either in it or on disk below.
             let mem = match &s {
                 Selected::Resident(s) => s.memory_chunks(mint, maxt),
@@ -1608,6 +1631,7 @@ impl Inner {
                             min_t,
                             max_t,
                             data: Bytes::copy_from_slice(data),
+                            seeks: None,
                         });
                     }
                     it.next();
@@ -1628,6 +1652,7 @@ impl Inner {
                             min_t,
                             max_t,
                             data: Bytes::copy_from_slice(data),
+                            seeks: None,
                         });
                     }
                     ooo_it.next();

@@ -10,7 +10,7 @@ use hestia_model::{Labels, MatchOp, Matcher};
 use parking_lot::Mutex;
 
 use crate::histogram::{Histogram, HistogramAppender, MAX_HISTOGRAM_CHUNK_BYTES};
-use crate::xor::{XorAppender, XorIter};
+use crate::xor::{XorAppender, XorIter, XorSeek};
 use crate::{ChunkData, ChunkEncoding, StorageError};
 
 /// Hasher for keys that are already hashes or dense ids (a multiply spreads bits for hashbrown).
@@ -90,17 +90,26 @@ impl HeadChunk {
         self.num_samples() >= max_samples || self.bytes().len() >= max_bytes
     }
 
+    fn seeks(&self) -> Option<Arc<[XorSeek]>> {
+        match self {
+            HeadChunk::Xor(a) => a.seeks().cloned(),
+            HeadChunk::Histogram(_) => None,
+        }
+    }
+
     fn to_chunk_data(&self) -> ChunkData {
         ChunkData {
             encoding: self.encoding(),
             min_t: self.min_time(),
             max_t: self.max_time(),
             data: Bytes::copy_from_slice(self.bytes()),
+            seeks: self.seeks(),
         }
     }
 
     fn into_chunk_data(self) -> ChunkData {
         let (encoding, min_t, max_t) = (self.encoding(), self.min_time(), self.max_time());
+        let seeks = self.seeks();
         let data = match self {
             HeadChunk::Xor(a) => a.into_chunk().into_bytes(),
             HeadChunk::Histogram(a) => Bytes::from(a.into_bytes()),
@@ -110,6 +119,7 @@ impl HeadChunk {
             min_t,
             max_t,
             data,
+            seeks,
         }
     }
 }
@@ -168,6 +178,7 @@ impl OooHead {
             min_t: a.min_time(),
             max_t: a.max_time(),
             data: a.into_chunk().into_bytes(),
+            seeks: None,
         }
     }
 }
@@ -457,6 +468,27 @@ impl Series {
             }
         }
         Outcome::AppendedOutOfOrder
+    }
+
+    /// The newest sample as a one-sample chunk, when it is a float in `[mint, maxt]`: then it is
+    /// the newest sample at or before `maxt` (out-of-order samples are older than it).
+    pub fn newest_float_chunk(&self, mint: i64, maxt: i64) -> Option<ChunkData> {
+        let st = self.state.lock();
+        let Last::Float(bits) = st.last else {
+            return None;
+        };
+        if !st.has_samples || st.max_t < mint || st.max_t > maxt {
+            return None;
+        }
+        let mut a = XorAppender::with_capacity(24);
+        a.append(st.max_t, f64::from_bits(bits)).ok()?;
+        Some(ChunkData {
+            encoding: ChunkEncoding::Xor,
+            min_t: st.max_t,
+            max_t: st.max_t,
+            data: a.into_chunk().into_bytes(),
+            seeks: None,
+        })
     }
 
     /// Chunks readers must take from memory: pending sealed chunks and copies of the heads.

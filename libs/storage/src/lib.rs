@@ -26,7 +26,7 @@ pub use types::{
     MetricMetadata, MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks,
     SeriesExemplars, SeriesLabels, TenantStats,
 };
-pub use xor::{XorAppender, XorChunk, XorIter};
+pub use xor::{seek_before, XorAppender, XorChunk, XorIter, XorSeek};
 
 #[cfg(test)]
 mod tests {

@@ -1356,3 +1356,75 @@ fn samples_after_idle_keys_are_recovered() {
     );
     assert_eq!(merged(&db, &t, &l), [(old, 1.0), (old + 1000, 2.0)]);
 }
+
+#[test]
+fn select_latest_answers_the_newest_float_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("t1");
+    let f = labels(&[("__name__", "f")]);
+    let h = labels(&[("__name__", "h")]);
+    let last = 300 * 15_000;
+    let by_name = |n: &str| [Matcher::equal("__name__", n)];
+    {
+        let db = Tsdb::open(dir.path(), opts()).unwrap();
+        let samples: Vec<(i64, f64)> = (1..=300).map(|i| (i * 15_000, i as f64)).collect();
+        db.append(&t, &[one(&f, samples)]).unwrap();
+        // An out-of-order sample is older than the newest one.
+        let r = db
+            .append_limited(&t, &[one(&f, [(last - 7_000, -1.0)])], &ooo_limits(60_000))
+            .unwrap();
+        assert_eq!(r.samples_out_of_order, 1);
+        db.append(
+            &t,
+            &[SeriesAppend {
+                labels: h.clone(),
+                histograms: (1..=3).map(|i| (i * 1000, test_hist(i))).collect(),
+                ..SeriesAppend::default()
+            }],
+        )
+        .unwrap();
+
+        let res = db
+            .select_latest(&t, &by_name("f"), last - 300_000 + 1, last)
+            .unwrap();
+        assert_eq!(res.len(), 1);
+        assert_eq!(decode(&res[0]), [(last, 300.0)]);
+        // Newest sample after maxt: the chunks overlapping the range, as `select` answers.
+        let (mint, maxt) = (last - 300_000, last - 1);
+        let all = db.select(&t, &by_name("f"), mint, maxt).unwrap();
+        let latest = db.select_latest(&t, &by_name("f"), mint, maxt).unwrap();
+        assert_eq!(latest, all);
+        assert!(all[0].chunks.len() >= 2, "in-order and out-of-order chunks");
+        // Newest sample before mint: nothing.
+        assert!(db
+            .select_latest(&t, &by_name("f"), last + 1, last + 300_000)
+            .unwrap()
+            .is_empty());
+        // A histogram series keeps its chunks (their counter reset hints depend on neighbours).
+        let all = db.select(&t, &by_name("h"), 0, 10_000).unwrap();
+        assert_eq!(db.select_latest(&t, &by_name("h"), 0, 10_000).unwrap(), all);
+
+        // A stale marker is a sample like any other.
+        db.append(
+            &t,
+            &[SeriesAppend::floats(
+                f.clone(),
+                vec![Sample::new(
+                    last + 15_000,
+                    f64::from_bits(hestia_model::STALE_NAN_BITS),
+                )],
+            )],
+        )
+        .unwrap();
+        db.close().unwrap();
+    }
+    // The newest sample is known again after recovery.
+    let db = Tsdb::open(dir.path(), opts()).unwrap();
+    let res = db
+        .select_latest(&t, &by_name("f"), last, last + 15_000)
+        .unwrap();
+    let got = decode(&res[0]);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0, last + 15_000);
+    assert_eq!(got[0].1.to_bits(), hestia_model::STALE_NAN_BITS);
+}

@@ -1,11 +1,13 @@
 //! Values passed in and out of [`crate::Tsdb`].
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hestia_model::{LabelPairs, Labels, Sample, TenantId};
 
 use crate::histogram::Histogram;
+use crate::xor::XorSeek;
 
 /// The label set of a [`SeriesAppend`]: owned [`Labels`], or [`LabelPairs`] borrowed from a
 /// request (an existing series is then found without copying a string).
@@ -264,13 +266,25 @@ pub enum ChunkEncoding {
 }
 
 /// One encoded chunk covering `[min_t, max_t]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ChunkData {
     pub encoding: ChunkEncoding,
     pub min_t: i64,
     pub max_t: i64,
     pub data: Bytes,
+    /// Where decoding may start instead of the first sample (XOR chunks built in memory).
+    pub seeks: Option<Arc<[XorSeek]>>,
 }
+
+/// Chunks are equal when their samples are: seek points only speed up reading.
+impl PartialEq for ChunkData {
+    fn eq(&self, other: &Self) -> bool {
+        (self.encoding, self.min_t, self.max_t, &self.data)
+            == (other.encoding, other.min_t, other.max_t, &other.data)
+    }
+}
+
+impl Eq for ChunkData {}
 
 /// A series and its chunks in time order.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 //! `10` = reuse the previous leading/trailing zero window, `11` + 5 bits leading + 6 bits length).
 //! Value bits are stored exactly, so every NaN payload (including the stale marker) round-trips.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 
 use crate::StorageError;
@@ -87,6 +89,34 @@ impl XorChunk {
     }
 }
 
+/// The appender records a seek point before every this many samples.
+pub const SEEK_INTERVAL: u16 = 40;
+
+/// A decoder state inside a chunk: decoding can start at sample `index` instead of the first.
+/// The appender records them as it writes, so readers of a chunk's tail (instant queries' windows)
+/// skip the samples before their range without decoding them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct XorSeek {
+    /// Sample the decoder reads next (at least 2).
+    pub index: u16,
+    /// Bit offset of that sample after the 2-byte header.
+    pub bit: u16,
+    /// Timestamp, timestamp delta and value bits of the sample before it.
+    pub t: i64,
+    pub t_delta: u64,
+    pub v_bits: u64,
+    /// XOR window (`leading` 0xff: no window yet).
+    pub leading: u8,
+    pub trailing: u8,
+}
+
+/// The last of `seeks` (in sample order) whose previous sample is older than `mint`: decoding
+/// from there yields every sample at or after `mint`.
+pub fn seek_before(seeks: &[XorSeek], mint: i64) -> Option<XorSeek> {
+    let n = seeks.partition_point(|s| s.t < mint);
+    n.checked_sub(1).map(|i| seeks[i])
+}
+
 /// Appends samples to a growing XOR chunk.
 #[derive(Clone)]
 pub struct XorAppender {
@@ -98,6 +128,8 @@ pub struct XorAppender {
     v_bits: u64,
     leading: u8,
     trailing: u8,
+    /// Seek points every `SEEK_INTERVAL` samples, shared with the chunk copies readers take.
+    seeks: Option<Arc<[XorSeek]>>,
 }
 
 impl Default for XorAppender {
@@ -132,6 +164,7 @@ impl XorAppender {
             v_bits: 0,
             leading: 0xff,
             trailing: 0,
+            seeks: None,
         }
     }
 
@@ -140,10 +173,17 @@ impl XorAppender {
     pub fn resume(data: &[u8]) -> Result<Self, StorageError> {
         let mut it = XorIter::new(data)?;
         let mut min_t = i64::MAX;
-        for (i, (t, _)) in it.by_ref().enumerate() {
+        let mut seeks = Vec::new();
+        let mut i = 0u16;
+        loop {
+            if i > 0 && i.is_multiple_of(SEEK_INTERVAL) && it.remaining > 0 {
+                seeks.extend(it.seek_point(i));
+            }
+            let Some((t, _)) = it.next() else { break };
             if i == 0 {
                 min_t = t;
             }
+            i = i.wrapping_add(1);
         }
         if let Some(e) = it.take_err() {
             return Err(e);
@@ -171,7 +211,32 @@ impl XorAppender {
             // 0xff means "no window yet", so identical values keep their 1-bit encoding.
             leading: if it.window_set { it.leading } else { 0xff },
             trailing: it.trailing,
+            seeks: (!seeks.is_empty()).then(|| seeks.into()),
         })
+    }
+
+    /// Seek points recorded so far, in sample order.
+    pub fn seeks(&self) -> Option<&Arc<[XorSeek]>> {
+        self.seeks.as_ref()
+    }
+
+    fn record_seek(&mut self) {
+        // Bit offsets fit u16: chunks are cut at 1 KiB, far below 8 KiB.
+        let Ok(bit) = u16::try_from(self.w.bit_len - HEADER_LEN * 8) else {
+            return;
+        };
+        let point = XorSeek {
+            index: self.num,
+            bit,
+            t: self.t,
+            t_delta: self.t_delta,
+            v_bits: self.v_bits,
+            leading: self.leading,
+            trailing: self.trailing,
+        };
+        let mut all: Vec<XorSeek> = self.seeks.as_deref().unwrap_or(&[]).to_vec();
+        all.push(point);
+        self.seeks = Some(all.into());
     }
 
     /// Appends a sample. Callers keep timestamps increasing; the codec itself round-trips any
@@ -182,6 +247,9 @@ impl XorAppender {
             return Err(StorageError::ChunkFull);
         }
         let v_bits = v.to_bits();
+        if self.num > 0 && self.num.is_multiple_of(SEEK_INTERVAL) {
+            self.record_seek();
+        }
         match self.num {
             0 => {
                 self.w.write_varint(t);
@@ -506,6 +574,53 @@ impl<'a> XorIter<'a> {
         Ok(Self::from_valid(data))
     }
 
+    /// Starts decoding `data` at a seek point its appender recorded. A point that does not fit
+    /// the chunk is refused; one that fits but is wrong decodes garbage or reports an error, as a
+    /// corrupt chunk would.
+    pub fn resume_at(data: &'a [u8], seek: &XorSeek) -> Result<Self, StorageError> {
+        let mut it = Self::new(data)?;
+        let bits = (data.len() - HEADER_LEN) * 8;
+        if seek.index < 2 || seek.index > it.total || usize::from(seek.bit) > bits {
+            return Err(StorageError::corrupt(
+                "xor chunk",
+                "seek point outside the chunk",
+            ));
+        }
+        it.r = BitReader::new(&data[HEADER_LEN + usize::from(seek.bit / 8)..]);
+        let skip = u32::from(seek.bit % 8);
+        if skip > 0 && it.r.read_bits(skip).is_none() {
+            return Err(StorageError::corrupt(
+                "xor chunk",
+                "seek point outside the chunk",
+            ));
+        }
+        it.remaining = it.total - seek.index;
+        it.t = seek.t;
+        it.t_delta = seek.t_delta;
+        it.v_bits = seek.v_bits;
+        (it.leading, it.trailing, it.window_set) = match seek.leading {
+            0xff => (0, 0, false),
+            l => (l, seek.trailing, true),
+        };
+        if u32::from(it.leading) + u32::from(it.trailing) > 64 {
+            return Err(StorageError::corrupt("xor chunk", "invalid seek window"));
+        }
+        Ok(it)
+    }
+
+    /// The decoder's state before sample `index`, as the appender records it.
+    fn seek_point(&self, index: u16) -> Option<XorSeek> {
+        Some(XorSeek {
+            index,
+            bit: u16::try_from(self.r.consumed_bits()).ok()?,
+            t: self.t,
+            t_delta: self.t_delta,
+            v_bits: self.v_bits,
+            leading: if self.window_set { self.leading } else { 0xff },
+            trailing: self.trailing,
+        })
+    }
+
     /// Like `new` for data known to hold a header; an empty slice yields nothing.
     fn from_valid(data: &'a [u8]) -> Self {
         let total = match data {
@@ -710,6 +825,91 @@ mod tests {
             }
             assert_eq!(a.bytes(), &c.bytes()[..], "resume at {cut}");
         }
+        assert_seeks(samples);
+    }
+
+    /// Every seek point decodes exactly the samples from its index on, and `resume` finds the
+    /// points the appender recorded.
+    fn assert_seeks(samples: &[(i64, f64)]) {
+        let mut a = XorAppender::new();
+        for &(t, v) in samples {
+            a.append(t, v).unwrap();
+        }
+        let seeks: Vec<XorSeek> = a.seeks().map(|s| s.to_vec()).unwrap_or_default();
+        let bits_fit = a.bytes().len() < 8 * 1024;
+        if bits_fit {
+            let want = samples.len().saturating_sub(1) / usize::from(SEEK_INTERVAL);
+            assert_eq!(
+                seeks.len(),
+                want,
+                "one seek point per {SEEK_INTERVAL} samples"
+            );
+        }
+        for p in &seeks {
+            let mut it = XorIter::resume_at(a.bytes(), p).unwrap();
+            let got: Vec<(i64, u64)> = it.by_ref().map(|(t, v)| (t, v.to_bits())).collect();
+            assert!(it.err().is_none());
+            let want: Vec<(i64, u64)> = samples[usize::from(p.index)..]
+                .iter()
+                .map(|&(t, v)| (t, v.to_bits()))
+                .collect();
+            assert_eq!(got, want, "from seek point {}", p.index);
+            assert_eq!(p.t, samples[usize::from(p.index) - 1].0);
+        }
+        let resumed = XorAppender::resume(a.bytes()).unwrap();
+        assert_eq!(
+            resumed.seeks().map(|s| s.to_vec()).unwrap_or_default(),
+            seeks
+        );
+    }
+
+    #[test]
+    fn seek_points_skip_older_samples() {
+        let samples: Vec<(i64, f64)> = (0..120)
+            .map(|i| (i * 15_000, (i * i) as f64 * 0.5))
+            .collect();
+        let mut a = XorAppender::new();
+        for &(t, v) in &samples {
+            a.append(t, v).unwrap();
+        }
+        let seeks = a.seeks().unwrap().to_vec();
+        assert_eq!(seeks.iter().map(|p| p.index).collect::<Vec<_>>(), [40, 80]);
+        // The window (100 × 15 s, 119 × 15 s] starts after sample 80's predecessor.
+        let p = seek_before(&seeks, 100 * 15_000 + 1).unwrap();
+        assert_eq!(p.index, 80);
+        let it = XorIter::resume_at(a.bytes(), &p).unwrap();
+        assert_eq!(it.count(), 40);
+        // 79 × 15 s is not older than 79 × 15 s: the point before sample 40 is needed.
+        assert_eq!(seek_before(&seeks, 79 * 15_000).unwrap().index, 40);
+        assert_eq!(seek_before(&seeks, 39 * 15_000), None);
+        // A point that does not fit the chunk is refused, never a panic.
+        let bytes = a.bytes();
+        for bad in [
+            XorSeek { index: 1, ..p },
+            XorSeek { index: 121, ..p },
+            XorSeek { bit: u16::MAX, ..p },
+            XorSeek {
+                leading: 40,
+                trailing: 40,
+                ..p
+            },
+        ] {
+            assert!(XorIter::resume_at(bytes, &bad).is_err(), "{bad:?}");
+        }
+        // A wrong point that fits decodes garbage or stops with an error, like a corrupt chunk.
+        let mut it = XorIter::resume_at(
+            bytes,
+            &XorSeek {
+                bit: p.bit + 3,
+                ..p
+            },
+        )
+        .unwrap();
+        for _ in it.by_ref() {}
+        let short = &bytes[..bytes.len() / 2];
+        let mut it = XorIter::resume_at(short, &seeks[0]).unwrap();
+        assert!(it.by_ref().count() < 80);
+        assert!(it.err().is_some());
     }
 
     #[test]
@@ -847,6 +1047,7 @@ mod tests {
             let got: Vec<(i64, u64)> = c.iter().map(|(t, v)| (t, v.to_bits())).collect();
             let want: Vec<(i64, u64)> = samples.iter().map(|&(t, v)| (t, v.to_bits())).collect();
             assert_eq!(got, want, "round {round}");
+            assert_seeks(&samples);
             if round % 20 == 0 {
                 assert_round_trip(&samples);
             }

@@ -18,8 +18,8 @@ use hestia_proto::ingester as pb;
 use hestia_proto::ingester::ingester_server::{Ingester, IngesterServer};
 use hestia_ring::{InstanceConfig, InstanceState, Kv, Lifecycler};
 use hestia_storage::{
-    ChunkEncoding, CounterResetHint, Exemplar, Histogram, MetricMetadata, MetricType, RejectReason,
-    Span, Tsdb, TsdbOptions,
+    seek_before, ChunkEncoding, CounterResetHint, Exemplar, Histogram, MetricMetadata, MetricType,
+    RejectReason, Span, Tsdb, TsdbOptions,
 };
 use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
@@ -276,9 +276,12 @@ impl Ingester for IngesterService {
         let req = req.into_inner();
         let tenant = tenant(&req.tenant)?;
         let matchers = matchers_from_pb(req.matchers)?;
-        let (mint, maxt) = (req.start_ms, req.end_ms);
+        let (mint, maxt, latest_only) = (req.start_ms, req.end_ms, req.latest_only);
         let series = self
-            .blocking(move |db| db.select(&tenant, &matchers, mint, maxt))
+            .blocking(move |db| match latest_only {
+                true => db.select_latest(&tenant, &matchers, mint, maxt),
+                false => db.select(&tenant, &matchers, mint, maxt),
+            })
             .await?;
         let mut messages = Vec::with_capacity(series.len() / STREAM_BATCH_SERIES + 1);
         let mut iter = series.into_iter().peekable();
@@ -294,8 +297,19 @@ impl Ingester for IngesterService {
                         .map(|c| pb::Chunk {
                             min_time_ms: c.min_t,
                             max_time_ms: c.max_t,
-                            data: c.data,
                             encoding: chunk_encoding_to_pb(c.encoding) as i32,
+                            seek: c.seeks.and_then(|s| seek_before(&s, mint)).map(|p| {
+                                pb::XorSeek {
+                                    index: p.index.into(),
+                                    bit: p.bit.into(),
+                                    t: p.t,
+                                    t_delta: p.t_delta,
+                                    v_bits: p.v_bits,
+                                    leading: p.leading.into(),
+                                    trailing: p.trailing.into(),
+                                }
+                            }),
+                            data: c.data,
                         })
                         .collect(),
                 })

@@ -95,17 +95,16 @@ impl hestia_promql::Queryable for LimitedQueryable<'_> {
     async fn select(
         &self,
         matchers: &[hestia_model::Matcher],
-        mint: i64,
-        maxt: i64,
+        hints: &hestia_promql::SelectHints,
     ) -> Result<Vec<hestia_promql::Series>, hestia_promql::QueryError> {
-        let length = maxt.saturating_sub(mint);
+        let length = hints.maxt.saturating_sub(hints.mint);
         if length > self.max_length_ms.saturating_add(self.slack_ms) {
             return Err(hestia_promql::QueryError::BadData(query_length_error(
                 length,
                 Duration::from_millis(self.max_length_ms as u64),
             )));
         }
-        self.inner.select(matchers, mint, maxt).await
+        self.inner.select(matchers, hints).await
     }
 }
 

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use hestia_model::{MatchOp, Matcher, TenantId};
-use hestia_promql::{FloatHistogram, Series};
+use hestia_promql::{FloatHistogram, SelectHints, Series};
 use hestia_proto::prometheus as pb;
 use hestia_storage::xor::XorAppender;
 use prost::Message;
@@ -87,7 +87,16 @@ async fn handle(q: &Querier, headers: &HeaderMap, body: &[u8]) -> Result<Respons
     for (matchers, start, end) in &queries {
         results.push(
             q.store
-                .select(&tenant, matchers, *start, *end, &chunks)
+                .select(
+                    &tenant,
+                    matchers,
+                    &SelectHints {
+                        mint: *start,
+                        maxt: *end,
+                        latest_only: false,
+                    },
+                    &chunks,
+                )
                 .await
                 .map_err(ApiError::from)?,
         );

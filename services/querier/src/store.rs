@@ -11,11 +11,13 @@ use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use hestia_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Sample, TenantId};
-use hestia_promql::{CounterResetHint, FloatHistogram, QueryError, Queryable, Series, Span};
+use hestia_promql::{
+    CounterResetHint, FloatHistogram, QueryError, Queryable, SelectHints, Series, Span,
+};
 use hestia_proto::ingester as pb;
 use hestia_proto::{IngesterConn, IngesterPool};
 use hestia_ring::{now_ms, RingClient, ZoneReplicas};
-use hestia_storage::{HistogramIter, XorIter};
+use hestia_storage::{HistogramIter, XorIter, XorSeek};
 
 use crate::ApiError;
 
@@ -102,21 +104,23 @@ impl IngesterStore {
         )))
     }
 
-    /// Series matching `matchers` with their samples in [mint, maxt], merged across ingesters.
+    /// Series matching `matchers` with their samples in [mint, maxt] (with `latest_only`, only
+    /// the newest of them), merged across ingesters.
     /// Every chunk received is charged to `chunks`; the read stops once the budget is exceeded.
     pub async fn select(
         &self,
         tenant: &TenantId,
         matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
+        hints: &SelectHints,
         chunks: &ChunkBudget,
     ) -> Result<Vec<Series>, StoreError> {
+        let (mint, maxt) = (hints.mint, hints.maxt);
         let req = pb::QueryRequest {
             tenant: tenant.to_string(),
             start_ms: mint,
             end_ms: maxt,
             matchers: matchers.iter().map(to_pb_matcher).collect(),
+            latest_only: hints.latest_only,
         };
         let per_ingester = self
             .fan_out(|mut c| {
@@ -160,6 +164,9 @@ impl IngesterStore {
                 floats.dedup_by_key(|s| s.t);
                 histograms.sort_by_key(|h| h.0);
                 histograms.dedup_by_key(|h| h.0);
+                if hints.latest_only {
+                    keep_newest(&mut floats, &mut histograms);
+                }
                 let s = Series {
                     labels,
                     floats,
@@ -334,11 +341,43 @@ fn union_sorted(results: Vec<Vec<String>>) -> Vec<String> {
 /// A series' floats and native histograms.
 type Samples = (Vec<Sample>, Vec<(i64, FloatHistogram)>);
 
+fn xor_seek(p: &pb::XorSeek) -> Result<XorSeek, StoreError> {
+    let narrow = || StoreError::Corrupt("xor chunk: seek point out of range".into());
+    Ok(XorSeek {
+        index: u16::try_from(p.index).map_err(|_| narrow())?,
+        bit: u16::try_from(p.bit).map_err(|_| narrow())?,
+        t: p.t,
+        t_delta: p.t_delta,
+        v_bits: p.v_bits,
+        leading: u8::try_from(p.leading).map_err(|_| narrow())?,
+        trailing: u8::try_from(p.trailing).map_err(|_| narrow())?,
+    })
+}
+
+/// Keeps only the newest of a series' time-sorted samples, float or histogram.
+fn keep_newest(floats: &mut Vec<Sample>, histograms: &mut Vec<(i64, FloatHistogram)>) {
+    match (floats.last().map(|s| s.t), histograms.last().map(|h| h.0)) {
+        (Some(f), Some(h)) if f > h => histograms.clear(),
+        (Some(_), Some(_)) => floats.clear(),
+        _ => {}
+    }
+    if floats.len() > 1 {
+        floats.drain(..floats.len() - 1);
+    }
+    if histograms.len() > 1 {
+        histograms.drain(..histograms.len() - 1);
+    }
+}
+
 fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Result<(), StoreError> {
     let corrupt = |e: &hestia_storage::StorageError| StoreError::Corrupt(e.to_string());
     match pb::ChunkEncoding::try_from(c.encoding) {
         Ok(pb::ChunkEncoding::Xor) => {
-            let mut iter = XorIter::new(&c.data).map_err(|e| corrupt(&e))?;
+            let mut iter = match &c.seek {
+                Some(p) => XorIter::resume_at(&c.data, &xor_seek(p)?),
+                None => XorIter::new(&c.data),
+            }
+            .map_err(|e| corrupt(&e))?;
             for (t, v) in iter.by_ref() {
                 if t > maxt {
                     break;
@@ -536,11 +575,10 @@ impl Queryable for TenantQueryable<'_> {
     async fn select(
         &self,
         matchers: &[Matcher],
-        mint: i64,
-        maxt: i64,
+        hints: &SelectHints,
     ) -> Result<Vec<Series>, QueryError> {
         self.store
-            .select(self.tenant, matchers, mint, maxt, &self.chunks)
+            .select(self.tenant, matchers, hints, &self.chunks)
             .await
             .map_err(|e| match e {
                 StoreError::ChunkLimit { .. } => QueryError::Execution(e.to_string()),
