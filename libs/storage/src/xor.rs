@@ -874,6 +874,8 @@ mod tests {
         }
         let seeks = a.seeks().unwrap().to_vec();
         assert_eq!(seeks.iter().map(|p| p.index).collect::<Vec<_>>(), [40, 80]);
+        // The memory a chunk in the head pays for them (docs/ARCHITECTURE.md).
+        assert_eq!(std::mem::size_of::<XorSeek>(), 32);
         // The window (100 × 15 s, 119 × 15 s] starts after sample 80's predecessor.
         let p = seek_before(&seeks, 100 * 15_000 + 1).unwrap();
         assert_eq!(p.index, 80);
