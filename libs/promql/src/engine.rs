@@ -752,6 +752,61 @@ mod tests {
         assert_eq!(m[0].floats[0].v, 60.0);
     }
 
+    /// A range query cuts each step's window from one fetch with cursors (and finds a counter's
+    /// resets once); every step must equal the instant query at that time, which sees only its
+    /// own window. Samples every 10 s, resets at random, steps that split windows anywhere.
+    #[test]
+    fn range_steps_equal_instant_queries() {
+        let mut s = MemoryStorage::new();
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..3 {
+            let l = Labels::from_pairs([("__name__", "c_total"), ("i", &i.to_string())]);
+            let mut v = 0.0;
+            for k in 0..400 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v = if x.is_multiple_of(7) {
+                    (x % 5) as f64
+                } else {
+                    v + (x % 11) as f64
+                };
+                s.add_float(&l, k * 10_000, v);
+            }
+        }
+        let e = Engine::new(EngineOptions::default());
+        for q in [
+            "increase(c_total[1m])",
+            "rate(c_total[45s])",
+            "increase(c_total[10m])",
+            "resets(c_total[2m])",
+        ] {
+            let r = futures_lite(e.range_query(&s, q, 30_000, 3_900_000, 37_000)).unwrap();
+            let Value::Matrix(m) = r.value else {
+                panic!("not a matrix")
+            };
+            let mut points = 0;
+            for t in (30_000..=3_900_000).step_by(37_000) {
+                let Value::Vector(v) = futures_lite(e.instant_query(&s, q, t)).unwrap().value
+                else {
+                    panic!("not a vector")
+                };
+                for sample in v {
+                    let series = m.iter().find(|x| x.labels == sample.labels).unwrap();
+                    let p = series.floats.iter().find(|p| p.t == t).unwrap();
+                    assert_eq!(p.v.to_bits(), sample.f.to_bits(), "{q} at {t}");
+                    points += 1;
+                }
+            }
+            assert_eq!(
+                points,
+                m.iter().map(|s| s.floats.len()).sum::<usize>(),
+                "{q}"
+            );
+            assert!(points > 300, "{q}: {points}");
+        }
+    }
+
     #[test]
     fn errors_have_kinds() {
         assert_eq!(run("sum(", 0).unwrap_err().kind(), ErrorKind::BadData);

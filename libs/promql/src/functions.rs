@@ -25,6 +25,9 @@ pub(crate) struct Window<'a> {
     pub k: usize,
     /// Index of the series in the range vector.
     pub series: usize,
+    /// With [`over_windows_with_resets`]: the indices (into `floats`) of the window's samples
+    /// lower than the sample before them.
+    pub resets: &'a [usize],
 }
 
 /// Output of a range function for one window.
@@ -103,13 +106,44 @@ fn over_windows(
     rv: &RangeVal,
     ctx: &Ctx,
     keep_name: bool,
+    f: impl FnMut(&mut Evaluator, &Labels, &Window) -> Option<Out>,
+) -> Vec<EvalSeries> {
+    windows(ev, rv, ctx, keep_name, false, f)
+}
+
+/// [`over_windows`] with [`Window::resets`] filled in: a counter's resets are found once per
+/// series, so a long window (`increase(x[1h])` at a 1 m step) costs O(1) per step, not O(samples).
+fn over_windows_with_resets(
+    ev: &mut Evaluator,
+    rv: &RangeVal,
+    ctx: &Ctx,
+    keep_name: bool,
+    f: impl FnMut(&mut Evaluator, &Labels, &Window) -> Option<Out>,
+) -> Vec<EvalSeries> {
+    windows(ev, rv, ctx, keep_name, true, f)
+}
+
+fn windows(
+    ev: &mut Evaluator,
+    rv: &RangeVal,
+    ctx: &Ctx,
+    keep_name: bool,
+    find_resets: bool,
     mut f: impl FnMut(&mut Evaluator, &Labels, &Window) -> Option<Out>,
 ) -> Vec<EvalSeries> {
     let mut out = Vec::with_capacity(rv.series.len());
+    // Absolute indices into the series' floats; rebased per window into `window_resets`.
+    let mut resets: Vec<usize> = Vec::new();
+    let mut window_resets: Vec<usize> = Vec::new();
     for (si, s) in rv.series.iter().enumerate() {
         let mut o = EvalSeries::new(s.labels.clone(), s.drop_name || !keep_name);
+        resets.clear();
+        if find_resets {
+            resets.extend((1..s.floats.len()).filter(|&j| s.floats[j].v < s.floats[j - 1].v));
+        }
         // Window ends grow with the step, so the windows are cut incrementally.
         let (mut fc, mut hc) = (WindowCursor::default(), WindowCursor::default());
+        let (mut rlo, mut rhi) = (0, 0);
         for k in 0..ctx.steps() {
             let t = ctx.ts(k);
             let end = rv.window_end(t);
@@ -118,6 +152,16 @@ fn over_windows(
             if flo == fhi && hlo == hhi {
                 continue;
             }
+            // Resets inside the window: after its first sample, before its end.
+            while rlo < resets.len() && resets[rlo] <= flo {
+                rlo += 1;
+            }
+            rhi = rhi.max(rlo);
+            while rhi < resets.len() && resets[rhi] < fhi {
+                rhi += 1;
+            }
+            window_resets.clear();
+            window_resets.extend(resets[rlo..rhi].iter().map(|j| j - flo));
             let w = Window {
                 floats: &s.floats[flo..fhi],
                 hists: &s.hists[hlo..hhi],
@@ -127,6 +171,7 @@ fn over_windows(
                 t,
                 k,
                 series: si,
+                resets: &window_resets,
             };
             match f(ev, &s.labels, &w) {
                 Some(Out::F(v)) => o.floats.push(Sample::new(t, v)),
@@ -486,7 +531,7 @@ fn range_function(ev: &mut Evaluator, c: &Call, ctx: &Ctx) -> Result<Val, QueryE
             let mut not_counter: Vec<String> = Vec::new();
             // The name check is done once per series.
             let mut checked = None;
-            let out = over_windows(ev, &rv, ctx, false, |ev, l, w| {
+            let out = over_windows_with_resets(ev, &rv, ctx, false, |ev, l, w| {
                 if counter
                     && w.hists.is_empty()
                     && w.floats.len() > 1
@@ -1014,12 +1059,9 @@ fn extrapolated_rate(
         result_f = w.floats[n1].v - w.floats[0].v;
         result_h = None;
         if counter {
-            let mut prev = w.floats[0].v;
-            for p in &w.floats[1..] {
-                if p.v < prev {
-                    result_f += prev;
-                }
-                prev = p.v;
+            // In sample order, as Prometheus adds them.
+            for &j in w.resets {
+                result_f += w.floats[j - 1].v;
             }
         }
     } else {

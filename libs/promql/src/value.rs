@@ -79,14 +79,71 @@ impl Serialize for QueryResult {
 
 /// Formats a float as Prometheus does (`strconv.FormatFloat(f, 'f', -1, 64)` plus `+Inf`).
 pub fn format_float(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v == f64::INFINITY {
-        "+Inf".into()
-    } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+    PromFloat(v).to_string()
+}
+
+/// [`format_float`] as a `Display`, so JSON output writes it without allocating.
+#[derive(Clone, Copy)]
+struct PromFloat(f64);
+
+impl std::fmt::Display for PromFloat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let v = self.0;
+        if v.is_nan() {
+            f.write_str("NaN")
+        } else if v == f64::INFINITY {
+            f.write_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            f.write_str("-Inf")
+        } else {
+            let mut buf = ryu::Buffer::new();
+            write_fixed(f, buf.format_finite(v))
+        }
+    }
+}
+
+/// Rewrites ryu's output (`1.5`, `15.0`, `1.5e-7`, `1e21`) in Go's `'f'` layout: no exponent,
+/// no trailing `.0`. The digits are the same shortest round-trip digits either way.
+fn write_fixed(f: &mut std::fmt::Formatter<'_>, s: &str) -> std::fmt::Result {
+    let Some((mantissa, exp)) = s.split_once('e') else {
+        return f.write_str(s.strip_suffix(".0").unwrap_or(s));
+    };
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let exp: i64 = exp.parse().map_err(|_| std::fmt::Error)?;
+    // The decimal point goes `point` digits into `int ++ frac`.
+    let point = int.len() as i64 + exp;
+    let digits = int.len() + frac.len();
+    f.write_str(sign)?;
+    if point <= 0 {
+        f.write_str("0.")?;
+        for _ in 0..-point {
+            f.write_str("0")?;
+        }
+        f.write_str(int)?;
+        f.write_str(frac)
+    } else if point as usize >= digits {
+        f.write_str(int)?;
+        f.write_str(frac)?;
+        for _ in 0..point as usize - digits {
+            f.write_str("0")?;
+        }
+        Ok(())
     } else {
-        v.to_string()
+        let all = [int, frac].concat();
+        let (a, b) = all.split_at(point as usize);
+        f.write_str(a)?;
+        f.write_str(".")?;
+        f.write_str(b)
+    }
+}
+
+impl Serialize for PromFloat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -166,7 +223,7 @@ impl Serialize for FPoint {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut t = s.serialize_tuple(2)?;
         t.serialize_element(&Ts(self.0))?;
-        t.serialize_element(&format_float(self.1))?;
+        t.serialize_element(&PromFloat(self.1))?;
         t.end()
     }
 }
@@ -190,9 +247,9 @@ impl Serialize for BucketJson {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut t = s.serialize_tuple(4)?;
         t.serialize_element(&self.0)?;
-        t.serialize_element(&format_float(self.1))?;
-        t.serialize_element(&format_float(self.2))?;
-        t.serialize_element(&format_float(self.3))?;
+        t.serialize_element(&PromFloat(self.1))?;
+        t.serialize_element(&PromFloat(self.2))?;
+        t.serialize_element(&PromFloat(self.3))?;
         t.end()
     }
 }
@@ -215,8 +272,8 @@ impl Serialize for HistJson<'_> {
             })
             .collect();
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("count", &format_float(h.count))?;
-        m.serialize_entry("sum", &format_float(h.sum))?;
+        m.serialize_entry("count", &PromFloat(h.count))?;
+        m.serialize_entry("sum", &PromFloat(h.sum))?;
         if !buckets.is_empty() {
             m.serialize_entry("buckets", &buckets)?;
         }
@@ -247,8 +304,13 @@ impl Serialize for MatElem<'_> {
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("metric", &Metric(&e.labels))?;
         if !e.floats.is_empty() {
-            let pts: Vec<FPoint> = e.floats.iter().map(|p| FPoint(p.t, p.v)).collect();
-            m.serialize_entry("values", &pts)?;
+            struct Points<'a>(&'a [Sample]);
+            impl Serialize for Points<'_> {
+                fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    s.collect_seq(self.0.iter().map(|p| FPoint(p.t, p.v)))
+                }
+            }
+            m.serialize_entry("values", &Points(&e.floats))?;
         }
         if !e.histograms.is_empty() {
             let pts: Vec<HPoint> = e.histograms.iter().map(|(t, h)| HPoint(*t, h)).collect();
@@ -310,6 +372,63 @@ impl Serialize for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Significant digits of a fixed-notation number.
+    fn significant(s: &str) -> String {
+        let d: String = s.chars().filter(char::is_ascii_digit).collect();
+        d.trim_start_matches('0').trim_end_matches('0').to_string()
+    }
+
+    /// Go's `FormatFloat(f, 'f', -1, 64)`: the shortest digits that read back as the same float
+    /// (ties to even, as Go's Ryū does; Rust's `Display` rounds ties up), never an exponent.
+    #[test]
+    fn format_float_is_go_fixed_shortest() {
+        // As Prometheus 2.42 prints these scalars.
+        for (v, go) in [
+            // Exactly halfway between the two shortest candidates.
+            (1_690_060_720_831_323.0 + 0.25, "1690060720831323.2"),
+            (0.1, "0.1"),
+            (1e21, "1000000000000000000000"),
+            (1.5e-7, "0.00000015"),
+            (123456789012345678901234.0, "123456789012345690000000"),
+            (-0.0, "-0"),
+            (-15.0, "-15"),
+            (0.35555555555555557, "0.35555555555555557"),
+        ] {
+            assert_eq!(format_float(v), go);
+        }
+        assert_eq!(format_float(5e-324), format!("0.{}5", "0".repeat(323)));
+        assert_eq!(format_float(f64::NAN), "NaN");
+        assert_eq!(format_float(f64::INFINITY), "+Inf");
+        assert_eq!(format_float(f64::NEG_INFINITY), "-Inf");
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Random bit patterns cover every exponent; scaled integers cover typical values.
+            let v = if i % 2 == 0 {
+                f64::from_bits(x)
+            } else {
+                (x % 1_000_000) as f64 / 1000.0
+            };
+            if !v.is_finite() {
+                continue;
+            }
+            let ours = format_float(v);
+            assert!(!ours.contains('e') && !ours.ends_with(".0"), "{ours}");
+            assert_eq!(
+                ours.parse::<f64>().ok(),
+                Some(v),
+                "{ours} reads back as {v:e}"
+            );
+            assert_eq!(
+                significant(&ours).len(),
+                significant(&v.to_string()).len(),
+                "{ours} is not shortest"
+            );
+        }
+    }
 
     #[test]
     fn vector_json() {

@@ -138,17 +138,38 @@ fn query_response(mut res: QueryResult, limit: usize) -> Result<Response, ApiErr
                 .push(format!("results truncated due to limit of {limit} series"));
         }
     }
-    let data = serde_json::to_value(&res).map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut body = Map::new();
-    body.insert("status".into(), "success".into());
-    body.insert("data".into(), data);
-    if !res.warnings.is_empty() {
-        body.insert("warnings".into(), json!(res.warnings));
+    // Written straight to bytes: a range result can hold millions of points.
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        status: &'static str,
+        data: &'a Value,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: &'a Vec<String>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        infos: &'a Vec<String>,
     }
-    if !res.infos.is_empty() {
-        body.insert("infos".into(), json!(res.infos));
-    }
-    Ok(Json(serde_json::Value::Object(body)).into_response())
+    // About 30 bytes per float point and 100 per series label set, to avoid regrowing.
+    let size_hint = match &res.value {
+        Value::Matrix(m) => m.iter().map(|s| 100 + 30 * s.floats.len()).sum(),
+        Value::Vector(v) => v.len() * 130,
+        _ => 128,
+    };
+    let mut body = Vec::with_capacity(size_hint);
+    serde_json::to_writer(
+        &mut body,
+        &Body {
+            status: "success",
+            data: &res.value,
+            warnings: &res.warnings,
+            infos: &res.infos,
+        },
+    )
+    .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// The effective deadline: the request's `timeout`, capped by the configured one.

@@ -149,7 +149,7 @@ impl IngesterStore {
         let mut merged: Vec<(Labels, Samples)> = Vec::with_capacity(all.len());
         for (labels, chunks) in all {
             if merged.last().is_none_or(|(last, _)| *last != labels) {
-                merged.push((labels, Samples::default()));
+                merged.push((labels, Samples::new()));
             }
             if let Some((_, samples)) = merged.last_mut() {
                 for c in &chunks {
@@ -159,9 +159,17 @@ impl IngesterStore {
         }
         Ok(merged
             .into_iter()
-            .filter_map(|(labels, (mut floats, mut histograms))| {
-                floats.sort_by_key(|s| s.t);
-                floats.dedup_by_key(|s| s.t);
+            .filter_map(|(labels, samples)| {
+                let Samples {
+                    mut floats,
+                    mut histograms,
+                    floats_in_order,
+                } = samples;
+                // One replica's chunks arrive in time order; replicas overlap.
+                if !floats_in_order {
+                    floats.sort_by_key(|s| s.t);
+                    floats.dedup_by_key(|s| s.t);
+                }
                 histograms.sort_by_key(|h| h.0);
                 histograms.dedup_by_key(|h| h.0);
                 if hints.latest_only {
@@ -339,7 +347,29 @@ fn union_sorted(results: Vec<Vec<String>>) -> Vec<String> {
 }
 
 /// A series' floats and native histograms.
-type Samples = (Vec<Sample>, Vec<(i64, FloatHistogram)>);
+struct Samples {
+    floats: Vec<Sample>,
+    histograms: Vec<(i64, FloatHistogram)>,
+    /// Whether `floats` has strictly increasing timestamps (no sort or dedup needed).
+    floats_in_order: bool,
+}
+
+impl Samples {
+    fn new() -> Self {
+        Self {
+            floats: Vec::new(),
+            histograms: Vec::new(),
+            floats_in_order: true,
+        }
+    }
+
+    fn push_float(&mut self, t: i64, v: f64) {
+        if self.floats.last().is_some_and(|last| last.t >= t) {
+            self.floats_in_order = false;
+        }
+        self.floats.push(Sample { t, v });
+    }
+}
 
 fn xor_seek(p: &pb::XorSeek) -> Result<XorSeek, StoreError> {
     let narrow = || StoreError::Corrupt("xor chunk: seek point out of range".into());
@@ -378,12 +408,13 @@ fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Resul
                 None => XorIter::new(&c.data),
             }
             .map_err(|e| corrupt(&e))?;
+            out.floats.reserve(iter.size_hint().1.unwrap_or(0));
             for (t, v) in iter.by_ref() {
                 if t > maxt {
                     break;
                 }
                 if t >= mint {
-                    out.0.push(Sample { t, v });
+                    out.push_float(t, v);
                 }
             }
             iter.err().map_or(Ok(()), |e| Err(corrupt(&e)))
@@ -400,9 +431,9 @@ fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Resul
                 // A histogram stale marker (sum is the stale NaN) ends the series like a float
                 // one; the engine only recognises the float form.
                 if is_stale_nan(h.sum) {
-                    out.0.push(Sample { t, v: h.sum });
+                    out.push_float(t, h.sum);
                 } else {
-                    out.1.push((t, to_float_histogram(h)));
+                    out.histograms.push((t, to_float_histogram(h)));
                 }
             }
             iter.err().map_or(Ok(()), |e| Err(corrupt(e)))
