@@ -63,10 +63,25 @@ async fn post_read(client: &reqwest::Client, base: &str, body: Vec<u8>) -> reqwe
         .header("Content-Encoding", "snappy")
         .header("Content-Type", "application/x-protobuf")
         .header("X-Prometheus-Remote-Read-Version", "0.1.0")
+        // The query API gzips on request; remote read answers snappy or a stream regardless.
+        .header("Accept-Encoding", "gzip")
         .body(body)
         .send()
         .await
         .expect("send")
+}
+
+fn gunzip(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(b), &mut out).expect("gzip");
+    out
+}
+
+/// HTTP's `deflate` is the zlib format.
+fn inflate(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::ZlibDecoder::new(b), &mut out).expect("zlib");
+    out
 }
 
 /// Splits a streamed remote-read body into its frames, checking each CRC32C.
@@ -113,6 +128,40 @@ async fn format_parse_read_and_limits() {
     let (s, v) = get_json(&c, &format!("{api}/parse_query?query=sum(")).await;
     assert_eq!(s, 400, "{v}");
     assert_eq!(v["errorType"], "bad_data");
+
+    // Compressed on request like Prometheus' API: the same JSON once decompressed.
+    let range = [
+        ("query", "rr_metric * 2".to_string()),
+        ("start", (start / 1000).to_string()),
+        ("end", (end / 1000).to_string()),
+        ("step", "15".to_string()),
+    ];
+    let plain = c
+        .get(format!("{api}/query_range"))
+        .query(&range)
+        .send()
+        .await
+        .expect("send");
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain = plain.bytes().await.expect("body");
+    assert!(plain.len() > 1000, "{}", plain.len());
+    for (encoding, decode) in [
+        ("gzip", gunzip as fn(&[u8]) -> Vec<u8>),
+        ("deflate", inflate),
+    ] {
+        let r = c
+            .get(format!("{api}/query_range"))
+            .query(&range)
+            .header("Accept-Encoding", encoding)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-encoding"], encoding);
+        let body = r.bytes().await.expect("body");
+        assert!(body.len() < plain.len() / 2, "{encoding}: {}", body.len());
+        assert_eq!(decode(&body), plain.to_vec(), "{encoding}");
+    }
 
     // Remote read, raw samples.
     let r = post_read(&c, &base, read_request(start, end, false)).await;
