@@ -5,8 +5,8 @@ pub enum StorageError {
     RocksDb(#[from] rocksdb::Error),
     #[error("corrupt {what}: {detail}")]
     Corrupt { what: &'static str, detail: String },
-    #[error("chunk is full (65535 samples)")]
-    ChunkFull,
+    #[error(transparent)]
+    Chunk(#[from] hestia_chunkenc::ChunkError),
     #[error("invalid storage options: {0}")]
     InvalidOptions(String),
     #[error("storage is closed")]

@@ -15,7 +15,7 @@
 
 use hestia_model::{Label, Labels, Sample, TenantId};
 
-use crate::histogram::{get_histogram, put_histogram, Histogram};
+use crate::histogram::{decode_histogram, encode_histogram, Histogram};
 use crate::{ChunkEncoding, Exemplar, StorageError};
 
 /// Encoding bytes of chunk values.
@@ -355,7 +355,7 @@ pub(crate) fn put_wal_series(
     let mut prev = 0i64;
     for (t, h) in histograms {
         put_varint(buf, t.wrapping_sub(prev));
-        put_histogram(buf, h);
+        encode_histogram(buf, h);
         prev = *t;
     }
     put_floats(buf, out_of_order);
@@ -403,7 +403,9 @@ pub(crate) fn decode_wal_record(
             let mut prev = 0i64;
             for _ in 0..count {
                 let t = prev.wrapping_add(d.varint()?);
-                hists.push((t, get_histogram(&mut d)?));
+                let (h, n) = decode_histogram(d.buf)?;
+                d.take(n)?;
+                hists.push((t, h));
                 prev = t;
             }
         }

@@ -1,7 +1,8 @@
 //! The ingester's time-series database.
 //!
 //! [`Tsdb`] keeps every tenant's recent samples in memory as Gorilla/XOR chunks ([`xor`], byte
-//! compatible with Prometheus) and native histogram chunks ([`histogram`]), with a postings index for label matchers, and makes every
+//! compatible with Prometheus) and native histogram chunks ([`histogram`]), both codecs from
+//! `hestia-chunkenc` and re-exported here, with a postings index for label matchers, and makes every
 //! acknowledged write durable in one RocksDB instance shared by all tenants: a WAL record per
 //! append (group-committed with fsync), sealed chunks, series labels, metadata and a bounded ring of exemplars, each key
 //! prefixed by its tenant. See `db.rs` for the durability protocol.
@@ -10,16 +11,15 @@ mod commit;
 mod db;
 mod error;
 mod head;
-pub mod histogram;
 mod idle;
 mod keys;
 #[cfg(test)]
 mod tsdb_tests;
 mod types;
-pub mod xor;
 
 pub use db::{Tsdb, TsdbOptions};
 pub use error::StorageError;
+pub use hestia_chunkenc::{histogram, xor, ChunkError};
 pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
 pub use types::{
     series_in_braces, AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats,

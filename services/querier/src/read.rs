@@ -8,10 +8,10 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use hestia_chunkenc::xor::XorAppender;
 use hestia_model::{MatchOp, Matcher, TenantId};
 use hestia_promql::{FloatHistogram, SelectHints, Series};
 use hestia_proto::prometheus as pb;
-use hestia_storage::xor::XorAppender;
 use prost::Message;
 
 use crate::store::ChunkBudget;

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use hestia_chunkenc::{HistogramIter, XorIter, XorSeek};
 use hestia_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Sample, TenantId};
 use hestia_promql::{
     CounterResetHint, FloatHistogram, QueryError, Queryable, SelectHints, Series, Span,
@@ -17,7 +18,6 @@ use hestia_promql::{
 use hestia_proto::ingester as pb;
 use hestia_proto::{IngesterConn, IngesterPool};
 use hestia_ring::{now_ms, RingClient, ZoneReplicas};
-use hestia_storage::{HistogramIter, XorIter, XorSeek};
 
 use crate::ApiError;
 
@@ -400,7 +400,7 @@ fn keep_newest(floats: &mut Vec<Sample>, histograms: &mut Vec<(i64, FloatHistogr
 }
 
 fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Result<(), StoreError> {
-    let corrupt = |e: &hestia_storage::StorageError| StoreError::Corrupt(e.to_string());
+    let corrupt = |e: &hestia_chunkenc::ChunkError| StoreError::Corrupt(e.to_string());
     match pb::ChunkEncoding::try_from(c.encoding) {
         Ok(pb::ChunkEncoding::Xor) => {
             let mut iter = match &c.seek {
@@ -445,7 +445,7 @@ fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Resul
     }
 }
 
-fn to_spans(spans: Vec<hestia_storage::Span>) -> Vec<Span> {
+fn to_spans(spans: Vec<hestia_chunkenc::Span>) -> Vec<Span> {
     spans
         .into_iter()
         .map(|s| Span {
@@ -455,8 +455,8 @@ fn to_spans(spans: Vec<hestia_storage::Span>) -> Vec<Span> {
         .collect()
 }
 
-fn to_float_histogram(h: hestia_storage::Histogram) -> FloatHistogram {
-    use hestia_storage::CounterResetHint as Hint;
+fn to_float_histogram(h: hestia_chunkenc::Histogram) -> FloatHistogram {
+    use hestia_chunkenc::CounterResetHint as Hint;
     FloatHistogram {
         counter_reset_hint: match h.counter_reset_hint {
             Hint::Unknown => CounterResetHint::Unknown,

@@ -3,7 +3,7 @@
 //! Counts are stored as `f64` whether the sender used integer or float histograms (integer counts
 //! up to 2^53 are exact), so one chunk format serves both.
 //!
-//! Chunk layout (value version byte `2` in the chunks column family, see `keys.rs`):
+//! Chunk layout (Hestia's own; the ingester stores it with encoding byte `2`):
 //!
 //! ```text
 //! u16 BE sample count
@@ -24,8 +24,8 @@
 //! integer-valued floats differ in a few mantissa bits only. Chunks are sealed at the sample target
 //! or at [`MAX_HISTOGRAM_CHUNK_BYTES`].
 
-use crate::keys::{put_uvarint, put_varint, Decoder};
-use crate::StorageError;
+use crate::varint::{put_uvarint, put_varint, Decoder};
+use crate::ChunkError;
 
 /// Histogram chunks are sealed at this size (several times a float chunk: a sample is bigger).
 pub const MAX_HISTOGRAM_CHUNK_BYTES: usize = 4096;
@@ -94,7 +94,7 @@ impl Histogram {
             && eq(&self.negative_buckets, &o.negative_buckets)
     }
 
-    fn same_layout(&self, o: &Histogram) -> bool {
+    pub(crate) fn same_layout(&self, o: &Histogram) -> bool {
         self.schema == o.schema
             && self.zero_threshold.to_bits() == o.zero_threshold.to_bits()
             && self.positive_spans == o.positive_spans
@@ -121,7 +121,7 @@ fn put_f64(buf: &mut Vec<u8>, v: f64) {
     buf.extend_from_slice(&v.to_bits().to_le_bytes());
 }
 
-fn get_f64(d: &mut Decoder<'_>) -> Result<f64, StorageError> {
+fn get_f64(d: &mut Decoder<'_>) -> Result<f64, ChunkError> {
     Ok(f64::from_bits(d.u64_le()?))
 }
 
@@ -133,19 +133,19 @@ fn put_spans(buf: &mut Vec<u8>, spans: &[Span]) {
     }
 }
 
-fn get_spans(d: &mut Decoder<'_>) -> Result<(Vec<Span>, usize), StorageError> {
+fn get_spans(d: &mut Decoder<'_>) -> Result<(Vec<Span>, usize), ChunkError> {
     let n = d.uvarint()?;
     let mut spans = Vec::with_capacity(n.min(64) as usize);
     let mut buckets = 0usize;
     for _ in 0..n {
         let offset = i32::try_from(d.varint()?)
-            .map_err(|_| StorageError::corrupt("histogram", "span offset overflow"))?;
+            .map_err(|_| ChunkError::corrupt("histogram", "span offset overflow"))?;
         let length = u32::try_from(d.uvarint()?)
-            .map_err(|_| StorageError::corrupt("histogram", "span length overflow"))?;
+            .map_err(|_| ChunkError::corrupt("histogram", "span length overflow"))?;
         buckets = buckets
             .checked_add(length as usize)
             .filter(|&b| b <= 1 << 20)
-            .ok_or_else(|| StorageError::corrupt("histogram", "too many buckets"))?;
+            .ok_or_else(|| ChunkError::corrupt("histogram", "too many buckets"))?;
         spans.push(Span { offset, length });
     }
     Ok((spans, buckets))
@@ -163,15 +163,15 @@ fn put_layout(buf: &mut Vec<u8>, h: &Histogram) {
 }
 
 /// Reads layout fields; also returns the positive and negative bucket counts the spans imply.
-fn get_layout(d: &mut Decoder<'_>) -> Result<(Histogram, usize, usize), StorageError> {
+fn get_layout(d: &mut Decoder<'_>) -> Result<(Histogram, usize, usize), ChunkError> {
     let schema = i32::try_from(d.varint()?)
-        .map_err(|_| StorageError::corrupt("histogram", "schema overflow"))?;
+        .map_err(|_| ChunkError::corrupt("histogram", "schema overflow"))?;
     let zero_threshold = get_f64(d)?;
     let (positive_spans, np) = get_spans(d)?;
     let (negative_spans, nn) = get_spans(d)?;
     let nc = d.uvarint()?;
     if nc > 1 << 16 {
-        return Err(StorageError::corrupt("histogram", "too many custom values"));
+        return Err(ChunkError::corrupt("histogram", "too many custom values"));
     }
     let custom_values = (0..nc).map(|_| get_f64(d)).collect::<Result<_, _>>()?;
     let h = Histogram {
@@ -185,8 +185,8 @@ fn get_layout(d: &mut Decoder<'_>) -> Result<(Histogram, usize, usize), StorageE
     Ok((h, np, nn))
 }
 
-/// Self-contained encoding of one histogram (WAL records).
-pub(crate) fn put_histogram(buf: &mut Vec<u8>, h: &Histogram) {
+/// Appends a self-contained encoding of one histogram (Hestia's WAL records).
+pub fn encode_histogram(buf: &mut Vec<u8>, h: &Histogram) {
     buf.push(h.counter_reset_hint.to_bits());
     put_layout(buf, h);
     put_uvarint(buf, h.positive_buckets.len() as u64);
@@ -196,14 +196,21 @@ pub(crate) fn put_histogram(buf: &mut Vec<u8>, h: &Histogram) {
     }
 }
 
-pub(crate) fn get_histogram(d: &mut Decoder<'_>) -> Result<Histogram, StorageError> {
+/// Decodes an [`encode_histogram`] encoding at the start of `buf`; returns it and the bytes read.
+pub fn decode_histogram(buf: &[u8]) -> Result<(Histogram, usize), ChunkError> {
+    let mut d = Decoder::new(buf, "histogram");
+    let h = get_histogram(&mut d)?;
+    Ok((h, buf.len() - d.rest().len()))
+}
+
+fn get_histogram(d: &mut Decoder<'_>) -> Result<Histogram, ChunkError> {
     let hint = CounterResetHint::from_bits(d.u8()?);
     let (mut h, _, _) = get_layout(d)?;
     h.counter_reset_hint = hint;
     let np = d.uvarint()?;
     let nn = d.uvarint()?;
     if np > 1 << 20 || nn > 1 << 20 {
-        return Err(StorageError::corrupt("histogram", "too many buckets"));
+        return Err(ChunkError::corrupt("histogram", "too many buckets"));
     }
     h.count = get_f64(d)?;
     h.sum = get_f64(d)?;
@@ -224,17 +231,17 @@ fn put_xor(buf: &mut Vec<u8>, prev: u64, v: f64) {
     put_uvarint(buf, x >> tz);
 }
 
-fn get_xor(d: &mut Decoder<'_>, prev: u64) -> Result<f64, StorageError> {
+fn get_xor(d: &mut Decoder<'_>, prev: u64) -> Result<f64, ChunkError> {
     let tz = d.u8()?;
     if tz == 64 {
         return Ok(f64::from_bits(prev));
     }
     if tz > 63 {
-        return Err(StorageError::corrupt("histogram chunk", "bad xor header"));
+        return Err(ChunkError::corrupt("histogram chunk", "bad xor header"));
     }
     let x = d.uvarint()?;
     if x.leading_zeros() < u32::from(tz) {
-        return Err(StorageError::corrupt("histogram chunk", "xor overflow"));
+        return Err(ChunkError::corrupt("histogram chunk", "xor overflow"));
     }
     Ok(f64::from_bits(prev ^ (x << tz)))
 }
@@ -269,7 +276,7 @@ impl HistogramAppender {
     }
 
     /// Reopens an encoded chunk for appending.
-    pub fn resume(data: &[u8]) -> Result<Self, StorageError> {
+    pub fn resume(data: &[u8]) -> Result<Self, ChunkError> {
         let mut app = Self::new();
         let mut it = HistogramIter::new(data)?;
         let mut n = 0u16;
@@ -291,9 +298,9 @@ impl HistogramAppender {
         Ok(app)
     }
 
-    pub fn append(&mut self, t: i64, h: &Histogram) -> Result<(), StorageError> {
+    pub fn append(&mut self, t: i64, h: &Histogram) -> Result<(), ChunkError> {
         if self.num == u16::MAX {
-            return Err(StorageError::ChunkFull);
+            return Err(ChunkError::ChunkFull);
         }
         let layout = self.last.as_ref().is_none_or(|l| !l.same_layout(h));
         self.buf
@@ -369,11 +376,11 @@ pub struct HistogramIter<'a> {
     t: i64,
     delta: i64,
     prev: Option<Histogram>,
-    err: Option<StorageError>,
+    err: Option<ChunkError>,
 }
 
 impl<'a> HistogramIter<'a> {
-    pub fn new(data: &'a [u8]) -> Result<Self, StorageError> {
+    pub fn new(data: &'a [u8]) -> Result<Self, ChunkError> {
         let mut d = Decoder::new(data, "histogram chunk");
         let n = u16::from_be_bytes([d.u8()?, d.u8()?]);
         Ok(Self {
@@ -388,11 +395,11 @@ impl<'a> HistogramIter<'a> {
     }
 
     /// The error that ended iteration early, if any.
-    pub fn err(&self) -> Option<&StorageError> {
+    pub fn err(&self) -> Option<&ChunkError> {
         self.err.as_ref()
     }
 
-    fn read(&mut self) -> Result<(i64, Histogram), StorageError> {
+    fn read(&mut self) -> Result<(i64, Histogram), ChunkError> {
         let flags = self.d.u8()?;
         let dod = self.d.varint()?;
         if self.first {
@@ -411,7 +418,7 @@ impl<'a> HistogramIter<'a> {
                 (h, np, nn, Some(p))
             }
             (false, None) => {
-                return Err(StorageError::corrupt(
+                return Err(ChunkError::corrupt(
                     "histogram chunk",
                     "first sample has no layout",
                 ))
@@ -546,12 +553,13 @@ mod tests {
         let mut h = hist(7);
         h.schema = -53;
         h.custom_values = vec![1.0, 2.0];
-        put_histogram(&mut buf, &h);
-        let mut d = Decoder::new(&buf, "t");
-        assert!(get_histogram(&mut d).unwrap().same_bits(&h));
-        assert!(d.is_empty());
-        for cut in 0..buf.len() {
-            assert!(get_histogram(&mut Decoder::new(&buf[..cut], "t")).is_err());
+        encode_histogram(&mut buf, &h);
+        buf.push(0xff);
+        let (got, n) = decode_histogram(&buf).unwrap();
+        assert!(got.same_bits(&h));
+        assert_eq!(n, buf.len() - 1);
+        for cut in 0..n {
+            assert!(decode_histogram(&buf[..cut]).is_err());
         }
         let mut app = HistogramAppender::new();
         app.append(1, &h).unwrap();

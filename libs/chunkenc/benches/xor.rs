@@ -1,7 +1,7 @@
 //! XOR chunk codec cost per sample.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use hestia_storage::{XorAppender, XorIter};
+use hestia_chunkenc::{XorAppender, XorIter};
 use std::hint::black_box;
 
 const SAMPLES: usize = 120;

@@ -11,11 +11,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::StorageError;
+use crate::bits::{
+    bit_range, read_xor, sign_extend, write_xor, BitReader, BitWriter, XorState, WRITE_SLACK,
+};
+use crate::ChunkError;
 
 const HEADER_LEN: usize = 2;
-/// Spare zero bytes kept after the last written bit so writes can OR whole words.
-const WRITE_SLACK: usize = 16;
 
 /// An encoded XOR chunk: owned bytes plus the cached sample count and time range.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ impl std::fmt::Debug for XorChunk {
 
 impl XorChunk {
     /// Wraps encoded bytes (e.g. received over gRPC), validating them by decoding every sample.
-    pub fn from_bytes(data: impl Into<Bytes>) -> Result<Self, StorageError> {
+    pub fn from_bytes(data: impl Into<Bytes>) -> Result<Self, ChunkError> {
         let data = data.into();
         let mut it = XorIter::new(&data)?;
         let num_samples = it.remaining;
@@ -156,7 +157,7 @@ impl XorAppender {
     /// Starts an empty chunk with room for about `bytes` bytes before reallocating.
     pub fn with_capacity(bytes: usize) -> Self {
         Self {
-            w: BitWriter::with_capacity(bytes),
+            w: BitWriter::new(HEADER_LEN, bytes),
             num: 0,
             min_t: i64::MAX,
             t: i64::MIN,
@@ -170,7 +171,7 @@ impl XorAppender {
 
     /// Continues appending to an existing chunk. Decodes it once to restore the encoder state;
     /// later appends produce the same bytes as if the chunk had never been interrupted.
-    pub fn resume(data: &[u8]) -> Result<Self, StorageError> {
+    pub fn resume(data: &[u8]) -> Result<Self, ChunkError> {
         let mut it = XorIter::new(data)?;
         let mut min_t = i64::MAX;
         let mut seeks = Vec::new();
@@ -190,7 +191,7 @@ impl XorAppender {
         }
         let num = it.total;
         let used_bits = HEADER_LEN * 8 + it.r.consumed_bits();
-        let mut w = BitWriter::with_capacity(data.len() + WRITE_SLACK);
+        let mut w = BitWriter::new(HEADER_LEN, data.len() + WRITE_SLACK);
         w.buf.clear();
         w.buf.extend_from_slice(&data[..used_bits.div_ceil(8)]);
         // Bits past the end of the stream must be zero for OR-based writes.
@@ -242,9 +243,9 @@ impl XorAppender {
     /// Appends a sample. Callers keep timestamps increasing; the codec itself round-trips any
     /// sequence, using wrapping arithmetic for extreme deltas. Fails once 65535 samples are stored.
     #[inline]
-    pub fn append(&mut self, t: i64, v: f64) -> Result<(), StorageError> {
+    pub fn append(&mut self, t: i64, v: f64) -> Result<(), ChunkError> {
         if self.num == u16::MAX {
-            return Err(StorageError::ChunkFull);
+            return Err(ChunkError::ChunkFull);
         }
         let v_bits = v.to_bits();
         if self.num > 0 && self.num.is_multiple_of(SEEK_INTERVAL) {
@@ -292,27 +293,13 @@ impl XorAppender {
 
     #[inline]
     fn write_value(&mut self, v_bits: u64) {
-        let delta = v_bits ^ self.v_bits;
-        if delta == 0 {
-            self.w.write_bits(0, 1);
-            return;
-        }
-        let leading = (delta.leading_zeros() as u8).min(31);
-        let trailing = delta.trailing_zeros() as u8;
-        if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            // '10' then the meaningful bits inside the previous window.
-            let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-            self.w.write_bits(0b10, 2);
-            self.w.write_bits(delta >> self.trailing, sig);
-            return;
-        }
-        self.leading = leading;
-        self.trailing = trailing;
-        let sig = 64 - u32::from(leading) - u32::from(trailing);
-        // '11', 5 bits leading zeros, 6 bits significant length (64 is written as 0).
-        let head = (0b11 << 11) | (u64::from(leading) << 6) | (u64::from(sig) & 0x3f);
-        self.w.write_bits(head, 13);
-        self.w.write_bits(delta >> trailing, sig);
+        let mut s = XorState {
+            bits: self.v_bits,
+            leading: self.leading,
+            trailing: self.trailing,
+        };
+        write_xor(&mut self.w, &mut s, v_bits);
+        (self.leading, self.trailing) = (s.leading, s.trailing);
     }
 
     pub fn num_samples(&self) -> u16 {
@@ -370,181 +357,6 @@ impl XorAppender {
     }
 }
 
-/// Whether `x` fits the signed `nbits` bucket as Prometheus defines it: `-(2^(n-1)-1) ..= 2^(n-1)`.
-#[inline]
-fn bit_range(x: i64, nbits: u32) -> bool {
-    let half = 1i64 << (nbits - 1);
-    -(half - 1) <= x && x <= half
-}
-
-/// Prometheus' sign extension: values above `2^(size-1)` are negative.
-#[inline]
-fn sign_extend(bits: u64, size: u32) -> i64 {
-    if bits > 1 << (size - 1) {
-        bits as i64 - (1i64 << size)
-    } else {
-        bits as i64
-    }
-}
-
-/// Bit writer that ORs whole big-endian words into a zero-filled buffer.
-#[derive(Clone)]
-struct BitWriter {
-    buf: Vec<u8>,
-    /// Number of valid bits, including the 16-bit header.
-    bit_len: usize,
-}
-
-impl BitWriter {
-    fn with_capacity(bytes: usize) -> Self {
-        let mut buf = Vec::with_capacity(bytes.max(HEADER_LEN + WRITE_SLACK));
-        buf.resize(HEADER_LEN + WRITE_SLACK, 0);
-        Self {
-            buf,
-            bit_len: HEADER_LEN * 8,
-        }
-    }
-
-    /// Writes the low `n` bits of `v`, most significant first (`1 <= n <= 64`).
-    #[inline]
-    fn write_bits(&mut self, v: u64, n: u32) {
-        debug_assert!((1..=64).contains(&n));
-        let byte = self.bit_len / 8;
-        let shift = (self.bit_len % 8) as u32;
-        if self.buf.len() < byte + 9 {
-            let new_len = (self.buf.len() * 2).max(byte + WRITE_SLACK);
-            self.buf.resize(new_len, 0);
-        }
-        let aligned = v << (64 - n);
-        let word: [u8; 8] = match self.buf[byte..byte + 8].try_into() {
-            Ok(w) => w,
-            Err(_) => return, // unreachable: the slice is exactly 8 bytes
-        };
-        let merged = u64::from_be_bytes(word) | (aligned >> shift);
-        self.buf[byte..byte + 8].copy_from_slice(&merged.to_be_bytes());
-        if shift + n > 64 {
-            self.buf[byte + 8] |= (aligned << (64 - shift) >> 56) as u8;
-        }
-        self.bit_len += n as usize;
-    }
-
-    fn write_uvarint(&mut self, mut x: u64) {
-        while x >= 0x80 {
-            self.write_bits((x as u8 | 0x80) as u64, 8);
-            x >>= 7;
-        }
-        self.write_bits(x, 8);
-    }
-
-    fn write_varint(&mut self, x: i64) {
-        self.write_uvarint(((x << 1) ^ (x >> 63)) as u64);
-    }
-}
-
-/// Bit reader over a byte slice with a 64-bit refill buffer.
-#[derive(Clone)]
-struct BitReader<'a> {
-    data: &'a [u8],
-    /// Next byte to load into `acc`.
-    pos: usize,
-    /// Unread bits, left-aligned.
-    acc: u64,
-    /// Number of valid bits in `acc`.
-    avail: u32,
-}
-
-impl<'a> BitReader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Self {
-            data,
-            pos: 0,
-            acc: 0,
-            avail: 0,
-        }
-    }
-
-    fn consumed_bits(&self) -> usize {
-        self.pos * 8 - self.avail as usize
-    }
-
-    #[inline]
-    fn refill(&mut self) {
-        if let Some(chunk) = self.data.get(self.pos..self.pos + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            // Bits beyond `avail` that land in `acc` are the true next bits, so OR-ing them
-            // again on the next refill is harmless.
-            self.acc |= u64::from_be_bytes(w) >> self.avail;
-            let bytes = (63 - self.avail) / 8;
-            self.pos += bytes as usize;
-            self.avail += bytes * 8;
-        } else {
-            while self.avail <= 56 {
-                match self.data.get(self.pos) {
-                    Some(&b) => {
-                        self.acc |= u64::from(b) << (56 - self.avail);
-                        self.avail += 8;
-                        self.pos += 1;
-                    }
-                    None => break,
-                }
-            }
-        }
-    }
-
-    /// Reads `n` bits (`1 <= n <= 56`).
-    #[inline]
-    fn read_bits(&mut self, n: u32) -> Option<u64> {
-        debug_assert!((1..=56).contains(&n));
-        if self.avail < n {
-            self.refill();
-            if self.avail < n {
-                return None;
-            }
-        }
-        let v = self.acc >> (64 - n);
-        self.acc <<= n;
-        self.avail -= n;
-        Some(v)
-    }
-
-    #[inline]
-    fn read_bit(&mut self) -> Option<bool> {
-        self.read_bits(1).map(|b| b == 1)
-    }
-
-    /// Reads `n` bits (`1 <= n <= 64`).
-    #[inline]
-    fn read_bits_wide(&mut self, n: u32) -> Option<u64> {
-        if n <= 56 {
-            return self.read_bits(n);
-        }
-        let hi = self.read_bits(n - 32)?;
-        let lo = self.read_bits(32)?;
-        Some((hi << 32) | lo)
-    }
-
-    fn read_uvarint(&mut self) -> Option<u64> {
-        let mut x = 0u64;
-        for i in 0..10 {
-            let b = self.read_bits(8)?;
-            if i == 9 && b > 1 {
-                return None;
-            }
-            x |= (b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Some(x);
-            }
-        }
-        None
-    }
-
-    fn read_varint(&mut self) -> Option<i64> {
-        let u = self.read_uvarint()?;
-        Some(((u >> 1) as i64) ^ -((u & 1) as i64))
-    }
-}
-
 /// Iterates the `(timestamp, value)` pairs of an encoded XOR chunk.
 ///
 /// Decoding stops at the first malformed bit; [`XorIter::err`] then reports it.
@@ -564,12 +376,9 @@ pub struct XorIter<'a> {
 
 impl<'a> XorIter<'a> {
     /// Starts decoding `data`; fails only if the header is missing.
-    pub fn new(data: &'a [u8]) -> Result<Self, StorageError> {
+    pub fn new(data: &'a [u8]) -> Result<Self, ChunkError> {
         if data.len() < HEADER_LEN {
-            return Err(StorageError::corrupt(
-                "xor chunk",
-                "shorter than its header",
-            ));
+            return Err(ChunkError::corrupt("xor chunk", "shorter than its header"));
         }
         Ok(Self::from_valid(data))
     }
@@ -577,11 +386,11 @@ impl<'a> XorIter<'a> {
     /// Starts decoding `data` at a seek point its appender recorded. A point that does not fit
     /// the chunk is refused; one that fits but is wrong decodes garbage or reports an error, as a
     /// corrupt chunk would.
-    pub fn resume_at(data: &'a [u8], seek: &XorSeek) -> Result<Self, StorageError> {
+    pub fn resume_at(data: &'a [u8], seek: &XorSeek) -> Result<Self, ChunkError> {
         let mut it = Self::new(data)?;
         let bits = (data.len() - HEADER_LEN) * 8;
         if seek.index < 2 || seek.index > it.total || usize::from(seek.bit) > bits {
-            return Err(StorageError::corrupt(
+            return Err(ChunkError::corrupt(
                 "xor chunk",
                 "seek point outside the chunk",
             ));
@@ -589,7 +398,7 @@ impl<'a> XorIter<'a> {
         it.r = BitReader::new(&data[HEADER_LEN + usize::from(seek.bit / 8)..]);
         let skip = u32::from(seek.bit % 8);
         if skip > 0 && it.r.read_bits(skip).is_none() {
-            return Err(StorageError::corrupt(
+            return Err(ChunkError::corrupt(
                 "xor chunk",
                 "seek point outside the chunk",
             ));
@@ -603,7 +412,7 @@ impl<'a> XorIter<'a> {
             l => (l, seek.trailing, true),
         };
         if u32::from(it.leading) + u32::from(it.trailing) > 64 {
-            return Err(StorageError::corrupt("xor chunk", "invalid seek window"));
+            return Err(ChunkError::corrupt("xor chunk", "invalid seek window"));
         }
         Ok(it)
     }
@@ -647,11 +456,11 @@ impl<'a> XorIter<'a> {
     }
 
     /// The decoding error that ended iteration early, if any.
-    pub fn err(&self) -> Option<StorageError> {
-        self.err.map(|d| StorageError::corrupt("xor chunk", d))
+    pub fn err(&self) -> Option<ChunkError> {
+        self.err.map(|d| ChunkError::corrupt("xor chunk", d))
     }
 
-    fn take_err(&mut self) -> Option<StorageError> {
+    fn take_err(&mut self) -> Option<ChunkError> {
         self.err().inspect(|_| self.err = None)
     }
 
@@ -704,28 +513,13 @@ impl<'a> XorIter<'a> {
 
     #[inline]
     fn read_value(&mut self) -> Option<()> {
-        if !self.r.read_bit()? {
-            return Some(());
-        }
-        if self.r.read_bit()? {
-            let head = self.r.read_bits(11)?;
-            self.leading = (head >> 6) as u8;
-            let mut sig = (head & 0x3f) as u8;
-            if sig == 0 {
-                sig = 64;
-            }
-            if u32::from(self.leading) + u32::from(sig) > 64 {
-                return None;
-            }
-            self.trailing = 64 - self.leading - sig;
-            self.window_set = true;
-        }
-        let sig = 64 - u32::from(self.leading) - u32::from(self.trailing);
-        if sig == 0 {
-            return None;
-        }
-        let bits = self.r.read_bits_wide(sig)?;
-        self.v_bits ^= bits << self.trailing;
+        let mut s = XorState {
+            bits: self.v_bits,
+            leading: self.leading,
+            trailing: self.trailing,
+        };
+        self.window_set |= read_xor(&mut self.r, &mut s)?;
+        (self.v_bits, self.leading, self.trailing) = (s.bits, s.leading, s.trailing);
         Some(())
     }
 
@@ -1062,10 +856,7 @@ mod tests {
         for i in 0..u16::MAX as i64 {
             a.append(i, 1.0).unwrap();
         }
-        assert!(matches!(
-            a.append(1 << 20, 1.0),
-            Err(StorageError::ChunkFull)
-        ));
+        assert!(matches!(a.append(1 << 20, 1.0), Err(ChunkError::ChunkFull)));
         assert_eq!(a.iter().count(), u16::MAX as usize);
     }
 
