@@ -8,7 +8,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # protoc for the gRPC definitions, Prometheus 2.42 as a real remote-write client and reference engine.
 DEB_PACKAGES := libclang-dev clang g++ protobuf-compiler prometheus curl python3
 
-.PHONY: deps run test conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos docker-smoke docker-cluster-smoke lint fmt clean
+.PHONY: deps run test soak-control-plane conformance bench bench-rw bench-storage bench-promql bench-query bench-ingest bench-auth chaos docker-smoke docker-cluster-smoke lint fmt clean
 
 deps:
 	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -27,6 +27,14 @@ test: deps
 	$(CARGO) test --workspace --exclude hestia-promql --no-run
 	$(CARGO) test --workspace --exclude hestia-promql --no-fail-fast
 	$(CARGO) test -p hestia-promql --no-fail-fast -- --nocapture
+
+# The control plane's linearizability test (leader killed mid-history, every core busy), RUNS
+# times in a row; fails on the first history that is not linearizable.
+RUNS ?= 20
+soak-control-plane: deps
+	$(CARGO) test -p hestia-control-plane --test cluster --no-run
+	for i in $$(seq 1 $(RUNS)); do echo "run $$i/$(RUNS)"; \
+		$(CARGO) test -q -p hestia-control-plane --test cluster -- --exact concurrent_alias_history_is_linearizable || exit 1; done
 
 # PromQL conformance only (Prometheus' own test scripts, read from ../shared).
 conformance: deps

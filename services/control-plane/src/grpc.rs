@@ -21,6 +21,7 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use crate::node::ControlPlane;
+use crate::requests::Proposal;
 use crate::state::{Command, Outcome, RingEntry, Workspace};
 
 /// How often a ring watch re-confirms (read barrier) that this node still follows a leader; a
@@ -126,10 +127,18 @@ fn ring_value(entry: Option<&RingEntry>) -> Result<RingValue, Status> {
 #[tonic::async_trait]
 impl ControlPlaneApi for ControlPlaneService {
     async fn write(&self, req: Request<WriteRequest>) -> Result<Response<WriteReply>, Status> {
-        let cmd: Command = serde_json::from_slice(&req.get_ref().command)
+        let proposal: Proposal = serde_json::from_slice(&req.get_ref().command)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         // Command errors travel back as data, so the follower maps them like local ones.
-        let result = self.0.write_local(cmd).await.map_err(|e| e.to_status())?;
+        let result = self
+            .0
+            .write_local(proposal)
+            .await
+            .map_err(|e| e.to_status())?;
+        // Tests: the leader dies after committing a forwarded write, before answering it.
+        if self.0.failpoint("abort-after-commit") {
+            std::process::abort();
+        }
         let result = serde_json::to_vec(&result).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(WriteReply { result }))
     }

@@ -5,6 +5,7 @@
 //!
 //! - `raft_types`: every openraft type parameter.
 //! - `state`: the replicated state and how commands change it (quota, idempotency, conflicts).
+//! - `requests`: proposals carry a request id; a retried one is applied at most once.
 //! - `store`: Raft log + state machine on RocksDB.
 //! - `network` / `grpc`: Raft RPCs over tonic, the internal ControlPlane service.
 //! - `node`: writes forwarded to the leader, linearizable reads (ReadIndex), voters.
@@ -24,6 +25,7 @@ pub mod network;
 pub mod node;
 pub mod raft_types;
 pub mod reconciler;
+pub mod requests;
 pub mod ring;
 pub mod state;
 pub mod store;

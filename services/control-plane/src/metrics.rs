@@ -50,3 +50,11 @@ pub static PURGED: Lazy<IntCounter> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static REPLAYED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_control_plane_replayed_requests_total",
+        "Proposals whose request id was already applied: answered with the first outcome, not applied again."
+    )
+    .expect("metric registers once")
+});

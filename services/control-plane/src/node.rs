@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::audit::AuditLog;
 use crate::error::CpError;
 use crate::network::{channel, Network};
 use crate::raft_types::{CheckIsLeaderError, NodeId, Raft, RaftMetrics};
+use crate::requests::Proposal;
 use crate::ring::HeartbeatBuffer;
 use crate::state::{Command, CommandResult, Outcome, State, Status};
 use crate::store::{open_db, LogStore, StateMachine};
@@ -43,6 +44,9 @@ pub struct ControlPlane {
     peers: Mutex<HashMap<String, ControlPlaneClient<Channel>>>,
     /// Set by `shutdown`: ends the gRPC streams so the server can stop.
     closing: watch::Sender<bool>,
+    /// Fault injection for multi-process tests: `<data-dir>/control-plane/failpoints` when
+    /// `$HESTIA_FAILPOINTS` is set at start; a failpoint is armed by a file of its name there.
+    failpoints: Option<PathBuf>,
 }
 
 impl ControlPlane {
@@ -88,6 +92,7 @@ impl ControlPlane {
             ring_beats: HeartbeatBuffer::default(),
             peers: Mutex::new(HashMap::new()),
             closing: watch::channel(false).0,
+            failpoints: std::env::var_os("HESTIA_FAILPOINTS").map(|_| dir.join("failpoints")),
         }))
     }
 
@@ -136,13 +141,16 @@ impl ControlPlane {
 
     /// Proposes a command on the leader (here, or forwarded) and returns its result once
     /// committed and applied. Retries while there is no leader, then answers Unavailable.
+    /// Every attempt, local or forwarded, proposes the same request id, so a command that an
+    /// earlier attempt already committed is not applied again (`requests.rs`).
     pub async fn write(&self, cmd: Command) -> Result<Outcome, CpError> {
+        let proposal = Proposal::new(cmd);
         let deadline = Instant::now() + LEADER_WAIT;
         loop {
             // A leader cut off from its quorum never commits: answer Unavailable (the outcome
             // is then unknown to the caller, as with any timeout) instead of hanging.
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let written = tokio::time::timeout(remaining, self.raft.client_write(cmd.clone()))
+            let written = tokio::time::timeout(remaining, self.raft.client_write(proposal.clone()))
                 .await
                 .map_err(|_| {
                     CpError::Unavailable("no control-plane quorum committed the write".into())
@@ -158,7 +166,7 @@ impl ControlPlane {
             if let Some(addr) = leader_addr {
                 // A leader that stopped answering must not hold the call past the deadline.
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match tokio::time::timeout(remaining, self.forward_write(&addr, &cmd)).await {
+                match tokio::time::timeout(remaining, self.forward_write(&addr, &proposal)).await {
                     Ok(Ok(r)) => return r,
                     Ok(Err(e)) => {
                         tracing::debug!(%addr, error = %e, "forwarding to leader failed")
@@ -174,8 +182,8 @@ impl ControlPlane {
     }
 
     /// Only the leader's local write path, for forwarded requests (never forwards again).
-    pub async fn write_local(&self, cmd: Command) -> Result<CommandResult, CpError> {
-        match tokio::time::timeout(LEADER_WAIT, self.raft.client_write(cmd)).await {
+    pub async fn write_local(&self, proposal: Proposal) -> Result<CommandResult, CpError> {
+        match tokio::time::timeout(LEADER_WAIT, self.raft.client_write(proposal)).await {
             Ok(Ok(resp)) => Ok(resp.data),
             Ok(Err(e)) => Err(CpError::Unavailable(e.to_string())),
             Err(_) => Err(CpError::Unavailable(
@@ -187,11 +195,11 @@ impl ControlPlane {
     async fn forward_write(
         &self,
         addr: &str,
-        cmd: &Command,
+        proposal: &Proposal,
     ) -> Result<Result<Outcome, CpError>, tonic::Status> {
         crate::metrics::FORWARDED.inc();
         let command =
-            serde_json::to_vec(cmd).map_err(|e| tonic::Status::internal(e.to_string()))?;
+            serde_json::to_vec(proposal).map_err(|e| tonic::Status::internal(e.to_string()))?;
         let reply = self
             .peer(addr)
             .map_err(|e| tonic::Status::internal(e.to_string()))?
@@ -314,6 +322,13 @@ impl ControlPlane {
             }
             TenantId::for_workspace(Some(&w.account), ws).ok()
         })
+    }
+
+    /// Whether the test failpoint `name` is armed (always false unless `$HESTIA_FAILPOINTS`).
+    pub fn failpoint(&self, name: &str) -> bool {
+        self.failpoints
+            .as_ref()
+            .is_some_and(|dir| dir.join(name).exists())
     }
 
     /// Resolves once `shutdown` has begun.

@@ -2,12 +2,13 @@
 
 use std::io::Cursor;
 
-use crate::state::{Command, CommandResult};
+use crate::requests::Proposal;
+use crate::state::CommandResult;
 
 openraft::declare_raft_types!(
     /// The control plane's Raft type configuration.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = CommandResult,
         NodeId = u64,
         Node = openraft::BasicNode,

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use hestia_auth::identity::{Identities, IdentityCommand, IdentityError, IdentityOutcome};
 use hestia_ha::HaTable;
 use hestia_ring::RingDesc;
+
+use crate::requests::AppliedRequests;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,6 +232,9 @@ pub struct State {
     pub ha: HaTable,
     #[serde(default)]
     pub identities: Identities,
+    /// Outcomes of recently applied proposals, so a retried one is applied once.
+    #[serde(default)]
+    pub requests: AppliedRequests,
 }
 
 impl State {

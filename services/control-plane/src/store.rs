@@ -1,6 +1,7 @@
 //! Raft log and state machine on one RocksDB. Column families: `logs` (index BE → JSON entry),
 //! `raft` (vote, committed, last purged), `sm` (workspace id → JSON record, ring key → JSON entry,
-//! plus applied log id, membership, revision and the current snapshot). Every write is synced:
+//! HA elections, applied request ids with their outcomes (`requests.rs`), plus applied log id,
+//! membership, revision and the current snapshot). Every write is synced:
 //! an entry or vote is acknowledged only once on disk, and the state machine on disk never lags a
 //! purged log.
 
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 use crate::raft_types::{
     Entry, LogId, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig, Vote,
 };
+use crate::requests::{AppliedRequest, RequestId};
 use crate::state::{Command, CommandResult, Outcome, RingEntry, State, Target, Workspace};
 use hestia_ha::ClusterElection;
 
@@ -49,6 +51,8 @@ const WS_PREFIX: &[u8] = b"ws/";
 const RING_PREFIX: &[u8] = b"ring/";
 /// `ha/<tenant>/<cluster>` → the cluster's election (tenant ids hold no `/`).
 const HA_PREFIX: &[u8] = b"ha/";
+/// `req/<request id hex>` → an applied request's outcome (`requests.rs`).
+const REQ_PREFIX: &[u8] = b"req/";
 
 fn io(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageIOError::new(subject, verb, AnyError::error(e.to_string())).into()
@@ -303,6 +307,79 @@ fn load_prefix<T: for<'de> Deserialize<'de>>(
     Ok(out)
 }
 
+/// Applies one command to `state` and adds the records it changed to `batch`. Returns the
+/// command's result and whether a ring key changed.
+fn apply_command(
+    state: &mut State,
+    cmd: Command,
+    sm: &rocksdb::ColumnFamily,
+    batch: &mut WriteBatch,
+) -> (CommandResult, bool) {
+    match cmd.target() {
+        Target::Workspace(id) => {
+            let id = id.to_string();
+            // A purge also forgets the workspace's tokens.
+            let purge = matches!(cmd, Command::Purged { .. });
+            let result = state.apply(cmd);
+            let key = [WS_PREFIX, id.as_bytes()].concat();
+            match state.workspaces.get(&id) {
+                Some(w) => batch.put_cf(sm, key, to_json(w)),
+                None => batch.delete_cf(sm, key),
+            }
+            if purge {
+                batch.put_cf(sm, K_IDENTITIES, to_json(&state.identities));
+            }
+            (result, false)
+        }
+        Target::Identity => {
+            let result = state.apply(cmd);
+            batch.put_cf(sm, K_IDENTITIES, to_json(&state.identities));
+            (result, false)
+        }
+        Target::Ring(key) => {
+            let key = key.to_string();
+            let before = state.rings.get(&key).map(|e| e.version);
+            let result = state.apply(cmd);
+            let entry = state.rings.get(&key);
+            let changed = entry.filter(|e| before != Some(e.version));
+            if let Some(e) = changed {
+                batch.put_cf(sm, [RING_PREFIX, key.as_bytes()].concat(), to_json(e));
+            }
+            (result, changed.is_some())
+        }
+        Target::Ha => match cmd {
+            // The table says which clusters changed: persist exactly those.
+            Command::HaUpdate {
+                updates,
+                forget_before_ms,
+            } => {
+                let (outcomes, touched) = state.ha.apply_batch(&updates, forget_before_ms);
+                for (tenant, cluster) in touched {
+                    let k = ha_key(&tenant, &cluster);
+                    match state.ha.get(&tenant, &cluster) {
+                        Some(e) => batch.put_cf(
+                            sm,
+                            k,
+                            to_json(&ClusterElection {
+                                tenant,
+                                cluster,
+                                election: e.clone(),
+                            }),
+                        ),
+                        None => batch.delete_cf(sm, k),
+                    }
+                }
+                (Ok(Outcome::Ha(outcomes)), false)
+            }
+            other => (state.apply(other), false),
+        },
+    }
+}
+
+fn req_key(id: RequestId) -> Vec<u8> {
+    [REQ_PREFIX, id.hex().as_bytes()].concat()
+}
+
 impl StateMachine {
     /// Loads the state machine from disk.
     pub fn open(db: Arc<DB>) -> anyhow::Result<Self> {
@@ -326,6 +403,9 @@ impl StateMachine {
         }
         for (_, e) in load_prefix::<ClusterElection>(&db, HA_PREFIX)? {
             applied.state.ha.insert(e);
+        }
+        for (_, r) in load_prefix::<AppliedRequest>(&db, REQ_PREFIX)? {
+            applied.state.requests.insert(r);
         }
         let (revision, _) = watch::channel(applied.state.revision);
         Ok(Self {
@@ -432,64 +512,29 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         a.membership = StoredMembership::new(Some(entry.log_id), m);
                         results.push(Ok(Outcome::Nothing));
                     }
-                    EntryPayload::Normal(cmd) => match cmd.target() {
-                        Target::Workspace(id) => {
-                            let id = id.to_string();
-                            // A purge also forgets the workspace's tokens.
-                            let purge = matches!(cmd, Command::Purged { .. });
-                            results.push(a.state.apply(cmd));
-                            let key = [WS_PREFIX, id.as_bytes()].concat();
-                            match a.state.workspaces.get(&id) {
-                                Some(w) => batch.put_cf(sm, key, to_json(w)),
-                                None => batch.delete_cf(sm, key),
-                            }
-                            if purge {
-                                batch.put_cf(sm, K_IDENTITIES, to_json(&a.state.identities));
-                            }
+                    EntryPayload::Normal(p) => {
+                        // A retried proposal answers its first outcome, unapplied.
+                        if let Some(first) = p.id.and_then(|id| a.state.requests.get(id)) {
+                            results.push(first.clone());
+                            crate::metrics::REPLAYED.inc();
+                            continue;
                         }
-                        Target::Identity => {
-                            results.push(a.state.apply(cmd));
-                            batch.put_cf(sm, K_IDENTITIES, to_json(&a.state.identities));
-                        }
-                        Target::Ring(key) => {
-                            let key = key.to_string();
-                            let before = a.state.rings.get(&key).map(|e| e.version);
-                            results.push(a.state.apply(cmd));
-                            let entry = a.state.rings.get(&key);
-                            if let Some(e) = entry.filter(|e| before != Some(e.version)) {
-                                let k = [RING_PREFIX, key.as_bytes()].concat();
-                                batch.put_cf(sm, k, to_json(e));
-                                rings_changed = true;
+                        let (result, ring_changed) =
+                            apply_command(&mut a.state, p.command, sm, &mut batch);
+                        rings_changed |= ring_changed;
+                        if let Some(id) = p.id {
+                            for old in a.state.requests.record(id, p.at_ms, result.clone()) {
+                                batch.delete_cf(sm, req_key(old));
                             }
+                            let remembered = AppliedRequest {
+                                id,
+                                at_ms: p.at_ms,
+                                result: result.clone(),
+                            };
+                            batch.put_cf(sm, req_key(id), to_json(&remembered));
                         }
-                        Target::Ha => match cmd {
-                            // The table says which clusters changed: persist exactly those.
-                            Command::HaUpdate {
-                                updates,
-                                forget_before_ms,
-                            } => {
-                                let (outcomes, touched) =
-                                    a.state.ha.apply_batch(&updates, forget_before_ms);
-                                results.push(Ok(Outcome::Ha(outcomes)));
-                                for (tenant, cluster) in touched {
-                                    let k = ha_key(&tenant, &cluster);
-                                    match a.state.ha.get(&tenant, &cluster) {
-                                        Some(e) => batch.put_cf(
-                                            sm,
-                                            k,
-                                            to_json(&ClusterElection {
-                                                tenant,
-                                                cluster,
-                                                election: e.clone(),
-                                            }),
-                                        ),
-                                        None => batch.delete_cf(sm, k),
-                                    }
-                                }
-                            }
-                            other => results.push(a.state.apply(other)),
-                        },
-                    },
+                        results.push(result);
+                    }
                 }
             }
             self.write_all(&a, &mut batch);
@@ -541,6 +586,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             for e in a.state.ha.list(None) {
                 batch.delete_cf(sm, ha_key(&e.tenant, &e.cluster));
             }
+            for r in a.state.requests.list() {
+                batch.delete_cf(sm, req_key(r.id));
+            }
             // A snapshot replaces the state but watchers must still see the revision advance.
             let revision = a.state.revision.max(data.state.revision) + 1;
             *a = Applied {
@@ -552,6 +600,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     rings: data.state.rings,
                     ha: data.state.ha,
                     identities: data.state.identities,
+                    requests: data.state.requests,
                 },
             };
             batch.put_cf(sm, K_IDENTITIES, to_json(&a.state.identities));
@@ -563,6 +612,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             for e in a.state.ha.list(None) {
                 batch.put_cf(sm, ha_key(&e.tenant, &e.cluster), to_json(&e));
+            }
+            for r in a.state.requests.list() {
+                batch.put_cf(sm, req_key(r.id), to_json(&r));
             }
             self.write_all(&a, &mut batch);
             self.db
@@ -583,5 +635,69 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta: s.meta,
             snapshot: Box::new(Cursor::new(s.data)),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requests::Proposal;
+    use openraft::CommittedLeaderId;
+
+    fn entry(index: u64, p: &Proposal) -> Entry {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(p.clone()),
+        }
+    }
+
+    fn create(id: &str) -> Proposal {
+        Proposal::new(Command::CreateWorkspace {
+            id: id.into(),
+            account: "000000000000".into(),
+            alias: None,
+            tags: Default::default(),
+            client_token: None,
+            now_ms: 1,
+            max_per_account: 10,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_repeated_request_id_answers_its_first_outcome_after_restart_and_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sm = StateMachine::open(open_db(dir.path()).unwrap()).unwrap();
+        let p = create("ws-a");
+        let first = sm.apply([entry(1, &p)]).await.unwrap();
+        assert!(matches!(first[0], Ok(Outcome::Workspace(Some(_)))));
+        // A new id with the same command is applied: the id is taken.
+        let other = sm.apply([entry(2, &create("ws-a"))]).await.unwrap();
+        assert!(matches!(
+            other[0],
+            Err(crate::state::CommandError::Conflict { .. })
+        ));
+        // The same id again: the first outcome, nothing applied.
+        let revision = sm.read(|s| s.revision);
+        assert_eq!(sm.apply([entry(3, &p)]).await.unwrap(), first);
+        assert_eq!(sm.read(|s| s.revision), revision);
+
+        // Reopened from disk, the id is still remembered.
+        drop(sm);
+        let mut sm = StateMachine::open(open_db(dir.path()).unwrap()).unwrap();
+        assert_eq!(sm.apply([entry(4, &p)]).await.unwrap(), first);
+
+        // A voter installing a snapshot of that state remembers it too.
+        let snap = sm.build_snapshot().await.unwrap();
+        let dir2 = tempfile::tempdir().unwrap();
+        let mut other = StateMachine::open(open_db(dir2.path()).unwrap()).unwrap();
+        other
+            .install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        assert_eq!(other.apply([entry(5, &p)]).await.unwrap(), first);
+        drop(other);
+        let mut other = StateMachine::open(open_db(dir2.path()).unwrap()).unwrap();
+        assert_eq!(other.apply([entry(6, &p)]).await.unwrap(), first);
+        assert_eq!(other.read(|s| s.workspaces.len()), 1);
     }
 }

@@ -2,7 +2,8 @@
 //! new one is elected within 10 s and no acknowledged write is lost; restarting every voter keeps
 //! the state; a voter cut off from the other two (they are SIGSTOPped) acknowledges no write; and
 //! a concurrent history of alias updates and reads through all voters, with the leader killed in
-//! the middle, is linearizable.
+//! the middle and every core busy, is linearizable; a write whose leader died after committing it
+//! and before answering is applied once when the follower retries it.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{cluster, wait_leader, Voter};
+use common::{cluster, wait_leader, CpuHog, Voter};
 use serde_json::{json, Value};
 
 async fn create(client: &reqwest::Client, v: &Voter, alias: &str) -> Option<String> {
@@ -243,6 +244,9 @@ fn the_checker_finds_a_stale_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_alias_history_is_linearizable() {
+    // Busy cores delay elections and forwarding past the clients' timeouts: the retries that
+    // once applied a write twice (issue 29).
+    let _hog = CpuHog::start();
     let dir = tempfile::tempdir().unwrap();
     let mut voters = cluster(dir.path(), 10);
     let client = reqwest::Client::new();
@@ -343,4 +347,141 @@ async fn concurrent_alias_history_is_linearizable() {
         "the history ended before the leader was killed"
     );
     assert!(linearizable("a0", &ops), "not linearizable: {ops:#?}");
+}
+
+async fn counter(client: &reqwest::Client, v: &Voter, name: &str) -> f64 {
+    let text = client
+        .get(format!("{}/metrics", v.api))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_leader_died_before_answering_is_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut voters = cluster(dir.path(), 1000);
+    let client = reqwest::Client::new();
+    let leader = wait_leader(&client, &voters, None).await;
+    let follower = voters.iter().position(|v| v.id != leader).unwrap();
+    let started = chrono_now_ms();
+
+    // The leader commits the forwarded CreateWorkspace, then dies before answering the follower,
+    // which retries the same proposal on the next leader. Applied twice, the retry would find
+    // the workspace id taken (409 ConflictException) and the account would hold two records.
+    voters[(leader - 1) as usize].arm_failpoint("abort-after-commit");
+    let r = client
+        .post(format!("{}/workspaces", voters[follower].api))
+        .json(&json!({"alias": "once"}))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer");
+    let status = r.status();
+    let body: Value = r.json().await.unwrap_or_default();
+    assert_eq!(status, 202, "{body}");
+    let id = body["workspaceId"]
+        .as_str()
+        .expect("workspaceId")
+        .to_string();
+    assert!(
+        voters[(leader - 1) as usize].exited(),
+        "the leader was meant to die after committing"
+    );
+
+    let new_leader = wait_leader(&client, &voters, Some(leader)).await;
+    println!("leader {leader} died after committing; {new_leader} leads");
+    let listed: Value = client
+        .get(format!("{}/workspaces?alias=once", voters[follower].api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["workspaceId"].as_str())
+        .collect();
+    assert_eq!(ids, vec![id.as_str()], "{listed}");
+
+    // Every voter that applied the retried entry answered it from the request table.
+    for v in voters.iter().filter(|v| v.running()) {
+        let replayed = counter(&client, v, "hestia_control_plane_replayed_requests_total").await;
+        assert!(replayed >= 1.0, "voter {} replayed {replayed}", v.id);
+    }
+
+    // The follower's audit log holds the one call, successful, with the one workspace id.
+    let audit: Value = client
+        .get(format!(
+            "{}/admin/audit?startTime={started}",
+            voters[follower].api
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let creates: Vec<&Value> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["eventName"] == "CreateWorkspace")
+        .collect();
+    assert_eq!(creates.len(), 1, "{audit:#}");
+    assert!(
+        creates[0].get("errorCode").is_none_or(Value::is_null),
+        "{audit:#}"
+    );
+    assert_eq!(creates[0]["responseElements"]["workspaceId"], id.as_str());
+
+    // The dead voter restarts, replays its log (the entry is in it) and agrees.
+    voters[(leader - 1) as usize].start();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let restarted = &voters[(leader - 1) as usize];
+    loop {
+        let listed = client
+            .get(format!("{}/workspaces", restarted.api))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        let ids = match listed {
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .map(|b| b["workspaces"].clone()),
+            Err(_) => None, // still starting
+        };
+        if let Some(ws) = ids {
+            let ids: Vec<&str> = ws
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|w| w["workspaceId"].as_str())
+                .collect();
+            if ids == vec![id.as_str()] {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "restarted voter disagrees");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn chrono_now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
 }

@@ -29,6 +29,7 @@ impl Voter {
                 .arg("--config")
                 .arg(&self.config)
                 .env("RUST_LOG", "warn")
+                .env("HESTIA_FAILPOINTS", "1")
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -41,6 +42,25 @@ impl Voter {
             c.kill().unwrap(); // SIGKILL
             c.wait().unwrap();
         }
+    }
+
+    /// Arms the failpoint `name` of this voter (`ControlPlane::failpoint`).
+    pub fn arm_failpoint(&self, name: &str) {
+        let dir = self.data.join("control-plane").join("failpoints");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), b"").unwrap();
+    }
+
+    /// Whether the process has exited on its own (reaping it).
+    pub fn exited(&mut self) -> bool {
+        let exited = match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_some(),
+            None => false,
+        };
+        if exited {
+            self.child = None;
+        }
+        exited
     }
 
     pub fn running(&self) -> bool {
@@ -73,6 +93,40 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Busy loops on every core until dropped: the cluster's timers then fire late, as on a loaded
+/// machine.
+pub struct CpuHog {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuHog {
+    pub fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let threads = (0..cores)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        Self { stop, threads }
+    }
+}
+
+impl Drop for CpuHog {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 /// Starts three voters under `dir`, snapshotting every `snapshot_every` entries.
