@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub use hestia_ha::HaTrackerConfig;
 pub use hestia_limits::Limits;
 pub use hestia_ring::{KvBackend, RingConfig};
+pub use storage::{
+    AddressingStyle, FilesystemStorageConfig, S3StorageConfig, StorageBackend, StorageConfig,
+};
+
+mod storage;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -45,6 +50,8 @@ pub struct Config {
     pub ring: RingConfig,
     /// Client authentication (SigV4, tokens, Basic) on the public endpoints.
     pub auth: AuthConfig,
+    /// The object store holding TSDB blocks.
+    pub storage: StorageConfig,
 }
 
 /// Client authentication. Every public request is authenticated and authorized unless
@@ -467,6 +474,7 @@ impl Config {
             return bad("auth.max_body_bytes must be at least distributor.max_request_body_bytes");
         }
         self.control_plane.validate()?;
+        self.storage.validate()?;
         self.distributor
             .ha_tracker
             .validate()
@@ -507,6 +515,7 @@ mod tests {
         assert_eq!(cfg.server.listen, ServerConfig::default().listen);
         assert_eq!(cfg.limits, Limits::default());
         assert_eq!(cfg.distributor.max_request_body_bytes, 1 << 20);
+        assert_eq!(cfg.storage, StorageConfig::default());
     }
 
     #[test]
