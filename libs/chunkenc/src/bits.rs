@@ -1,5 +1,5 @@
-//! Bit streams as Prometheus' `bstream` writes them (most significant bit first) and Gorilla XOR
-//! values.
+//! Bit streams as Prometheus' `bstream` writes them (most significant bit first) and the
+//! encodings shared by the chunk formats: Gorilla XOR values and Prometheus' varbit integers.
 
 /// Spare zero bytes kept after the last written bit so writes can OR whole words.
 pub(crate) const WRITE_SLACK: usize = 16;
@@ -22,7 +22,7 @@ pub(crate) fn sign_extend(bits: u64, size: u32) -> i64 {
 }
 
 /// Bit writer that ORs whole big-endian words into a zero-filled buffer.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(crate) struct BitWriter {
     pub(crate) buf: Vec<u8>,
     /// Number of valid bits, including the header.
@@ -189,6 +189,16 @@ pub(crate) struct XorState {
     pub(crate) trailing: u8,
 }
 
+impl XorState {
+    pub(crate) fn new(bits: u64) -> Self {
+        Self {
+            bits,
+            leading: 0xff,
+            trailing: 0,
+        }
+    }
+}
+
 /// Writes `v_bits` XOR'd with the previous value: `0` (equal), `10` + the meaningful bits inside
 /// the previous window, or `11` + 5 bits leading zeros + 6 bits length (64 written as 0) + bits.
 #[inline]
@@ -236,6 +246,9 @@ pub(crate) fn read_xor(r: &mut BitReader<'_>, s: &mut XorState) -> Option<bool> 
         }
         s.leading = leading;
         s.trailing = 64 - leading - sig;
+    } else if s.leading == 0xff {
+        // No window yet: Prometheus' readers start from an empty one.
+        (s.leading, s.trailing) = (0, 0);
     }
     let sig = 64 - u32::from(s.leading) - u32::from(s.trailing);
     if sig == 0 {
@@ -246,19 +259,114 @@ pub(crate) fn read_xor(r: &mut BitReader<'_>, s: &mut XorState) -> Option<bool> 
     Some(new_window)
 }
 
+/// Prometheus' varbit buckets: payload sizes after the `0`, `10`, `110`, … prefixes.
+const VARBIT_SIZES: [u32; 8] = [3, 6, 9, 12, 18, 25, 56, 64];
+
+/// Writes a signed integer in Prometheus' varbit encoding (1 bit for 0, at most 9 bytes).
+pub(crate) fn write_varbit_int(w: &mut BitWriter, v: i64) {
+    if v == 0 {
+        w.write_bits(0, 1);
+        return;
+    }
+    for (i, &size) in VARBIT_SIZES.iter().enumerate() {
+        if size == 64 || bit_range(v, size) {
+            write_varbit_prefix(w, i);
+            w.write_bits(v as u64, size);
+            return;
+        }
+    }
+}
+
+/// Writes an unsigned integer with the same buckets as [`write_varbit_int`].
+pub(crate) fn write_varbit_uint(w: &mut BitWriter, v: u64) {
+    if v == 0 {
+        w.write_bits(0, 1);
+        return;
+    }
+    for (i, &size) in VARBIT_SIZES.iter().enumerate() {
+        if size == 64 || v >> size == 0 {
+            write_varbit_prefix(w, i);
+            w.write_bits(v, size);
+            return;
+        }
+    }
+}
+
+/// `i + 1` one bits, then a zero bit unless all 8 prefix bits are ones.
+fn write_varbit_prefix(w: &mut BitWriter, i: usize) {
+    let ones = i as u32 + 1;
+    if ones == 8 {
+        w.write_bits(0xff, 8);
+    } else {
+        w.write_bits(((1u64 << ones) - 1) << 1, ones + 1);
+    }
+}
+
+/// Reads the prefix of a varbit number: `None` for zero, else the payload size in bits.
+fn read_varbit_size(r: &mut BitReader<'_>) -> Option<Option<u32>> {
+    let mut ones = 0usize;
+    while ones < 8 && r.read_bit()? {
+        ones += 1;
+    }
+    Some(ones.checked_sub(1).map(|i| VARBIT_SIZES[i]))
+}
+
+pub(crate) fn read_varbit_int(r: &mut BitReader<'_>) -> Option<i64> {
+    match read_varbit_size(r)? {
+        None => Some(0),
+        Some(64) => r.read_bits_wide(64).map(|b| b as i64),
+        Some(size) => r.read_bits_wide(size).map(|b| sign_extend(b, size)),
+    }
+}
+
+pub(crate) fn read_varbit_uint(r: &mut BitReader<'_>) -> Option<u64> {
+    match read_varbit_size(r)? {
+        None => Some(0),
+        Some(size) => r.read_bits_wide(size),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn varbit_round_trip_at_every_bucket_edge() {
+        let mut ints = vec![0i64, i64::MIN, i64::MAX, -1, 1];
+        let mut uints = vec![0u64, u64::MAX, 1];
+        for size in VARBIT_SIZES.into_iter().filter(|&s| s < 64) {
+            let half = 1i64 << (size - 1);
+            ints.extend([half, half + 1, -(half - 1), -half]);
+            uints.extend([(1u64 << size) - 1, 1u64 << size]);
+        }
+        let mut w = BitWriter::new(0, 16);
+        for &v in &ints {
+            write_varbit_int(&mut w, v);
+        }
+        for &v in &uints {
+            write_varbit_uint(&mut w, v);
+        }
+        let bytes = &w.buf[..w.bit_len.div_ceil(8)];
+        let mut r = BitReader::new(bytes);
+        for &v in &ints {
+            assert_eq!(read_varbit_int(&mut r), Some(v));
+        }
+        for &v in &uints {
+            assert_eq!(read_varbit_uint(&mut r), Some(v));
+        }
+        // Prometheus' sizes: 1 bit for 0, 5 bits for 4, 9 bits for -31.
+        let mut w = BitWriter::new(0, 16);
+        write_varbit_int(&mut w, 0);
+        write_varbit_int(&mut w, 4);
+        write_varbit_int(&mut w, -31);
+        assert_eq!(w.bit_len, 1 + 5 + 9);
+    }
+
+    #[test]
     fn xor_values_round_trip() {
         let values = [0.0, 1.0, 1.0, -2.5, f64::NAN, 1e300, 3.0, 3.5, 4.0];
         let mut w = BitWriter::new(0, 16);
-        let mut s = XorState {
-            bits: 0,
-            leading: 0xff,
-            trailing: 0,
-        };
+        let mut s = XorState::new(0);
         for v in values {
             write_xor(&mut w, &mut s, v.to_bits());
         }

@@ -5,6 +5,9 @@ pub enum ChunkError {
     Corrupt { what: &'static str, detail: String },
     #[error("chunk is full (65535 samples)")]
     ChunkFull,
+    /// The sample cannot join this chunk (it needs a new one, or is malformed).
+    #[error("cannot append: {0}")]
+    Unappendable(&'static str),
 }
 
 impl ChunkError {
