@@ -19,6 +19,8 @@ deps:
 	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from your distribution or rustup" >&2; exit 1; }
 	@# The real aws CLI and boto3 drive the AMP workspace API in the control plane's tests.
 	@{ command -v aws >/dev/null && command -v awscurl >/dev/null && python3 -c "import boto3" 2>/dev/null; } || python3 -m pip install -q awscli boto3 awscurl
+	@# s3s-fs: the real S3-compatible server of hestia-bucket's S3 tests (deploy/s3/test-server); 0.15+ needs Rust 1.96.
+	@command -v s3s-fs >/dev/null || [ -x "$$HOME/.cargo/bin/s3s-fs" ] || $(CARGO) install --locked s3s-fs@0.14.1 --features binary
 
 run: deps
 	$(CARGO) run --release -p hestia --bin hestia -- all $(ARGS)
