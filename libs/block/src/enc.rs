@@ -3,17 +3,8 @@
 
 use crate::BlockError;
 
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        buf.push(x as u8 | 0x80);
-        x >>= 7;
-    }
-    buf.push(x as u8);
-}
-
-pub(crate) fn put_varint(buf: &mut Vec<u8>, x: i64) {
-    put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
-}
+pub(crate) use hestia_chunkenc::varint::{put_uvarint, put_varint};
+use hestia_chunkenc::varint::{read_uvarint, unzigzag};
 
 /// A uvarint length, then the bytes.
 pub(crate) fn put_str(buf: &mut Vec<u8>, s: &str) {
@@ -75,18 +66,9 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn uvarint(&mut self) -> Result<u64, BlockError> {
-        let mut x = 0u64;
-        for i in 0..10 {
-            let b = self.u8()?;
-            if i == 9 && b > 1 {
-                break;
-            }
-            x |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(x);
-            }
-        }
-        Err(self.err("varint overflow"))
+        let (x, n) = read_uvarint(self.buf).map_err(|e| self.err(e))?;
+        self.buf = &self.buf[n..];
+        Ok(x)
     }
 
     pub(crate) fn uvarint32(&mut self) -> Result<u32, BlockError> {
@@ -95,8 +77,7 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn varint(&mut self) -> Result<i64, BlockError> {
-        let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.uvarint().map(unzigzag)
     }
 
     /// A uvarint-length-prefixed UTF-8 string.

@@ -12,7 +12,7 @@ mod bits;
 mod error;
 pub mod histogram;
 pub mod prom_histogram;
-mod varint;
+pub mod varint;
 pub mod xor;
 
 pub use error::ChunkError;

@@ -1,8 +1,9 @@
-//! Go's `encoding/binary` varints and a bounds-checked cursor.
+//! Go's `encoding/binary` varints (shared by the storage keys and the block format) and this
+//! crate's bounds-checked cursor.
 
 use crate::ChunkError;
 
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
+pub fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
     while x >= 0x80 {
         buf.push(x as u8 | 0x80);
         x >>= 7;
@@ -11,8 +12,33 @@ pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
 }
 
 /// Zigzag-encoded signed varint.
-pub(crate) fn put_varint(buf: &mut Vec<u8>, x: i64) {
+pub fn put_varint(buf: &mut Vec<u8>, x: i64) {
     put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
+}
+
+/// Reads a uvarint from the front of `buf`: the value and the bytes it took, or why it could not
+/// ("truncated", "varint overflow").
+pub fn read_uvarint(buf: &[u8]) -> Result<(u64, usize), &'static str> {
+    let mut x = 0u64;
+    for (i, &b) in buf.iter().take(10).enumerate() {
+        if i == 9 && b > 1 {
+            return Err("varint overflow");
+        }
+        x |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Ok((x, i + 1));
+        }
+    }
+    Err(if buf.len() < 10 {
+        "truncated"
+    } else {
+        "varint overflow"
+    })
+}
+
+/// The signed value of a zigzag-encoded uvarint.
+pub fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
 }
 
 /// A cursor over encoded bytes; every read past the end is an error.
@@ -56,22 +82,12 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn uvarint(&mut self) -> Result<u64, ChunkError> {
-        let mut x = 0u64;
-        for i in 0..10 {
-            let b = self.u8()?;
-            if i == 9 && b > 1 {
-                break;
-            }
-            x |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(x);
-            }
-        }
-        Err(self.err("varint overflow"))
+        let (x, n) = read_uvarint(self.buf).map_err(|e| self.err(e))?;
+        self.buf = &self.buf[n..];
+        Ok(x)
     }
 
     pub(crate) fn varint(&mut self) -> Result<i64, ChunkError> {
-        let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.uvarint().map(unzigzag)
     }
 }
