@@ -52,7 +52,7 @@ bench-auth:
 	$(CARGO) bench -p hestia-auth --bench verify -- --noplot
 
 bench-storage:
-	$(CARGO) bench -p hestia-storage -- --noplot
+	$(CARGO) bench -p hestia-storage -p hestia-chunkenc -- --noplot
 
 # PromQL engine: dashboard queries over 10,000 in-memory series (libs/promql/benches/engine.rs).
 bench-promql:
