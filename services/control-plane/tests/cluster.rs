@@ -29,22 +29,28 @@ async fn create(client: &reqwest::Client, v: &Voter, alias: &str) -> Option<Stri
     body["workspaceId"].as_str().map(str::to_string)
 }
 
-async fn list(client: &reqwest::Client, v: &Voter) -> Vec<String> {
+/// The voter's workspace ids; `None` while it does not answer.
+async fn try_list(client: &reqwest::Client, v: &Voter) -> Option<Vec<String>> {
     let body: Value = client
         .get(format!("{}/workspaces?maxResults=1000", v.api))
         .timeout(Duration::from_secs(15))
         .send()
         .await
-        .unwrap()
+        .ok()?
         .json()
         .await
-        .unwrap();
-    body["workspaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["workspaceId"].as_str().unwrap().to_string())
-        .collect()
+        .ok()?;
+    body["workspaces"].as_array().map(|ws| {
+        ws.iter()
+            .filter_map(|w| w["workspaceId"].as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+async fn list(client: &reqwest::Client, v: &Voter) -> Vec<String> {
+    try_list(client, v)
+        .await
+        .expect("the voter lists workspaces")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +377,7 @@ async fn a_write_whose_leader_died_before_answering_is_applied_once() {
     let client = reqwest::Client::new();
     let leader = wait_leader(&client, &voters, None).await;
     let follower = voters.iter().position(|v| v.id != leader).unwrap();
-    let started = chrono_now_ms();
+    let started = unix_ms();
 
     // The leader commits the forwarded CreateWorkspace, then dies before answering the follower,
     // which retries the same proposal on the next leader. Applied twice, the retry would find
@@ -398,21 +404,7 @@ async fn a_write_whose_leader_died_before_answering_is_applied_once() {
 
     let new_leader = wait_leader(&client, &voters, Some(leader)).await;
     println!("leader {leader} died after committing; {new_leader} leads");
-    let listed: Value = client
-        .get(format!("{}/workspaces?alias=once", voters[follower].api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = listed["workspaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|w| w["workspaceId"].as_str())
-        .collect();
-    assert_eq!(ids, vec![id.as_str()], "{listed}");
+    assert_eq!(list(&client, &voters[follower]).await, vec![id.clone()]);
 
     // Every voter that applied the retried entry answered it from the request table.
     for v in voters.iter().filter(|v| v.running()) {
@@ -448,38 +440,16 @@ async fn a_write_whose_leader_died_before_answering_is_applied_once() {
     // The dead voter restarts, replays its log (the entry is in it) and agrees.
     voters[(leader - 1) as usize].start();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let restarted = &voters[(leader - 1) as usize];
     loop {
-        let listed = client
-            .get(format!("{}/workspaces", restarted.api))
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await;
-        let ids = match listed {
-            Ok(r) => r
-                .json::<Value>()
-                .await
-                .ok()
-                .map(|b| b["workspaces"].clone()),
-            Err(_) => None, // still starting
-        };
-        if let Some(ws) = ids {
-            let ids: Vec<&str> = ws
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|w| w["workspaceId"].as_str())
-                .collect();
-            if ids == vec![id.as_str()] {
-                break;
-            }
+        if try_list(&client, &voters[(leader - 1) as usize]).await == Some(vec![id.clone()]) {
+            break;
         }
         assert!(Instant::now() < deadline, "restarted voter disagrees");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-fn chrono_now_ms() -> u128 {
+fn unix_ms() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

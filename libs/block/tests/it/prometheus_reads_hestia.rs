@@ -2,7 +2,7 @@
 //! samples only, so the server (started on the block directory) is asked for the histograms.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -95,11 +95,7 @@ fn prometheus_serves_hestia_histogram_chunks() {
     let meta = write_block(&data, &series);
     let config = dir.path().join("prometheus.yml");
     std::fs::write(&config, "global: {}\n").unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = hestia_testing::free_port();
     let server = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))

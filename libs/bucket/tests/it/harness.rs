@@ -4,7 +4,6 @@
 
 use std::fmt;
 use std::io::{BufRead, BufReader, Read};
-use std::net::TcpListener;
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -289,10 +288,4 @@ async fn start_s3_server() -> S3Server {
     }
 }
 
-/// A loopback port nothing listens on (a moment ago).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
+pub use hestia_testing::free_port;

@@ -3,7 +3,6 @@
 // Each test crate uses a part of these helpers.
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,7 +22,11 @@ pub struct Voter {
 
 impl Voter {
     pub fn start(&mut self) {
-        let log = std::fs::File::create(self.data.with_extension("log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.data.with_extension("log"))
+            .unwrap();
         self.child = Some(
             Command::new(env!("CARGO_BIN_EXE_hestia-control-plane"))
                 .arg("--config")
@@ -63,6 +66,13 @@ impl Voter {
         exited
     }
 
+    /// The last lines of this voter's log (stderr of every run so far).
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
@@ -87,13 +97,7 @@ impl Drop for Voter {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use hestia_testing::free_port;
 
 /// Busy loops on every core until dropped: the cluster's timers then fire late, as on a loaded
 /// machine.
@@ -201,14 +205,22 @@ pub async fn wait_leader(client: &reqwest::Client, voters: &[Voter], not: Option
     loop {
         let mut seen = Vec::new();
         for v in voters.iter().filter(|v| v.running()) {
-            seen.push(leader_of(client, v).await);
+            seen.push((v, leader_of(client, v).await));
         }
-        if let Some(Some(l)) = seen.first() {
-            if seen.iter().all(|s| *s == Some(*l)) && Some(*l) != not {
+        if let Some((_, Some(l))) = seen.first() {
+            if seen.iter().all(|(_, s)| *s == Some(*l)) && Some(*l) != not {
                 return *l;
             }
         }
-        assert!(Instant::now() < deadline, "no agreed leader: {seen:?}");
+        if Instant::now() >= deadline {
+            let logs: Vec<String> = seen
+                .iter()
+                .filter(|(_, s)| s.is_none())
+                .map(|(v, _)| format!("voter {} log:\n{}", v.id, v.log_tail()))
+                .collect();
+            let leaders: Vec<Option<u64>> = seen.iter().map(|(_, s)| *s).collect();
+            panic!("no agreed leader: {leaders:?}\n{}", logs.join("\n"));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
