@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 pub use hestia_ha::HaTrackerConfig;
 pub use hestia_limits::Limits;
 pub use hestia_ring::{KvBackend, RingConfig};
+pub use blocks::BlocksConfig;
 pub use storage::{
     AddressingStyle, FilesystemStorageConfig, S3StorageConfig, StorageBackend, StorageConfig,
 };
 
+mod blocks;
 mod storage;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +54,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The object store holding TSDB blocks.
     pub storage: StorageConfig,
+    /// Cutting, shipping and indexing of blocks.
+    pub blocks: BlocksConfig,
 }
 
 /// Client authentication. Every public request is authenticated and authorized unless
@@ -237,6 +241,20 @@ pub struct QuerierConfig {
     pub max_query_length: Duration,
     /// Most chunks (of up to 120 samples) one query may fetch (AMP: 2,000,000).
     pub max_fetched_chunks_per_query: usize,
+    /// Ingesters are asked only when a query reaches into the last `query_ingesters_within`
+    /// (Mimir: 13 h); 0s asks them for every query.
+    #[serde(with = "humantime_serde")]
+    pub query_ingesters_within: Duration,
+    /// Blocks in the object store are read only when a query starts before now minus
+    /// `query_store_after` (Mimir: 12 h); 0s reads them for every query.
+    #[serde(with = "humantime_serde")]
+    pub query_store_after: Duration,
+    /// Memory for postings, series entries and chunks fetched from blocks (least recently used
+    /// evicted first).
+    pub block_cache_bytes: usize,
+    /// Directory for block index headers (TOC, symbols, postings offset table) kept between
+    /// queries and restarts; empty = `<server.data_dir>/querier/index-headers`.
+    pub index_header_dir: PathBuf,
 }
 
 impl Default for QuerierConfig {
@@ -248,6 +266,10 @@ impl Default for QuerierConfig {
             max_samples: 50_000_000,
             max_query_length: Duration::from_secs(32 * 24 * 3600),
             max_fetched_chunks_per_query: 2_000_000,
+            query_ingesters_within: Duration::from_secs(13 * 3600),
+            query_store_after: Duration::from_secs(12 * 3600),
+            block_cache_bytes: 256 << 20,
+            index_header_dir: PathBuf::new(),
         }
     }
 }
@@ -475,6 +497,21 @@ impl Config {
         }
         self.control_plane.validate()?;
         self.storage.validate()?;
+        self.blocks.validate()?;
+        // Every sample must be readable from ingesters or from visible blocks at any time.
+        let (within, after) = (
+            self.querier.query_ingesters_within,
+            self.querier.query_store_after,
+        );
+        if !within.is_zero() && within <= self.blocks.block_range + self.blocks.bucket_index_update_interval {
+            return bad("querier.query_ingesters_within must be 0s or longer than blocks.block_range plus blocks.bucket_index_update_interval (older samples are read from blocks only)");
+        }
+        if !within.is_zero() && after >= within {
+            return bad("querier.query_store_after must be shorter than querier.query_ingesters_within");
+        }
+        if after > self.blocks.retain_after_upload {
+            return bad("querier.query_store_after must not exceed blocks.retain_after_upload (ingesters drop shipped data after it)");
+        }
         self.distributor
             .ha_tracker
             .validate()
@@ -509,6 +546,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_docker_configurations_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/docker");
+        let mut seen = 0;
+        for dir in [root.clone(), root.join("cluster")] {
+            for entry in std::fs::read_dir(&dir).expect("deploy/docker") {
+                let path = entry.expect("entry").path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    Config::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+                    seen += 1;
+                }
+            }
+        }
+        assert!(seen >= 7, "{seen} files");
+    }
+
+    #[test]
     fn example_file_parses_and_matches_defaults_where_documented() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/hestia.example.toml");
         let cfg = Config::from_file(&path).expect("example config");
@@ -516,6 +569,8 @@ mod tests {
         assert_eq!(cfg.limits, Limits::default());
         assert_eq!(cfg.distributor.max_request_body_bytes, 1 << 20);
         assert_eq!(cfg.storage, StorageConfig::default());
+        assert_eq!(cfg.blocks, BlocksConfig::default());
+        assert_eq!(cfg.querier, QuerierConfig::default());
     }
 
     #[test]
