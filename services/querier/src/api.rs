@@ -433,6 +433,7 @@ pub async fn metadata(State(q): State<Arc<Querier>>, uri: Uri, headers: HeaderMa
     let limit_per_metric = p.limit("limit_per_metric")?;
     let items = q
         .store
+        .ingesters
         .metadata(&tenant, p.get("metric"), limit_per_metric)
         .await?;
     let mut out: Map<String, serde_json::Value> = Map::new();

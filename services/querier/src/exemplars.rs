@@ -48,7 +48,11 @@ pub async fn query_exemplars(
     if sets.is_empty() {
         return Ok(Json(json!({"status": "success", "data": []})).into_response());
     }
-    let found = q.store.exemplars(&tenant, &sets, start, end).await?;
+    let found = q
+        .store
+        .ingesters
+        .exemplars(&tenant, &sets, start, end)
+        .await?;
     let data: Vec<serde_json::Value> = found
         .into_iter()
         .map(|(series, exemplars)| {

@@ -1,10 +1,13 @@
 //! The querier: Prometheus' HTTP query API for one tenant per request (the gateway resolves it and
-//! passes it in `X-Scope-OrgID`), PromQL through `hestia-promql`, data from the ingesters.
+//! passes it in `X-Scope-OrgID`), PromQL through `hestia-promql`, data from the ingesters and
+//! from the blocks in the object store (`blocks/`), merged in `merge.rs`.
 
 mod api;
+pub mod blocks;
 mod error;
 mod exemplars;
 mod format;
+mod merge;
 pub mod metrics;
 mod params;
 mod read;
@@ -19,7 +22,9 @@ use hestia_promql::{Engine, EngineOptions};
 use hestia_proto::IngesterPool;
 use hestia_ring::RingClient;
 
+pub use blocks::{BlockStore, BlockStoreOptions, BlockStoreStats, CacheStats};
 pub use error::{ApiError, ApiErrorType};
+pub use merge::{merge_series, QueryStore, SeriesPart};
 pub use params::{parse_duration, parse_time};
 pub use store::{ChunkBudget, IngesterStore, StoreError, TenantQueryable};
 
@@ -29,13 +34,39 @@ pub const TENANT_HEADER: &str = "x-scope-orgid";
 pub struct Querier {
     pub(crate) cfg: QuerierConfig,
     pub(crate) engine: Engine,
-    pub(crate) store: IngesterStore,
+    pub(crate) store: QueryStore,
 }
 
 impl Querier {
-    /// Reads go to the ingesters `ring` shows, through clients from `pool`.
+    /// Reads go to the ingesters `ring` shows, through clients from `pool`, for any time range.
     pub fn new(cfg: QuerierConfig, ring: Arc<RingClient>, pool: Arc<IngesterPool>) -> Self {
-        let store = IngesterStore::new(ring, pool, cfg.preferred_zone.clone());
+        Self::build(cfg, ring, pool, None)
+    }
+
+    /// Reads go to the ingesters for the last `cfg.query_ingesters_within` and to `blocks` for
+    /// what starts before now minus `cfg.query_store_after`.
+    pub fn with_blocks(
+        cfg: QuerierConfig,
+        ring: Arc<RingClient>,
+        pool: Arc<IngesterPool>,
+        blocks: BlockStore,
+    ) -> Self {
+        Self::build(cfg, ring, pool, Some(blocks))
+    }
+
+    fn build(
+        cfg: QuerierConfig,
+        ring: Arc<RingClient>,
+        pool: Arc<IngesterPool>,
+        blocks: Option<BlockStore>,
+    ) -> Self {
+        let ingesters = IngesterStore::new(ring, pool, cfg.preferred_zone.clone());
+        let store = QueryStore::new(
+            ingesters,
+            blocks,
+            cfg.query_ingesters_within,
+            cfg.query_store_after,
+        );
         let engine = Engine::new(EngineOptions {
             lookback_delta: cfg.lookback_delta,
             max_samples: cfg.max_samples,

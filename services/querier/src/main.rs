@@ -37,7 +37,18 @@ async fn main() -> anyhow::Result<()> {
     let kv = hestia_ring::new_kv(&cfg.ring)?;
     let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
     let pool = Arc::new(hestia_proto::IngesterPool::default());
-    let q = Arc::new(hestia_querier::Querier::new(cfg.querier, ring, pool));
+    let blocks = hestia_querier::BlockStore::open(&cfg)?;
+    let mut querier_cfg = cfg.querier.clone();
+    if !cfg.blocks.ship {
+        // Ingesters keep every sample: they are asked whatever the time range.
+        querier_cfg.query_ingesters_within = std::time::Duration::ZERO;
+    }
+    let q = Arc::new(hestia_querier::Querier::with_blocks(
+        querier_cfg,
+        ring,
+        pool,
+        blocks,
+    ));
     let app = hestia_querier::router(q)
         .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
         .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(

@@ -10,16 +10,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
-use hestia_chunkenc::{HistogramIter, XorIter, XorSeek};
-use hestia_model::{is_stale_nan, Label, Labels, MatchOp, Matcher, Sample, TenantId};
-use hestia_promql::{
-    CounterResetHint, FloatHistogram, QueryError, Queryable, SelectHints, Series, Span,
-};
+use hestia_block::BlockError;
+use hestia_bucket::BucketError;
+use hestia_model::{Label, Labels, MatchOp, Matcher, TenantId};
+use hestia_promql::{QueryError, Queryable, SelectHints, Series};
 use hestia_proto::ingester as pb;
 use hestia_proto::{IngesterConn, IngesterPool};
 use hestia_ring::{now_ms, RingClient, ZoneReplicas};
+use ulid::Ulid;
 
-use crate::ApiError;
+use crate::{ApiError, QueryStore};
 
 #[derive(Clone)]
 pub struct IngesterStore {
@@ -104,21 +104,20 @@ impl IngesterStore {
         )))
     }
 
-    /// Series matching `matchers` with their samples in [mint, maxt] (with `latest_only`, only
-    /// the newest of them), merged across ingesters.
-    /// Every chunk received is charged to `chunks`; the read stops once the budget is exceeded.
-    pub async fn select(
+    /// The chunks of the series matching `matchers` overlapping [mint, maxt] (with
+    /// `latest_only`, the newest sample), one entry per ingester holding the series. Every chunk
+    /// received is charged to `chunks`; the read stops once the budget is exceeded.
+    pub(crate) async fn query_stream(
         &self,
         tenant: &TenantId,
         matchers: &[Matcher],
         hints: &SelectHints,
         chunks: &ChunkBudget,
-    ) -> Result<Vec<Series>, StoreError> {
-        let (mint, maxt) = (hints.mint, hints.maxt);
+    ) -> Result<Vec<(Labels, Vec<pb::Chunk>)>, StoreError> {
         let req = pb::QueryRequest {
             tenant: tenant.to_string(),
-            start_ms: mint,
-            end_ms: maxt,
+            start_ms: hints.mint,
+            end_ms: hints.maxt,
             matchers: matchers.iter().map(to_pb_matcher).collect(),
             latest_only: hints.latest_only,
         };
@@ -138,50 +137,10 @@ impl IngesterStore {
                 }
             })
             .await?;
-        // Each ingester answers in label order, so sorting the concatenation only merges those
-        // runs; replicas of a series end up adjacent and are merged into one.
-        let mut all: Vec<(Labels, Vec<pb::Chunk>)> = per_ingester
+        Ok(per_ingester
             .into_iter()
             .flatten()
             .map(|s| (from_pb_labels(s.labels), s.chunks))
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut merged: Vec<(Labels, Samples)> = Vec::with_capacity(all.len());
-        for (labels, chunks) in all {
-            if merged.last().is_none_or(|(last, _)| *last != labels) {
-                merged.push((labels, Samples::new()));
-            }
-            if let Some((_, samples)) = merged.last_mut() {
-                for c in &chunks {
-                    decode_chunk(c, mint, maxt, samples)?;
-                }
-            }
-        }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(labels, samples)| {
-                let Samples {
-                    mut floats,
-                    mut histograms,
-                    floats_in_order,
-                } = samples;
-                // One replica's chunks arrive in time order; replicas overlap.
-                if !floats_in_order {
-                    floats.sort_by_key(|s| s.t);
-                    floats.dedup_by_key(|s| s.t);
-                }
-                histograms.sort_by_key(|h| h.0);
-                histograms.dedup_by_key(|h| h.0);
-                if hints.latest_only {
-                    keep_newest(&mut floats, &mut histograms);
-                }
-                let s = Series {
-                    labels,
-                    floats,
-                    histograms,
-                };
-                (!s.is_empty()).then_some(s)
-            })
             .collect())
     }
 
@@ -346,137 +305,6 @@ fn union_sorted(results: Vec<Vec<String>>) -> Vec<String> {
     out
 }
 
-/// A series' floats and native histograms.
-struct Samples {
-    floats: Vec<Sample>,
-    histograms: Vec<(i64, FloatHistogram)>,
-    /// Whether `floats` has strictly increasing timestamps (no sort or dedup needed).
-    floats_in_order: bool,
-}
-
-impl Samples {
-    fn new() -> Self {
-        Self {
-            floats: Vec::new(),
-            histograms: Vec::new(),
-            floats_in_order: true,
-        }
-    }
-
-    fn push_float(&mut self, t: i64, v: f64) {
-        if self.floats.last().is_some_and(|last| last.t >= t) {
-            self.floats_in_order = false;
-        }
-        self.floats.push(Sample { t, v });
-    }
-}
-
-fn xor_seek(p: &pb::XorSeek) -> Result<XorSeek, StoreError> {
-    let narrow = || StoreError::Corrupt("xor chunk: seek point out of range".into());
-    Ok(XorSeek {
-        index: u16::try_from(p.index).map_err(|_| narrow())?,
-        bit: u16::try_from(p.bit).map_err(|_| narrow())?,
-        t: p.t,
-        t_delta: p.t_delta,
-        v_bits: p.v_bits,
-        leading: u8::try_from(p.leading).map_err(|_| narrow())?,
-        trailing: u8::try_from(p.trailing).map_err(|_| narrow())?,
-    })
-}
-
-/// Keeps only the newest of a series' time-sorted samples, float or histogram.
-fn keep_newest(floats: &mut Vec<Sample>, histograms: &mut Vec<(i64, FloatHistogram)>) {
-    match (floats.last().map(|s| s.t), histograms.last().map(|h| h.0)) {
-        (Some(f), Some(h)) if f > h => histograms.clear(),
-        (Some(_), Some(_)) => floats.clear(),
-        _ => {}
-    }
-    if floats.len() > 1 {
-        floats.drain(..floats.len() - 1);
-    }
-    if histograms.len() > 1 {
-        histograms.drain(..histograms.len() - 1);
-    }
-}
-
-fn decode_chunk(c: &pb::Chunk, mint: i64, maxt: i64, out: &mut Samples) -> Result<(), StoreError> {
-    let corrupt = |e: &hestia_chunkenc::ChunkError| StoreError::Corrupt(e.to_string());
-    match pb::ChunkEncoding::try_from(c.encoding) {
-        Ok(pb::ChunkEncoding::Xor) => {
-            let mut iter = match &c.seek {
-                Some(p) => XorIter::resume_at(&c.data, &xor_seek(p)?),
-                None => XorIter::new(&c.data),
-            }
-            .map_err(|e| corrupt(&e))?;
-            out.floats.reserve(iter.size_hint().1.unwrap_or(0));
-            for (t, v) in iter.by_ref() {
-                if t > maxt {
-                    break;
-                }
-                if t >= mint {
-                    out.push_float(t, v);
-                }
-            }
-            iter.err().map_or(Ok(()), |e| Err(corrupt(&e)))
-        }
-        Ok(pb::ChunkEncoding::Histogram) => {
-            let mut iter = HistogramIter::new(&c.data).map_err(|e| corrupt(&e))?;
-            for (t, h) in iter.by_ref() {
-                if t > maxt {
-                    break;
-                }
-                if t < mint {
-                    continue;
-                }
-                // A histogram stale marker (sum is the stale NaN) ends the series like a float
-                // one; the engine only recognises the float form.
-                if is_stale_nan(h.sum) {
-                    out.push_float(t, h.sum);
-                } else {
-                    out.histograms.push((t, to_float_histogram(h)));
-                }
-            }
-            iter.err().map_or(Ok(()), |e| Err(corrupt(e)))
-        }
-        Err(_) => Err(StoreError::Corrupt(format!(
-            "unknown chunk encoding {}",
-            c.encoding
-        ))),
-    }
-}
-
-fn to_spans(spans: Vec<hestia_chunkenc::Span>) -> Vec<Span> {
-    spans
-        .into_iter()
-        .map(|s| Span {
-            offset: s.offset,
-            length: s.length,
-        })
-        .collect()
-}
-
-fn to_float_histogram(h: hestia_chunkenc::Histogram) -> FloatHistogram {
-    use hestia_chunkenc::CounterResetHint as Hint;
-    FloatHistogram {
-        counter_reset_hint: match h.counter_reset_hint {
-            Hint::Unknown => CounterResetHint::Unknown,
-            Hint::CounterReset => CounterResetHint::CounterReset,
-            Hint::NotCounterReset => CounterResetHint::NotCounterReset,
-            Hint::Gauge => CounterResetHint::Gauge,
-        },
-        schema: h.schema,
-        zero_threshold: h.zero_threshold,
-        zero_count: h.zero_count,
-        count: h.count,
-        sum: h.sum,
-        positive_spans: to_spans(h.positive_spans),
-        negative_spans: to_spans(h.negative_spans),
-        positive_buckets: h.positive_buckets,
-        negative_buckets: h.negative_buckets,
-        custom_values: h.custom_values,
-    }
-}
-
 pub fn to_pb_matcher(m: &Matcher) -> pb::LabelMatcher {
     let t = match m.op {
         MatchOp::Equal => pb::label_matcher::Type::Eq,
@@ -506,7 +334,7 @@ pub(crate) fn from_pb_labels(pairs: Vec<pb::LabelPair>) -> Labels {
     Labels::from_sorted_unchecked(v)
 }
 
-/// A failed read from an ingester.
+/// A failed read from the ingesters or the blocks.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("ingester {addr}: {message}")]
@@ -519,6 +347,11 @@ pub enum StoreError {
     ChunkLimit { limit: usize },
     #[error("ingester ring: {0}")]
     Ring(String),
+    #[error("block {block}: {source}")]
+    Block { block: Ulid, source: BlockError },
+    /// The bucket index or the object store configuration.
+    #[error("block storage: {0}")]
+    Bucket(BucketError),
 }
 
 /// Marks the status [`ChunkBudget::charge`] returns, so that `fan_out` can tell a spent budget
@@ -545,9 +378,22 @@ impl ChunkBudget {
         self.used.load(Ordering::Relaxed)
     }
 
+    /// Whether `n` more chunks stay within the limit.
+    fn take(&self, n: usize) -> bool {
+        self.used.fetch_add(n, Ordering::Relaxed) + n <= self.limit
+    }
+
+    /// Charges chunks read from blocks.
+    pub(crate) fn charge_chunks(&self, n: usize) -> Result<(), StoreError> {
+        match self.take(n) {
+            true => Ok(()),
+            false => Err(StoreError::ChunkLimit { limit: self.limit }),
+        }
+    }
+
+    /// Charges chunks an ingester streams; the error status ends its stream.
     fn charge(&self, n: usize) -> Result<(), tonic::Status> {
-        let used = self.used.fetch_add(n, Ordering::Relaxed) + n;
-        if used <= self.limit {
+        if self.take(n) {
             return Ok(());
         }
         let mut s = tonic::Status::resource_exhausted("chunk limit");
@@ -559,6 +405,10 @@ impl ChunkBudget {
 }
 
 impl StoreError {
+    pub(crate) fn block(block: Ulid, source: BlockError) -> Self {
+        Self::Block { block, source }
+    }
+
     fn from_status(addr: &str, s: tonic::Status) -> Self {
         if let Some(limit) = s
             .metadata()
@@ -590,13 +440,25 @@ impl From<StoreError> for ApiError {
                 ApiError::unavailable(e.to_string())
             }
             StoreError::ChunkLimit { .. } => ApiError::execution(e.to_string()),
+            StoreError::Block {
+                source:
+                    BlockError::Corrupt { .. }
+                    | BlockError::Chunk(_)
+                    | BlockError::Json(_)
+                    | BlockError::Invalid(_),
+                ..
+            }
+            | StoreError::Bucket(BucketError::Corrupt { .. }) => ApiError::internal(e.to_string()),
+            StoreError::Block { .. } | StoreError::Bucket(_) => {
+                ApiError::unavailable(e.to_string())
+            }
         }
     }
 }
 
 /// The PromQL engine's view of one tenant's data.
 pub struct TenantQueryable<'a> {
-    pub store: &'a IngesterStore,
+    pub store: &'a QueryStore,
     pub tenant: &'a TenantId,
     pub chunks: ChunkBudget,
 }
