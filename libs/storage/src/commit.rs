@@ -21,10 +21,11 @@ pub(crate) enum Cf {
     Meta,
     Exemplars,
     Idle,
+    Blocks,
 }
 
 impl Cf {
-    pub(crate) const ALL: [Cf; 8] = [
+    pub(crate) const ALL: [Cf; 9] = [
         Cf::Wal,
         Cf::Series,
         Cf::Chunks,
@@ -33,6 +34,7 @@ impl Cf {
         Cf::Meta,
         Cf::Exemplars,
         Cf::Idle,
+        Cf::Blocks,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Cf {
             Cf::Meta => "meta",
             Cf::Exemplars => "exemplars",
             Cf::Idle => "idle",
+            Cf::Blocks => "blocks",
         }
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ const META_FORMAT: &[u8] = b"format";
 const META_WAL_FLOOR: &[u8] = b"wal_seq_floor";
 const FORMAT_VERSION: u64 = 1;
 /// Series handled per append-lock hold during a checkpoint.
-const CHECKPOINT_SLICE: usize = 4096;
+pub(crate) const CHECKPOINT_SLICE: usize = 4096;
 
 /// Tuning of a [`Tsdb`].
 #[derive(Debug, Clone)]
@@ -130,13 +130,13 @@ impl TsdbOptions {
     }
 }
 
-struct Tenant {
-    id: TenantId,
-    prefix: Vec<u8>,
+pub(crate) struct Tenant {
+    pub(crate) id: TenantId,
+    pub(crate) prefix: Vec<u8>,
     /// Serialises in-memory appends (and checkpoint snapshots) of this tenant; never held
     /// across a disk write.
-    append_lock: Mutex<()>,
-    index: RwLock<Index>,
+    pub(crate) append_lock: Mutex<()>,
+    pub(crate) index: RwLock<Index>,
     /// (metric family, type) → (help, unit).
     metadata: Mutex<BTreeMap<(String, MetricType), (String, String)>>,
     samples_appended: AtomicU64,
@@ -147,7 +147,9 @@ struct Tenant {
     exemplars: Mutex<ExemplarRing>,
     active: Mutex<ActiveCounts>,
     /// Series on disk only (see `idle.rs`).
-    idle_series: AtomicUsize,
+    pub(crate) idle_series: AtomicUsize,
+    /// Appends below it are refused (`blocks.rs`); raised only under `append_lock`.
+    pub(crate) min_valid_time: AtomicI64,
 }
 
 /// Active series of one tenant for [`AppendLimits`]: recounted from the index at most every
@@ -222,11 +224,12 @@ impl Tenant {
             exemplars: Mutex::new(ExemplarRing::default()),
             active: Mutex::new(ActiveCounts::default()),
             idle_series: AtomicUsize::new(0),
+            min_valid_time: AtomicI64::new(i64::MIN),
         }
     }
 
     /// Series selected by `matchers` whose samples overlap `[mint, maxt]`, in memory or idle.
-    fn select_series(
+    pub(crate) fn select_series(
         &self,
         db: &DB,
         matchers: &[Matcher],
@@ -251,20 +254,20 @@ impl Tenant {
 }
 
 /// A series a query found: in memory, or idle (on disk only).
-enum Selected {
+pub(crate) enum Selected {
     Resident(Arc<Series>),
     Idle(IdleSeries),
 }
 
 impl Selected {
-    fn id(&self) -> u64 {
+    pub(crate) fn id(&self) -> u64 {
         match self {
             Selected::Resident(s) => s.id,
             Selected::Idle(s) => s.id,
         }
     }
 
-    fn labels(&self) -> &Labels {
+    pub(crate) fn labels(&self) -> &Labels {
         match self {
             Selected::Resident(s) => &s.labels,
             Selected::Idle(s) => &s.labels,
@@ -275,12 +278,12 @@ impl Selected {
 pub(crate) struct Inner {
     pub(crate) db: DB,
     opts: TsdbOptions,
-    tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
-    commit: Committer,
+    pub(crate) tenants: RwLock<HashMap<TenantId, Arc<Tenant>>>,
+    pub(crate) commit: Committer,
     next_series_id: AtomicU64,
     wal_bytes: AtomicU64,
     checkpoints: AtomicU64,
-    checkpoint_lock: Mutex<()>,
+    pub(crate) checkpoint_lock: Mutex<()>,
     closed: AtomicBool,
     bg_stop: Mutex<bool>,
     bg_cv: Condvar,
@@ -755,7 +758,7 @@ fn open_rocksdb(path: &Path, opts: &TsdbOptions) -> Result<DB, StorageError> {
         // Chunks and float-heavy WAL records barely compress; labels and help text do.
         let compression = match c {
             Cf::Chunks | Cf::OooChunks | Cf::Wal => DBCompressionType::None,
-            Cf::Series | Cf::Metadata | Cf::Meta | Cf::Exemplars | Cf::Idle => {
+            Cf::Series | Cf::Metadata | Cf::Meta | Cf::Exemplars | Cf::Idle | Cf::Blocks => {
                 DBCompressionType::Lz4
             }
         };
@@ -944,6 +947,9 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
     it.status()?;
     drop(it);
 
+    // The block shipper's min valid times.
+    crate::blocks::recover_min_valid_times(&inner)?;
+
     // Exemplars, oldest first; a smaller limit than before drops the oldest.
     let mut it = db.raw_iterator_cf(cf(db, Cf::Exemplars)?);
     it.seek_to_first();
@@ -1050,11 +1056,11 @@ fn recover(mut inner: Inner, wal_floor: u64) -> Result<Inner, StorageError> {
 }
 
 impl Inner {
-    fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
+    pub(crate) fn tenant(&self, id: &TenantId) -> Option<Arc<Tenant>> {
         self.tenants.read().get(id).cloned()
     }
 
-    fn tenant_or_create(&self, id: &TenantId) -> Arc<Tenant> {
+    pub(crate) fn tenant_or_create(&self, id: &TenantId) -> Arc<Tenant> {
         if let Some(t) = self.tenant(id) {
             return t;
         }
@@ -1086,6 +1092,7 @@ impl Inner {
                 Cf::Metadata,
                 Cf::Exemplars,
                 Cf::Idle,
+                Cf::Blocks,
             ]
             .into_iter()
             .map(|c| Op::DeleteRange(c, from.clone(), to.clone()))
@@ -1095,7 +1102,7 @@ impl Inner {
         Ok(removed.is_some())
     }
 
-    fn check_writable(&self) -> Result<(), StorageError> {
+    pub(crate) fn check_writable(&self) -> Result<(), StorageError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(StorageError::Closed);
         }
@@ -1231,6 +1238,8 @@ impl Inner {
         // must still be written, so it is reported only after the commit.
         let mut failure: Option<StorageError> = None;
         let guard = t.append_lock.lock();
+        // Raised only under the append lock: no sample below it enters memory after it was set.
+        let min_valid = t.min_valid_time.load(Ordering::Acquire);
         let mut ring = t.exemplars.lock();
         for (i, (sa, r)) in batch.iter().zip(&refs).enumerate() {
             let Some(s) = r else { continue };
@@ -1238,13 +1247,27 @@ impl Inner {
             accepted_h.clear();
             accepted_ooo.clear();
             let mut st = s.state.lock();
-            let mut rejected: [Option<Rejection>; 3] = [None, None, None];
+            let mut rejected: [Option<Rejection>; 4] = [None, None, None, None];
             let values = sa
                 .samples
                 .iter()
                 .map(|x| (x.t, Value::Float(x.v)))
                 .chain(sa.histograms.iter().map(|(t, h)| (*t, Value::Histogram(h))));
             for (ts, v) in values {
+                if ts < min_valid {
+                    match &mut rejected[3] {
+                        Some(r) => r.count += 1,
+                        slot => {
+                            *slot = Some(Rejection {
+                                series_index: i,
+                                reason: RejectReason::OutOfBounds,
+                                count: 1,
+                                first_timestamp: ts,
+                            })
+                        }
+                    }
+                    continue;
+                }
                 let outcome = match s.append(&mut st, ts, v, max, ooo_window, &mut new_chunks) {
                     Ok(o) => o,
                     Err(e) => {
@@ -1492,7 +1515,7 @@ impl Inner {
         Ok(evicted)
     }
 
-    fn checkpoint(&self) -> Result<(), StorageError> {
+    pub(crate) fn checkpoint(&self) -> Result<(), StorageError> {
         let _one = self.checkpoint_lock.lock();
         if let Some(e) = self.commit.failure() {
             return Err(e);
@@ -1596,79 +1619,93 @@ impl Inner {
                     continue;
                 }
             }
-            // Memory first: a chunk sealed after this snapshot is either in it or on disk below.
-            let mem = match &s {
-                Selected::Resident(s) => s.memory_chunks(mint, maxt),
-                Selected::Idle(_) => MemoryChunks {
-                    chunks: Vec::new(),
-                    in_order_from: None,
-                    ooo_on_disk: true,
-                    ooo_in_memory: Vec::new(),
-                },
-            };
-            let mut chunks = mem.chunks;
-            let in_memory: Vec<i64> = chunks.iter().map(|c| c.min_t).collect();
-            let sp = keys::series_prefix(&t.prefix, s.id());
-            // Recent ranges (instant queries, dashboards' last minutes) are all in memory.
-            if mem.in_order_from.is_none_or(|from| from > mint) {
-                it.seek_for_prev(keys::chunk_key(&t.prefix, s.id(), mint));
-                if !it.key().is_some_and(|k| k.starts_with(&sp)) {
-                    it.seek(&sp);
-                }
-                while let (Some(k), Some(v)) = (it.key(), it.value()) {
-                    if !k.starts_with(&sp) {
-                        break;
-                    }
-                    let (_, min_t) = keys::parse_chunk_key_rest(&k[t.prefix.len()..])?;
-                    if min_t > maxt {
-                        break;
-                    }
-                    let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
-                    // The open chunk supersedes a partial copy written by a checkpoint.
-                    if max_t >= mint && !in_memory.contains(&min_t) {
-                        chunks.push(ChunkData {
-                            encoding,
-                            min_t,
-                            max_t,
-                            data: Bytes::copy_from_slice(data),
-                            seeks: None,
-                        });
-                    }
-                    it.next();
-                }
-                it.status()?;
-            }
-            if mem.ooo_on_disk {
-                ooo_it.seek(&sp);
-                while let (Some(k), Some(v)) = (ooo_it.key(), ooo_it.value()) {
-                    if !k.starts_with(&sp) {
-                        break;
-                    }
-                    let (_, no) = keys::parse_ooo_chunk_key_rest(&k[t.prefix.len()..])?;
-                    let (min_t, max_t, data) = keys::decode_ooo_chunk_value(v)?;
-                    if min_t <= maxt && max_t >= mint && !mem.ooo_in_memory.contains(&no) {
-                        chunks.push(ChunkData {
-                            encoding: ChunkEncoding::Xor,
-                            min_t,
-                            max_t,
-                            data: Bytes::copy_from_slice(data),
-                            seeks: None,
-                        });
-                    }
-                    ooo_it.next();
-                }
-                ooo_it.status()?;
-            }
+            let chunks = self.series_chunks(&t, &s, mint, maxt, &mut it, &mut ooo_it)?;
             if chunks.is_empty() {
                 continue;
             }
-            chunks.sort_unstable_by_key(|c| c.min_t);
             out.push(SeriesChunks {
                 labels: s.labels().clone(),
                 chunks,
             });
         }
         Ok(out)
+    }
+
+    /// Chunks of series `s` overlapping `[mint, maxt]`, from memory and disk, by min time.
+    pub(crate) fn series_chunks(
+        &self,
+        t: &Tenant,
+        s: &Selected,
+        mint: i64,
+        maxt: i64,
+        it: &mut rocksdb::DBRawIterator<'_>,
+        ooo_it: &mut rocksdb::DBRawIterator<'_>,
+    ) -> Result<Vec<ChunkData>, StorageError> {
+        // Memory first: a chunk sealed after this snapshot is either in it or on disk below.
+        let mem = match &s {
+            Selected::Resident(s) => s.memory_chunks(mint, maxt),
+            Selected::Idle(_) => MemoryChunks {
+                chunks: Vec::new(),
+                in_order_from: None,
+                ooo_on_disk: true,
+                ooo_in_memory: Vec::new(),
+            },
+        };
+        let mut chunks = mem.chunks;
+        let in_memory: Vec<i64> = chunks.iter().map(|c| c.min_t).collect();
+        let sp = keys::series_prefix(&t.prefix, s.id());
+        // Recent ranges (instant queries, dashboards' last minutes) are all in memory.
+        if mem.in_order_from.is_none_or(|from| from > mint) {
+            it.seek_for_prev(keys::chunk_key(&t.prefix, s.id(), mint));
+            if !it.key().is_some_and(|k| k.starts_with(&sp)) {
+                it.seek(&sp);
+            }
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if !k.starts_with(&sp) {
+                    break;
+                }
+                let (_, min_t) = keys::parse_chunk_key_rest(&k[t.prefix.len()..])?;
+                if min_t > maxt {
+                    break;
+                }
+                let (encoding, max_t, data) = keys::decode_chunk_value(v)?;
+                // The open chunk supersedes a partial copy written by a checkpoint.
+                if max_t >= mint && !in_memory.contains(&min_t) {
+                    chunks.push(ChunkData {
+                        encoding,
+                        min_t,
+                        max_t,
+                        data: Bytes::copy_from_slice(data),
+                        seeks: None,
+                    });
+                }
+                it.next();
+            }
+            it.status()?;
+        }
+        if mem.ooo_on_disk {
+            ooo_it.seek(&sp);
+            while let (Some(k), Some(v)) = (ooo_it.key(), ooo_it.value()) {
+                if !k.starts_with(&sp) {
+                    break;
+                }
+                let (_, no) = keys::parse_ooo_chunk_key_rest(&k[t.prefix.len()..])?;
+                let (min_t, max_t, data) = keys::decode_ooo_chunk_value(v)?;
+                if min_t <= maxt && max_t >= mint && !mem.ooo_in_memory.contains(&no) {
+                    chunks.push(ChunkData {
+                        encoding: ChunkEncoding::Xor,
+                        min_t,
+                        max_t,
+                        data: Bytes::copy_from_slice(data),
+                        seeks: None,
+                    });
+                }
+                ooo_it.next();
+            }
+            ooo_it.status()?;
+        }
+        chunks.sort_unstable_by_key(|c| c.min_t);
+        Ok(chunks)
     }
 
     fn put_metadata(

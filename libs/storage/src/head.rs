@@ -470,6 +470,51 @@ impl Series {
         Outcome::AppendedOutOfOrder
     }
 
+    /// Forgets the in-memory chunks whose samples are all before `t` (their disk copies are being
+    /// dropped); the series' time range then starts at `t` at the earliest.
+    pub fn drop_before(&self, t: i64) {
+        let mut st = self.state.lock();
+        if st.head.as_ref().is_some_and(|h| h.max_time() < t) {
+            st.head = None;
+            st.head_persisted = 0;
+        }
+        if st.last_sealed.as_ref().is_some_and(|c| c.max_t < t) {
+            st.last_sealed = None;
+        }
+        if st
+            .ooo
+            .as_ref()
+            .is_some_and(|h| h.samples.last().is_some_and(|s| s.0 < t))
+        {
+            st.ooo = None;
+        }
+        self.min_t.fetch_max(t, Ordering::AcqRel);
+    }
+
+    /// Keys of the chunks memory holds a newer copy of: in-order min times, out-of-order numbers.
+    pub fn memory_chunk_keys(&self) -> (Vec<i64>, Vec<u32>) {
+        let st = self.state.lock();
+        let in_order = st
+            .sealed
+            .iter()
+            .chain(&st.last_sealed)
+            .map(|c| c.min_t)
+            .chain(
+                st.head
+                    .as_ref()
+                    .filter(|h| !h.is_empty())
+                    .map(|h| h.min_time()),
+            )
+            .collect();
+        let ooo = st
+            .ooo_sealed
+            .iter()
+            .map(|(no, _)| *no)
+            .chain(st.ooo.as_ref().map(|h| h.no))
+            .collect();
+        (in_order, ooo)
+    }
+
     /// The newest sample as a one-sample chunk, when it is a float in `[mint, maxt]`: then it is
     /// the newest sample at or before `maxt` (out-of-order samples are older than it).
     pub fn newest_float_chunk(&self, mint: i64, maxt: i64) -> Option<ChunkData> {

@@ -76,6 +76,27 @@ fn successor(mut k: Vec<u8>) -> Vec<u8> {
     k
 }
 
+/// The smallest min time and largest max time of the tenant's idle series.
+pub(crate) fn time_bounds(db: &DB, prefix: &[u8]) -> Result<Option<(i64, i64)>, StorageError> {
+    let from = key(prefix, POSTING, 0);
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Idle)?);
+    it.seek(&from);
+    let mut bounds: Option<(i64, i64)> = None;
+    while let (Some(k), Some(v)) = (it.key(), it.value()) {
+        if !k.starts_with(&from) {
+            break;
+        }
+        let (min, max) = match (keys::read_u64(v), v.get(8..).and_then(keys::read_u64)) {
+            (Some(a), Some(b)) => (a as i64, b as i64),
+            _ => return Err(StorageError::corrupt("idle posting", "bad value")),
+        };
+        bounds = Some(bounds.map_or((min, max), |(a, b)| (a.min(min), b.max(max))));
+        it.next();
+    }
+    it.status()?;
+    Ok(bounds)
+}
+
 /// Writes that make a series idle: its hash and series keys and one posting per label.
 pub(crate) fn evict_ops(
     prefix: &[u8],

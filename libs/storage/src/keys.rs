@@ -11,12 +11,24 @@
 //! | `ooo_chunks`  | tenant, series id BE, chunk no `u32` BE | min time `i64` BE, then as `chunks` |
 //! | `metadata`    | tenant, uvarint name len, name, type `u8` | uvarint-prefixed help and unit   |
 //! | `exemplars`   | tenant, exemplar seq `u64` BE         | see [`encode_exemplar`]              |
+//! | `idle`        | tenant, kind, ...                     | see `idle.rs`                        |
+//! | `blocks`      | tenant, `m`                           | min valid time `i64` BE              |
+//! | `blocks`      | tenant, `t`                           | shipped-through time `i64` BE        |
+//! | `blocks`      | tenant, `b`, min time (sortable BE)   | max time `i64` BE, block ULID `u128` BE, upload time (ms) `i64` BE |
 //! | `meta`        | ASCII names                           | see `db.rs`                          |
+//!
+//! The `blocks` family is the block shipper's state (see `blocks.rs`): appends below a tenant's
+//! *min valid time* are refused (its ranges are being cut into blocks or were); every range
+//! below *shipped-through* was shipped as a block or had no samples; each `b` row is a shipped
+//! block whose range still has its chunks in RocksDB (deleted when they are dropped).
 
+use hestia_chunkenc::varint::{read_uvarint, unzigzag};
 use hestia_model::{Label, Labels, Sample, TenantId};
 
 use crate::histogram::{decode_histogram, encode_histogram, Histogram};
 use crate::{ChunkEncoding, Exemplar, StorageError};
+
+pub(crate) use hestia_chunkenc::varint::{put_uvarint, put_varint};
 
 /// Encoding bytes of chunk values.
 const CHUNK_XOR: u8 = 1;
@@ -126,6 +138,51 @@ pub(crate) fn decode_ooo_chunk_value(v: &[u8]) -> Result<(i64, i64, &[u8]), Stor
     }
 }
 
+/// `blocks` key kinds after the tenant prefix.
+pub(crate) const BLOCKS_MIN_VALID: u8 = b'm';
+pub(crate) const BLOCKS_SHIPPED_THROUGH: u8 = b't';
+pub(crate) const BLOCKS_SHIPPED: u8 = b'b';
+
+pub(crate) fn blocks_key(tenant_prefix: &[u8], kind: u8) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tenant_prefix.len() + 9);
+    k.extend_from_slice(tenant_prefix);
+    k.push(kind);
+    k
+}
+
+/// Key of the shipped block of `[min_t, ...)`.
+pub(crate) fn shipped_block_key(tenant_prefix: &[u8], min_t: i64) -> Vec<u8> {
+    let mut k = blocks_key(tenant_prefix, BLOCKS_SHIPPED);
+    k.extend_from_slice(&sortable_i64(min_t).to_be_bytes());
+    k
+}
+
+pub(crate) fn encode_shipped_block(b: &crate::ShippedBlock) -> Vec<u8> {
+    let mut v = Vec::with_capacity(32);
+    v.extend_from_slice(&b.max_t.to_be_bytes());
+    v.extend_from_slice(&b.block.to_be_bytes());
+    v.extend_from_slice(&b.uploaded_at_ms.to_be_bytes());
+    v
+}
+
+/// Decodes a shipped block row from the part of its key after the kind byte and its value.
+pub(crate) fn decode_shipped_block(
+    key_rest: &[u8],
+    v: &[u8],
+) -> Result<crate::ShippedBlock, StorageError> {
+    let bad = || StorageError::corrupt("shipped block", "bad length");
+    if key_rest.len() != 8 || v.len() != 32 {
+        return Err(bad());
+    }
+    let block = u128::from_be_bytes(v[8..24].try_into().map_err(|_| bad())?);
+    Ok(crate::ShippedBlock {
+        min_t: unsortable_i64(read_u64(key_rest).ok_or_else(bad)?),
+        max_t: read_u64(v).ok_or_else(bad)? as i64,
+        block,
+        uploaded_at_ms: read_u64(&v[24..]).ok_or_else(bad)? as i64,
+    })
+}
+
 pub(crate) fn read_u32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }
@@ -192,18 +249,6 @@ pub(crate) fn decode_exemplar(b: &[u8]) -> Result<(u64, Exemplar), StorageError>
     Ok((sid, Exemplar { labels, t, v }))
 }
 
-pub(crate) fn put_uvarint(buf: &mut Vec<u8>, mut x: u64) {
-    while x >= 0x80 {
-        buf.push(x as u8 | 0x80);
-        x >>= 7;
-    }
-    buf.push(x as u8);
-}
-
-pub(crate) fn put_varint(buf: &mut Vec<u8>, x: i64) {
-    put_uvarint(buf, ((x << 1) ^ (x >> 63)) as u64);
-}
-
 pub(crate) fn put_bytes(buf: &mut Vec<u8>, b: &[u8]) {
     put_uvarint(buf, b.len() as u64);
     buf.extend_from_slice(b);
@@ -245,23 +290,13 @@ impl<'a> Decoder<'a> {
     }
 
     pub(crate) fn uvarint(&mut self) -> Result<u64, StorageError> {
-        let mut x = 0u64;
-        for i in 0..10 {
-            let b = self.u8()?;
-            if i == 9 && b > 1 {
-                break;
-            }
-            x |= u64::from(b & 0x7f) << (7 * i);
-            if b < 0x80 {
-                return Ok(x);
-            }
-        }
-        Err(self.err("varint overflow"))
+        let (x, n) = read_uvarint(self.buf).map_err(|e| self.err(e))?;
+        self.buf = &self.buf[n..];
+        Ok(x)
     }
 
     pub(crate) fn varint(&mut self) -> Result<i64, StorageError> {
-        let u = self.uvarint()?;
-        Ok(((u >> 1) as i64) ^ -((u & 1) as i64))
+        self.uvarint().map(unzigzag)
     }
 
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], StorageError> {

@@ -7,6 +7,9 @@
 //! append (group-committed with fsync), sealed chunks, series labels, metadata and a bounded ring of exemplars, each key
 //! prefixed by its tenant. See `db.rs` for the durability protocol.
 
+mod blocks;
+#[cfg(test)]
+mod blocks_tests;
 mod commit;
 mod db;
 mod error;
@@ -17,14 +20,15 @@ mod keys;
 mod tsdb_tests;
 mod types;
 
+pub use blocks::RangeRead;
 pub use db::{Tsdb, TsdbOptions};
 pub use error::StorageError;
 pub use hestia_chunkenc::{histogram, xor, ChunkError};
 pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
 pub use types::{
     series_in_braces, AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats,
-    MetricMetadata, MetricType, RejectReason, Rejection, SeriesAppend, SeriesChunks,
-    SeriesExemplars, SeriesLabels, TenantStats,
+    MetricMetadata, MetricType, RangeSeries, RejectReason, Rejection, SeriesAppend, SeriesChunks,
+    SeriesExemplars, SeriesLabels, ShipState, ShippedBlock, TenantStats,
 };
 pub use xor::{seek_before, XorAppender, XorChunk, XorIter, XorSeek};
 

@@ -98,6 +98,9 @@ pub enum RejectReason {
     SeriesLimit,
     /// A new series over its metric name's limit ([`AppendLimits::max_series_per_metric`]).
     MetricSeriesLimit,
+    /// Older than the tenant's min valid time: its time range was cut into a block
+    /// ([`crate::Tsdb::set_min_valid_time`]).
+    OutOfBounds,
 }
 
 impl RejectReason {
@@ -142,6 +145,7 @@ impl RejectReason {
             RejectReason::DuplicateTimestamp => "err-mimir-sample-duplicate-timestamp",
             RejectReason::SeriesLimit => "err-mimir-max-series-per-user",
             RejectReason::MetricSeriesLimit => "err-mimir-max-series-per-metric",
+            RejectReason::OutOfBounds => "err-mimir-sample-out-of-bounds",
         }
     }
 
@@ -153,6 +157,7 @@ impl RejectReason {
             RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
             RejectReason::SeriesLimit => "per_user_series_limit",
             RejectReason::MetricSeriesLimit => "per_metric_series_limit",
+            RejectReason::OutOfBounds => "sample-out-of-bounds",
         }
     }
 
@@ -164,6 +169,7 @@ impl RejectReason {
             RejectReason::DuplicateTimestamp => "duplicate sample for timestamp",
             RejectReason::SeriesLimit => "per-user series limit exceeded",
             RejectReason::MetricSeriesLimit => "per-metric series limit exceeded",
+            RejectReason::OutOfBounds => "out of bounds",
         }
     }
 }
@@ -186,9 +192,43 @@ impl fmt::Display for RejectReason {
             }
             RejectReason::SeriesLimit => "per-user series limit exceeded",
             RejectReason::MetricSeriesLimit => "per-metric series limit exceeded",
+            RejectReason::OutOfBounds => {
+                "the sample has been rejected because its timestamp is too old"
+            }
         };
         write!(f, "{msg} ({})", self.error_id())
     }
+}
+
+/// A block shipped to the object store whose range `[min_t, max_t)` is still in RocksDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShippedBlock {
+    pub min_t: i64,
+    pub max_t: i64,
+    /// The block's ULID.
+    pub block: u128,
+    /// When the upload completed (Unix ms).
+    pub uploaded_at_ms: i64,
+}
+
+/// The block shipper's persisted state of one tenant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ShipState {
+    /// Appends below it are refused ([`RejectReason::OutOfBounds`]); `i64::MIN` when unset.
+    pub min_valid_time: i64,
+    /// Every range below it was shipped or had no samples; `None` before the first range.
+    pub shipped_through: Option<i64>,
+    /// Shipped blocks whose chunks were not dropped yet, by time.
+    pub blocks: Vec<ShippedBlock>,
+}
+
+/// One series' samples in a time range, in-order and out-of-order data merged: each list
+/// sorted by time with unique timestamps, no timestamp in both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: Labels,
+    pub floats: Vec<(i64, f64)>,
+    pub histograms: Vec<(i64, Histogram)>,
 }
 
 /// Samples of one input series refused for one reason.

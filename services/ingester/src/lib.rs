@@ -6,6 +6,7 @@ mod error;
 mod limits;
 pub mod metrics;
 mod push;
+pub mod shipper;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +27,7 @@ use tonic::{Request, Response, Status};
 
 pub use error::IngesterError;
 pub use limits::{PushLimits, SeriesLimiter};
+pub use shipper::{ShipReport, Shipper};
 
 /// Series per `QueryStreamResponse` message.
 const STREAM_BATCH_SERIES: usize = 128;
@@ -237,6 +239,8 @@ impl Ingester for IngesterService {
                     RejectReason::DuplicateTimestamp => pb::RejectReason::DuplicateTimestamp,
                     RejectReason::SeriesLimit => pb::RejectReason::PerUserSeriesLimit,
                     RejectReason::MetricSeriesLimit => pb::RejectReason::PerMetricSeriesLimit,
+                    // A 400 as too-old samples; the message carries Mimir's out-of-bounds id.
+                    RejectReason::OutOfBounds => pb::RejectReason::TooOld,
                 };
                 let label = r.reason.discard_reason();
                 metrics::SAMPLES_REJECTED
@@ -450,21 +454,29 @@ pub async fn join_ring(
     grpc_addr: SocketAddr,
     data_dir: &Path,
 ) -> Result<Lifecycler, IngesterError> {
-    let addr = cfg
-        .advertise_addr
-        .clone()
-        .unwrap_or_else(|| grpc_addr.to_string());
+    let addr = advertised_addr(cfg, grpc_addr);
     let instance = InstanceConfig {
-        id: cfg
-            .instance_id
-            .clone()
-            .unwrap_or_else(|| format!("ingester-{addr}")),
+        id: instance_id(cfg, grpc_addr),
         addr,
         zone: cfg.zone.clone(),
         tokens_file: Some(data_dir.join("ring-tokens.json")),
     };
     tracing::info!(id = %instance.id, addr = %instance.addr, zone = %instance.zone, "joining the ring");
     Ok(Lifecycler::start(kv, ring, instance, InstanceState::Active).await?)
+}
+
+fn advertised_addr(cfg: &IngesterConfig, grpc_addr: SocketAddr) -> String {
+    cfg.advertise_addr
+        .clone()
+        .unwrap_or_else(|| grpc_addr.to_string())
+}
+
+/// The ingester's id in the ring (and in its blocks' `__ingester_id__`): `ingester.instance_id`,
+/// else `ingester-<advertised address>`.
+pub fn instance_id(cfg: &IngesterConfig, grpc_addr: SocketAddr) -> String {
+    cfg.instance_id
+        .clone()
+        .unwrap_or_else(|| format!("ingester-{}", advertised_addr(cfg, grpc_addr)))
 }
 
 /// Binds the gRPC listener; returns it with its actual address (port 0 picks a free one).

@@ -74,6 +74,25 @@ async fn main() -> anyhow::Result<()> {
     let _reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
     // Per-workspace overrides set through the control plane's admin API, pushed by its watch.
     let _cp_overrides = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
+    // Closed time ranges go to the object store as blocks, then leave RocksDB.
+    let shipper = if cfg.blocks.ship {
+        let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)?;
+        let shipper = hestia_ingester::Shipper::new(
+            db.clone(),
+            bucket,
+            cfg.blocks.clone(),
+            hestia_ingester::instance_id(&cfg.ingester, addr),
+            overrides.clone(),
+            &cfg.server.data_dir,
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(shipper.run(async move {
+            let _ = stopped.await;
+        }));
+        Some((stop, task))
+    } else {
+        None
+    };
     let limiter = hestia_ingester::SeriesLimiter::new(
         overrides,
         cfg.ingester.max_local_series_per_user,
@@ -84,6 +103,10 @@ async fn main() -> anyhow::Result<()> {
     let service = hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter));
     hestia_ingester::serve_grpc(grpc, service, hestia_telemetry::shutdown_signal()).await?;
     ready.store(false, Ordering::Release);
+    if let Some((stop, task)) = shipper {
+        let _ = stop.send(());
+        task.await?;
+    }
     lifecycler
         .shutdown(cfg.ingester.unregister_on_shutdown)
         .await?;

@@ -1,5 +1,8 @@
 use once_cell::sync::Lazy;
-use prometheus::{register_int_counter_vec, register_int_gauge_vec, IntCounterVec, IntGaugeVec};
+use prometheus::{
+    register_int_counter, register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
+    IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
 
 pub static SAMPLES_APPENDED: Lazy<IntCounterVec> = Lazy::new(|| {
     register_int_counter_vec!(
@@ -78,6 +81,55 @@ pub static EXEMPLARS_APPENDED: Lazy<IntCounterVec> = Lazy::new(|| {
         "hestia_ingester_exemplars_appended_total",
         "Exemplars durably stored.",
         &["tenant"]
+    )
+    .expect("metric registers once")
+});
+
+pub static SHIPPER_BLOCKS_SHIPPED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_ingester_shipper_blocks_shipped_total",
+        "TSDB blocks uploaded to the object store and recorded as shipped."
+    )
+    .expect("metric registers once")
+});
+
+pub static SHIPPER_SAMPLES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_ingester_shipper_samples_cut_total",
+        "Samples written into cut blocks (a block cut again after a crash counts twice)."
+    )
+    .expect("metric registers once")
+});
+
+pub static SHIPPER_FAILURES: Lazy<IntCounterVec> = Lazy::new(|| {
+    register_int_counter_vec!(
+        "hestia_ingester_shipper_failures_total",
+        "Failures of the block shipper by stage (cut, upload, drop); the data stays in the ingester.",
+        &["stage"]
+    )
+    .expect("metric registers once")
+});
+
+pub static SHIPPER_PENDING_BLOCKS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "hestia_ingester_shipper_pending_blocks",
+        "Complete local blocks waiting for their upload."
+    )
+    .expect("metric registers once")
+});
+
+pub static SHIPPER_LAST_SUCCESS: Lazy<IntGauge> = Lazy::new(|| {
+    register_int_gauge!(
+        "hestia_ingester_shipper_last_success_timestamp_seconds",
+        "When the last block was shipped (Unix seconds)."
+    )
+    .expect("metric registers once")
+});
+
+pub static SHIPPER_CHUNKS_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_ingester_shipper_dropped_chunks_total",
+        "Chunk rows deleted from RocksDB after their range was shipped and retained."
     )
     .expect("metric registers once")
 });

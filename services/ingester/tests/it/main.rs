@@ -1,0 +1,4 @@
+//! The ingester's integration tests, one binary.
+
+mod cli;
+mod shipper;
