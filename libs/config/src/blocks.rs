@@ -49,7 +49,7 @@ impl BlocksConfig {
     pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(format!("blocks.{m}")));
         let ms = self.block_range.as_millis();
-        if ms < 60_000 || ms % 60_000 != 0 {
+        if ms < 60_000 || !ms.is_multiple_of(60_000) {
             return bad("block_range must be a whole number of minutes, at least 1m");
         }
         if self.ship_interval.is_zero() || self.ship_max_backoff < self.ship_interval {
