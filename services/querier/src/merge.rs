@@ -4,6 +4,8 @@
 //! ingester replicas, the RF blocks the replicas shipped for the same range, overlapping blocks —
 //! into one series with one sample per timestamp.
 
+use std::future::Future;
+
 use hestia_block::{ChunkMeta, SeriesChunks};
 use hestia_chunkenc::prom_histogram::PromHistogramIter;
 use hestia_chunkenc::{Encoding, HistogramIter, XorIter, XorSeek};
@@ -133,24 +135,13 @@ impl QueryStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<Labels>, StoreError> {
-        let (mut out, blocks) = futures::try_join!(
-            async {
-                match self.wants_ingesters(maxt) {
-                    true => self.ingesters.series(tenant, matchers, mint, maxt).await,
-                    false => Ok(Vec::new()),
-                }
-            },
-            async {
-                match self.blocks_for(mint) {
-                    Some(b) => b.series(tenant, matchers, mint, maxt).await,
-                    None => Ok(Vec::new()),
-                }
-            }
-        )?;
-        out.extend(blocks);
-        out.sort();
-        out.dedup();
-        Ok(out)
+        union_sorted(
+            self.wants_ingesters(maxt)
+                .then(|| self.ingesters.series(tenant, matchers, mint, maxt)),
+            self.blocks_for(mint)
+                .map(|b| b.series(tenant, matchers, mint, maxt)),
+        )
+        .await
     }
 
     pub async fn label_names(
@@ -160,28 +151,13 @@ impl QueryStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let (mut out, blocks) = futures::try_join!(
-            async {
-                match self.wants_ingesters(maxt) {
-                    true => {
-                        self.ingesters
-                            .label_names(tenant, matchers, mint, maxt)
-                            .await
-                    }
-                    false => Ok(Vec::new()),
-                }
-            },
-            async {
-                match self.blocks_for(mint) {
-                    Some(b) => b.label_names(tenant, matchers, mint, maxt).await,
-                    None => Ok(Vec::new()),
-                }
-            }
-        )?;
-        out.extend(blocks);
-        out.sort();
-        out.dedup();
-        Ok(out)
+        union_sorted(
+            self.wants_ingesters(maxt)
+                .then(|| self.ingesters.label_names(tenant, matchers, mint, maxt)),
+            self.blocks_for(mint)
+                .map(|b| b.label_names(tenant, matchers, mint, maxt)),
+        )
+        .await
     }
 
     pub async fn label_values(
@@ -192,29 +168,36 @@ impl QueryStore {
         mint: i64,
         maxt: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let (mut out, blocks) = futures::try_join!(
-            async {
-                match self.wants_ingesters(maxt) {
-                    true => {
-                        self.ingesters
-                            .label_values(tenant, name, matchers, mint, maxt)
-                            .await
-                    }
-                    false => Ok(Vec::new()),
-                }
-            },
-            async {
-                match self.blocks_for(mint) {
-                    Some(b) => b.label_values(tenant, name, matchers, mint, maxt).await,
-                    None => Ok(Vec::new()),
-                }
-            }
-        )?;
-        out.extend(blocks);
-        out.sort();
-        out.dedup();
-        Ok(out)
+        union_sorted(
+            self.wants_ingesters(maxt).then(|| {
+                self.ingesters
+                    .label_values(tenant, name, matchers, mint, maxt)
+            }),
+            self.blocks_for(mint)
+                .map(|b| b.label_values(tenant, name, matchers, mint, maxt)),
+        )
+        .await
     }
+}
+
+/// The answers of the sources a range needs (`None`: not asked), merged sorted and deduplicated.
+async fn union_sorted<T: Ord>(
+    ingesters: Option<impl Future<Output = Result<Vec<T>, StoreError>>>,
+    blocks: Option<impl Future<Output = Result<Vec<T>, StoreError>>>,
+) -> Result<Vec<T>, StoreError> {
+    async fn or_empty<T>(
+        f: Option<impl Future<Output = Result<Vec<T>, StoreError>>>,
+    ) -> Result<Vec<T>, StoreError> {
+        match f {
+            Some(f) => f.await,
+            None => Ok(Vec::new()),
+        }
+    }
+    let (mut out, blocks) = futures::try_join!(or_empty(ingesters), or_empty(blocks))?;
+    out.extend(blocks);
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// Merges the copies of each series (parts with equal labels, from any source) into one series
