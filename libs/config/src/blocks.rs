@@ -53,7 +53,9 @@ impl BlocksConfig {
             return bad("block_range must be a whole number of minutes, at least 1m");
         }
         if self.ship_interval.is_zero() || self.ship_max_backoff < self.ship_interval {
-            return bad("ship_interval must be positive and ship_max_backoff at least ship_interval");
+            return bad(
+                "ship_interval must be positive and ship_max_backoff at least ship_interval",
+            );
         }
         if self.bucket_index_update_interval.is_zero() {
             return bad("bucket_index_update_interval must be positive");

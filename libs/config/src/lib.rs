@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use blocks::BlocksConfig;
 pub use hestia_ha::HaTrackerConfig;
 pub use hestia_limits::Limits;
 pub use hestia_ring::{KvBackend, RingConfig};
-pub use blocks::BlocksConfig;
 pub use storage::{
     AddressingStyle, FilesystemStorageConfig, S3StorageConfig, StorageBackend, StorageConfig,
 };
@@ -503,11 +503,15 @@ impl Config {
             self.querier.query_ingesters_within,
             self.querier.query_store_after,
         );
-        if !within.is_zero() && within <= self.blocks.block_range + self.blocks.bucket_index_update_interval {
+        if !within.is_zero()
+            && within <= self.blocks.block_range + self.blocks.bucket_index_update_interval
+        {
             return bad("querier.query_ingesters_within must be 0s or longer than blocks.block_range plus blocks.bucket_index_update_interval (older samples are read from blocks only)");
         }
         if !within.is_zero() && after >= within {
-            return bad("querier.query_store_after must be shorter than querier.query_ingesters_within");
+            return bad(
+                "querier.query_store_after must be shorter than querier.query_ingesters_within",
+            );
         }
         if after > self.blocks.retain_after_upload {
             return bad("querier.query_store_after must not exceed blocks.retain_after_upload (ingesters drop shipped data after it)");
