@@ -51,8 +51,11 @@ bench-rw:
 bench-auth:
 	$(CARGO) bench -p hestia-auth --bench verify -- --noplot
 
-bench-storage:
+# Chunk encoding and the ingesters' storage; then blocks next to Prometheus 2.42: bytes per sample,
+# 30-day range queries and the querier's memory (services/querier/benches/blocks.rs).
+bench-storage: deps
 	$(CARGO) bench -p hestia-storage -p hestia-chunkenc -- --noplot
+	$(CARGO) bench -p hestia-querier --bench blocks
 
 # PromQL engine: dashboard queries over 10,000 in-memory series (libs/promql/benches/engine.rs).
 bench-promql:
