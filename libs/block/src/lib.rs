@@ -28,10 +28,21 @@
 //! the postings offset table, as in Prometheus' v2 reader; the label indices and their offset
 //! table are written for older readers and never read.
 //!
+//! [`BlockReader::series_batch`] instead walks every series in index order, a batch at a time,
+//! reading the series section sequentially.
+//!
+//! **Compacting** (`compact.rs`): [`compact`] merges blocks of one tenant (a range's replicas,
+//! adjacent ranges) into one block. Sources are read in batches of
+//! [`CompactOptions::batch_series`] series and merged by labels, so memory holds a batch per
+//! source and one series' samples. A chunk overlapping no other one, inside the output range
+//! and untouched by tombstones is copied as it is; overlapping chunks are decoded, merged with
+//! one sample per timestamp (on conflicts the source with the smallest ULID wins) and encoded
+//! again. `meta.json` gets the level, sources and parents as Prometheus' compactor writes them.
+//!
 //! **Compatibility** (tests in `tests/it`): `promtool tsdb analyze` and `promtool tsdb dump`
-//! (2.42) accept Hestia's blocks and dump exactly the written float samples; Prometheus 2.42's
-//! server answers the written integer histograms; blocks from `promtool tsdb create-blocks-from`
-//! read back sample for sample. Deviations from Prometheus' writer, none visible to readers: a new
+//! (2.42) accept Hestia's blocks, compacted ones included, and dump exactly the written (or
+//! merged) float samples; Prometheus 2.42's server answers the written integer histograms;
+//! blocks from `promtool tsdb create-blocks-from` read back sample for sample. Deviations from Prometheus' writer, none visible to readers: a new
 //! histogram bucket starts a new chunk instead of recoding the open one; `meta.json` carries
 //! `numFloatSamples` and `numHistogramSamples` as newer Prometheus versions write them; float
 //! histogram chunks need a Prometheus newer than 2.42 (2.42's promtool still analyzes such
@@ -41,6 +52,9 @@
 #[cfg(test)]
 mod block_tests;
 mod chunks;
+mod compact;
+#[cfg(test)]
+mod compact_tests;
 mod enc;
 mod encode;
 mod error;
@@ -52,6 +66,7 @@ mod tombstones;
 mod writer;
 
 pub use chunks::{segment_name, ChunkMeta, CHUNKS_DIR, MAX_SEGMENT_SIZE, SEGMENT_MAGIC};
+pub use compact::{compact, CompactOptions, CompactStats, DEFAULT_BATCH_SERIES};
 pub use encode::{histogram_chunks, xor_chunks, DEFAULT_CHUNK_SAMPLES};
 pub use error::BlockError;
 pub use index::{INDEX_FILENAME, INDEX_MAGIC, INDEX_VERSION};
@@ -60,6 +75,6 @@ pub use meta::{
     INGESTER_LABEL, META_FILENAME, META_VERSION, TENANT_LABEL,
 };
 pub use range::{LocalDir, ObjectStoreDir, RangeReader};
-pub use reader::{BlockReader, Samples, SeriesChunks, MERGE_GAP};
+pub use reader::{BlockReader, Samples, SeriesBatch, SeriesChunks, MERGE_GAP};
 pub use tombstones::{TOMBSTONES_FILENAME, TOMBSTONES_MAGIC};
 pub use writer::{symbols_of, BlockOptions, BlockWriter};

@@ -32,6 +32,8 @@ pub const MERGE_GAP: u64 = 4096;
 const SERIES_GUESS: u64 = 512;
 /// First guess of a chunk's size when no later chunk bounds it.
 const CHUNK_GUESS: u64 = 2048;
+/// Most bytes of the series section [`BlockReader::series_batch`] reads at once.
+const SCAN_MAX: u64 = 1 << 20;
 
 /// A series selected by a query: its labels, its chunks overlapping the query range, and the
 /// intervals tombstones delete from it.
@@ -41,6 +43,14 @@ pub struct SeriesChunks {
     pub chunks: Vec<ChunkMeta>,
     /// Deleted `[mint, maxt]` intervals (inclusive); empty for Hestia's blocks.
     pub deleted: Vec<(i64, i64)>,
+}
+
+/// Series read in index order by [`BlockReader::series_batch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesBatch {
+    pub series: Vec<SeriesChunks>,
+    /// Where the next batch starts (a series ref); `None` after the last series.
+    pub next: Option<u64>,
 }
 
 /// Decoded samples of a series.
@@ -265,7 +275,7 @@ impl<R: RangeReader> BlockReader<R> {
     }
 
     /// Reads the entries of series `refs` (ascending).
-    async fn read_series(&self, refs: &[u32]) -> Result<Vec<(u32, SeriesEntry)>, BlockError> {
+    async fn read_series(&self, refs: &[u32]) -> Result<Vec<(u64, SeriesEntry)>, BlockError> {
         let guesses: Vec<Range<u64>> = refs
             .iter()
             .map(|&r| {
@@ -286,8 +296,8 @@ impl<R: RangeReader> BlockReader<R> {
         let mut short = Vec::new();
         for (&r, g) in refs.iter().zip(&guesses) {
             match parse_series(&fetched.slice(g)?, &self.symbols)? {
-                Ok(s) => out.push((r, s)),
-                Err(need) => short.push((r, g.start..g.start + need)),
+                Ok((s, _)) => out.push((u64::from(r), s)),
+                Err(need) => short.push((u64::from(r), g.start..g.start + need)),
             }
         }
         let full = try_join_all(
@@ -298,7 +308,7 @@ impl<R: RangeReader> BlockReader<R> {
         .await?;
         for ((r, _), b) in short.iter().zip(full) {
             match parse_series(&b, &self.symbols)? {
-                Ok(s) => out.push((*r, s)),
+                Ok((s, _)) => out.push((*r, s)),
                 Err(_) => return Err(BlockError::corrupt("series", "length beyond its range")),
             }
         }
@@ -330,7 +340,91 @@ impl<R: RangeReader> BlockReader<R> {
         }
         let refs = self.postings_for(matchers).await?;
         let series = self.read_series(&refs).await?;
+        self.with_chunks(series, mint, maxt).await
+    }
 
+    /// Series in index order, which is label order, at most `limit` entries read per call, with
+    /// their chunks overlapping `[mint, maxt]` (series without any are left out). Start with
+    /// `from = None` and continue with the returned [`SeriesBatch::next`] until it is `None`.
+    /// The series section is read sequentially in ranges, as Prometheus' index writer scans it,
+    /// so memory holds one batch whatever the size of the block.
+    pub async fn series_batch(
+        &self,
+        from: Option<u64>,
+        limit: usize,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<SeriesBatch, BlockError> {
+        let limit = limit.max(1);
+        let mut at = match from {
+            None => self.toc.series.next_multiple_of(16),
+            Some(r) => r
+                .checked_mul(16)
+                .filter(|&at| at >= self.toc.series)
+                .ok_or_else(|| BlockError::Invalid(format!("series ref {r} out of range")))?,
+        };
+        let mut entries = Vec::new();
+        let (mut buf, mut buf_at) = (Bytes::new(), at);
+        while entries.len() < limit && at < self.series_end {
+            let off = (at - buf_at) as usize;
+            let rest = buf.get(off..).unwrap_or_default();
+            let parsed = match rest.first() {
+                // Zero bytes are padding (Prometheus' readers skip them too).
+                Some(0) => {
+                    at += 16;
+                    continue;
+                }
+                Some(_) => parse_series(rest, &self.symbols)?,
+                None => Err(0),
+            };
+            match parsed {
+                Ok((entry, len)) => {
+                    entries.push((at / 16, entry));
+                    at = (at + len).next_multiple_of(16);
+                }
+                Err(_) if buf_at + buf.len() as u64 >= self.series_end => {
+                    return Err(BlockError::corrupt("series", "entry past the series"));
+                }
+                Err(need) => {
+                    let guess = ((limit - entries.len()) as u64 * self.series_size() * 9 / 8)
+                        .clamp(MERGE_GAP, SCAN_MAX);
+                    let end = (at + guess.max(need)).min(self.series_end);
+                    buf = self.r.read_range(INDEX_FILENAME, at..end).await?;
+                    buf_at = at;
+                }
+            }
+        }
+        let next = (at < self.series_end).then_some(at / 16);
+        let series = match maxt < mint || maxt < self.meta.min_time || mint >= self.meta.max_time {
+            true => Vec::new(),
+            false => self.with_chunks(entries, mint, maxt).await?,
+        };
+        Ok(SeriesBatch { series, next })
+    }
+
+    /// The average size of a series entry: the series section over the length of the
+    /// all-series postings list.
+    fn series_size(&self) -> u64 {
+        let all = self.postings.get("").and_then(|v| v.first());
+        let n = all.map_or(0, |(_, p)| (p.end - p.start).saturating_sub(12) / 4);
+        match n {
+            0 => SERIES_GUESS,
+            n => (self.series_end - self.toc.series).div_ceil(n),
+        }
+    }
+
+    /// The sorted symbol table of the index: every label name and value of the block.
+    pub fn symbols(&self) -> &[String] {
+        &self.symbols
+    }
+
+    /// Reads the chunks of `series` overlapping `[mint, maxt]`; series without any are left out.
+    async fn with_chunks(
+        &self,
+        series: Vec<(u64, SeriesEntry)>,
+        mint: i64,
+        maxt: i64,
+    ) -> Result<Vec<SeriesChunks>, BlockError> {
         // Every chunk ref of the selected series bounds the chunk before it in its segment.
         let mut known: Vec<u64> = series
             .iter()
@@ -386,11 +480,7 @@ impl<R: RangeReader> BlockReader<R> {
             out.push(SeriesChunks {
                 labels: s.labels,
                 chunks: metas,
-                deleted: self
-                    .tombstones
-                    .get(&u64::from(r))
-                    .cloned()
-                    .unwrap_or_default(),
+                deleted: self.tombstones.get(&r).cloned().unwrap_or_default(),
             });
         }
         Ok(out)
@@ -571,8 +661,12 @@ struct SeriesEntry {
     chunks: Vec<ChunkEntry>,
 }
 
-/// Parses the series entry at the start of `b`; `Ok(Err(n))`: `b` is short, the entry takes `n`.
-fn parse_series(b: &[u8], symbols: &[String]) -> Result<Result<SeriesEntry, u64>, BlockError> {
+/// Parses the series entry at the start of `b` and returns it with its length in bytes;
+/// `Ok(Err(n))`: `b` is short, the entry takes `n`.
+fn parse_series(
+    b: &[u8],
+    symbols: &[String],
+) -> Result<Result<(SeriesEntry, u64), u64>, BlockError> {
     let mut d = Decoder::new(b, "series");
     let len = match d.uvarint() {
         Ok(n) => n,
@@ -639,10 +733,11 @@ fn parse_series(b: &[u8], symbols: &[String]) -> Result<Result<SeriesEntry, u64>
     if !d.is_empty() {
         return Err(d.err("trailing bytes"));
     }
-    Ok(Ok(SeriesEntry {
+    let entry = SeriesEntry {
         labels: Labels::from_sorted_unchecked(labels),
         chunks,
-    }))
+    };
+    Ok(Ok((entry, total)))
 }
 
 fn union_all(mut lists: Vec<Vec<u32>>) -> Vec<u32> {

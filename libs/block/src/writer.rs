@@ -9,7 +9,7 @@ use ulid::Ulid;
 
 use crate::chunks::{ChunkMeta, SegmentWriter, CHUNKS_DIR};
 use crate::index::{ChunkRef, IndexWriter, INDEX_FILENAME};
-use crate::meta::{BlockFile, BlockMeta, BlockSource, BlockStats, META_FILENAME};
+use crate::meta::{BlockFile, BlockMeta, BlockSource, BlockStats, Compaction, META_FILENAME};
 use crate::tombstones::{write_empty_tombstones, TOMBSTONES_FILENAME};
 use crate::BlockError;
 
@@ -54,6 +54,7 @@ pub struct BlockWriter {
     min_t: i64,
     max_t: i64,
     refs: Vec<ChunkRef>,
+    compaction: Option<Compaction>,
 }
 
 impl BlockWriter {
@@ -88,6 +89,7 @@ impl BlockWriter {
             min_t: i64::MAX,
             max_t: i64::MIN,
             refs: Vec::new(),
+            compaction: None,
         };
         // `w` owns the directory from here on: an error below removes it on drop.
         w.segments = Some(SegmentWriter::new(&tmp.join(CHUNKS_DIR))?);
@@ -97,6 +99,11 @@ impl BlockWriter {
 
     pub fn ulid(&self) -> Ulid {
         self.ulid
+    }
+
+    /// The `compaction` section of `meta.json` instead of a level-1 block's.
+    pub fn set_compaction(&mut self, compaction: Compaction) {
+        self.compaction = Some(compaction);
     }
 
     /// Adds a series (labels ascending across calls) with its chunks (by time, not overlapping).
@@ -175,6 +182,9 @@ impl BlockWriter {
             self.opts.source,
         );
         meta.stats = self.stats.clone();
+        if let Some(c) = self.compaction.take() {
+            meta.compaction = c;
+        }
         let file = |rel_path: String, size_bytes: u64| BlockFile {
             rel_path,
             size_bytes,

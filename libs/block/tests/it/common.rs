@@ -1,5 +1,6 @@
 //! Test data and helpers shared by the modules.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -159,4 +160,18 @@ pub fn go_labels(l: &Labels) -> String {
 /// Whether two samples are the same: equal bits, or both NaN (text has no NaN payloads).
 pub fn same_value(a: f64, b: f64) -> bool {
     a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
+/// Parses `{labels} value timestamp` lines of `promtool tsdb dump` (labels may hold spaces).
+pub fn parse_dump(out: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
+    let mut got: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+    for line in out.lines() {
+        let (rest, t) = line.rsplit_once(' ').expect("timestamp");
+        let (labels, v) = rest.rsplit_once(' ').expect("value");
+        let v: f64 = v.parse().unwrap_or_else(|_| panic!("value in {line}"));
+        got.entry(labels.to_string())
+            .or_default()
+            .push((t.parse().expect("timestamp"), v));
+    }
+    got
 }

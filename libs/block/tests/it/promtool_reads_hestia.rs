@@ -1,26 +1,10 @@
 //! `promtool tsdb analyze` and `promtool tsdb dump` accept Hestia's blocks, and dump the samples
 //! that were written.
 
-use std::collections::BTreeMap;
-
-use crate::common::{go_labels, promtool, random_series, same_value, write_block};
+use crate::common::{go_labels, parse_dump, promtool, random_series, same_value, write_block};
 
 const START: i64 = 1_700_000_000_000;
 const SPAN: i64 = 2 * 3600 * 1000;
-
-/// Parses `{labels} value timestamp` lines of `promtool tsdb dump` (labels may hold spaces).
-fn parse_dump(out: &str) -> BTreeMap<String, Vec<(i64, f64)>> {
-    let mut got: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
-    for line in out.lines() {
-        let (rest, t) = line.rsplit_once(' ').expect("timestamp");
-        let (labels, v) = rest.rsplit_once(' ').expect("value");
-        let v: f64 = v.parse().unwrap_or_else(|_| panic!("value in {line}"));
-        got.entry(labels.to_string())
-            .or_default()
-            .push((t.parse().expect("timestamp"), v));
-    }
-    got
-}
 
 #[test]
 fn promtool_analyzes_and_dumps_hestia_blocks() {
