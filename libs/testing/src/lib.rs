@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests of several crates.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 /// The kernel's ephemeral port range, from which outgoing connections take their local port.
 fn ephemeral_range() -> (u16, u16) {
@@ -44,6 +47,70 @@ pub fn free_port() -> u16 {
 /// `127.0.0.1:<free_port()>`.
 pub fn free_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
+/// A real S3-compatible server for tests: s3s-fs (`make deps` installs it) serving `dir` on a
+/// fixed loopback port, with one bucket. Killed when dropped; start it again on the same port and
+/// directory to model an object store that was down and came back.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+}
+
+impl S3Server {
+    pub const ACCESS_KEY: &'static str = "AKIDHESTIATEST";
+    pub const SECRET_KEY: &'static str = "hestia-test-secret";
+    pub const REGION: &'static str = "us-east-1";
+
+    /// Starts s3s-fs on `port` over `dir` with the empty bucket `bucket` (kept if it exists) and
+    /// waits until it accepts connections.
+    pub fn start(port: u16, dir: &Path, bucket: &str) -> Self {
+        std::fs::create_dir_all(dir.join(bucket)).expect("create the bucket directory");
+        let child = Command::new(s3s_fs_binary())
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--access-key",
+                Self::ACCESS_KEY,
+                "--secret-key",
+                Self::SECRET_KEY,
+            ])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("s3s-fs is installed (make deps)");
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "s3s-fs did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `$S3S_FS`, else `s3s-fs` from `~/.cargo/bin` or the PATH.
+fn s3s_fs_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("S3S_FS") {
+        return p.into();
+    }
+    let cargo = Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cargo/bin/s3s-fs");
+    if cargo.exists() {
+        cargo
+    } else {
+        "s3s-fs".into()
+    }
 }
 
 #[cfg(test)]

@@ -481,6 +481,7 @@ impl Distributor {
             let reason = match reason {
                 pb::RejectReason::OutOfOrder => "sample-out-of-order",
                 pb::RejectReason::TooOld => "sample-too-old",
+                pb::RejectReason::OutOfBounds => "sample-out-of-bounds",
                 pb::RejectReason::DuplicateTimestamp => "new-value-for-timestamp",
                 pb::RejectReason::PerUserSeriesLimit => "per_user_series_limit",
                 pb::RejectReason::PerMetricSeriesLimit => "per_metric_series_limit",

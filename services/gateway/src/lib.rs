@@ -7,8 +7,9 @@
 //!
 //! Workspaces come from the control plane ([`Workspaces::ControlPlane`]): unknown, deleted, not
 //! yet ACTIVE and other accounts' ones get 404 (the auth middleware in front of the router has
-//! put the caller's principal in the request). In dev mode ([`Workspaces::Any`],
-//! `--dev-workspaces`) every well-formed id is accepted and is its own tenant.
+//! put the caller's principal in the request). In dev mode (`--dev-workspaces`) every well-formed
+//! id is accepted: the control plane's workspaces as their tenant ([`Workspaces::Dev`]), any
+//! other id as its own tenant ([`Workspaces::Any`] without a control plane).
 
 pub mod audit;
 mod error;

@@ -22,6 +22,10 @@ const MAX_UNKNOWN: usize = 100_000;
 pub enum Workspaces {
     /// Dev mode: every well-formed workspace id is a workspace, its own tenant.
     Any,
+    /// Dev mode next to a control plane: the workspaces it holds resolve as in
+    /// [`Workspaces::ControlPlane`] (so data written, queried and backfilled through the AMP API
+    /// meet in one tenant); any other well-formed id is its own tenant.
+    Dev(Arc<Directory>),
     ControlPlane(Arc<Directory>),
 }
 
@@ -51,8 +55,8 @@ impl Workspaces {
         let directory = Directory::new(endpoints)?;
         if dev {
             tracing::warn!("dev workspaces: any well-formed workspace id is accepted as-is");
-            let watch = auth.map(|a| directory.spawn_watch(false, Some(a)));
-            return Ok((Workspaces::Any, watch));
+            let watch = directory.spawn_watch(true, auth);
+            return Ok((Workspaces::Dev(directory), Some(watch)));
         }
         let watch = directory.spawn_watch(true, auth);
         Ok((Workspaces::ControlPlane(directory), Some(watch)))
@@ -63,6 +67,12 @@ impl Workspaces {
         let ws = WorkspaceId::parse(workspace).map_err(|_| Unresolved::NotFound)?;
         match self {
             Workspaces::Any => TenantId::for_workspace(None, &ws).map_err(|_| Unresolved::NotFound),
+            Workspaces::Dev(d) => match d.resolve(ws.as_str(), account).await {
+                Err(Unresolved::NotFound) if d.lookup(ws.as_str()).await?.is_none() => {
+                    TenantId::for_workspace(None, &ws).map_err(|_| Unresolved::NotFound)
+                }
+                other => other,
+            },
             Workspaces::ControlPlane(d) => d.resolve(ws.as_str(), account).await,
         }
     }
@@ -118,23 +128,8 @@ impl Directory {
 
     /// Another account's workspace is not found, as in AMP.
     pub async fn resolve(&self, id: &str, account: &str) -> Result<TenantId, Unresolved> {
-        let known = {
-            let state = self.read();
-            match state.by_id.get(id) {
-                Some(e) => Some(e.clone()),
-                None if state
-                    .unknown
-                    .get(id)
-                    .is_some_and(|at| at.elapsed() < UNKNOWN_TTL) =>
-                {
-                    return Err(Unresolved::NotFound)
-                }
-                None => None,
-            }
-        };
-        let e = match known {
-            Some(e) => e,
-            None => self.ask(id).await?,
+        let Some(e) = self.lookup(id).await? else {
+            return Err(Unresolved::NotFound);
         };
         if e.account != account {
             Err(Unresolved::NotFound)
@@ -142,6 +137,28 @@ impl Directory {
             Ok(e.tenant)
         } else {
             Err(Unresolved::NotActive(e.status))
+        }
+    }
+
+    /// The workspace `id` as the control plane holds it; `None` when it holds none.
+    async fn lookup(&self, id: &str) -> Result<Option<Entry>, Unresolved> {
+        {
+            let state = self.read();
+            if let Some(e) = state.by_id.get(id) {
+                return Ok(Some(e.clone()));
+            }
+            if state
+                .unknown
+                .get(id)
+                .is_some_and(|at| at.elapsed() < UNKNOWN_TTL)
+            {
+                return Ok(None);
+            }
+        }
+        match self.ask(id).await {
+            Ok(e) => Ok(Some(e)),
+            Err(Unresolved::NotFound) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 

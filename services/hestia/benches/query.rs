@@ -1,7 +1,7 @@
 //! `make bench-query`: dashboard-style PromQL over 10,010 series × 2 h at 15 s, on `hestia all`
 //! and on Debian's Prometheus 2.42 loaded with the same data, measured side by side in one run.
 //! Prints the median latency of each query on both and the Hestia/Prometheus ratio.
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 // The allocator the `hestia` binary ships with (src/main.rs).

@@ -4,7 +4,7 @@
 //! file, config file), and the JSON response is pretty-printed to stdout.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 
 const USER_AGENT: &str = concat!("hestia-admin/", env!("CARGO_PKG_VERSION"));
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// Attempts of one call when it is throttled (429) or the service is unavailable (503).
+const MAX_ATTEMPTS: u32 = 5;
+/// The first retry's delay; each next one doubles it.
+const RETRY_BASE: Duration = Duration::from_millis(200);
 
 /// `hestia admin`: where to send requests, whose credentials sign them, and the command.
 #[derive(Debug, Clone, Args)]
@@ -51,6 +55,22 @@ pub enum AdminCommand {
     /// Manage a workspace's bearer tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Upload Prometheus TSDB blocks (a Prometheus data directory or block directories) into a
+    /// workspace, after reading every block in full.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackfillArgs {
+    pub workspace: String,
+    pub dir: PathBuf,
+    /// The configuration file whose `[storage]` section names the block store
+    /// [default: the embedded defaults: <data_dir>/blocks].
+    #[arg(long, env = "HESTIA_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `server.data_dir` for a filesystem store without an explicit dir.
+    #[arg(long, env = "HESTIA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -135,15 +155,43 @@ impl Scope {
 
 /// Runs one admin command and prints its response.
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
-    let call = api_call(&args.command)?;
     let target = resolve(
         args.endpoint.as_deref(),
         args.profile.as_deref(),
         args.region.as_deref(),
         &AwsEnv::from_process(),
     )?;
+    if let AdminCommand::Backfill(b) = &args.command {
+        return backfill(&target, b).await;
+    }
+    let call = api_call(&args.command)?;
     if let Some(out) = send(&target, &call).await? {
         println!("{out}");
+    }
+    Ok(())
+}
+
+/// `backfill`: the workspace's tenant from `DescribeWorkspace`, then the blocks.
+async fn backfill(target: &Target, args: &BackfillArgs) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(p) => hestia_config::Config::from_file(p)?,
+        None => hestia_config::Config::default(),
+    };
+    if let Some(d) = &args.data_dir {
+        cfg.server.data_dir = d.clone();
+    }
+    cfg.validate()?;
+    let describe = send(
+        target,
+        &ApiCall::get(format!("/workspaces/{}", encode_segment(&args.workspace)?)),
+    )
+    .await
+    .with_context(|| format!("describing workspace {}", args.workspace))?
+    .context("DescribeWorkspace answered nothing")?;
+    let tenant = crate::backfill::tenant_of(&serde_json::from_str(&describe)?, &args.workspace)?;
+    let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)?;
+    for block in crate::backfill::backfill(&bucket, &tenant, &args.dir).await? {
+        println!("{}", serde_json::to_string(&block)?);
     }
     Ok(())
 }
@@ -246,6 +294,7 @@ fn api_call(command: &AdminCommand) -> anyhow::Result<ApiCall> {
             seg(workspace)?,
             seg(token_id)?
         )),
+        C::Backfill(_) => bail!("backfill is several calls and uploads, not one API call"),
     })
 }
 
@@ -329,34 +378,48 @@ fn url(target: &Target, path: &str) -> anyhow::Result<Url> {
 async fn send(target: &Target, call: &ApiCall) -> anyhow::Result<Option<String>> {
     let url = url(target, &call.path)?;
     let body = call.body.as_ref().map(serde_json::to_vec).transpose()?;
-    let headers = signed_headers(
-        &call.method,
-        &url,
-        body.as_deref(),
-        &target.credentials,
-        &target.region,
-        SystemTime::now(),
-    )?;
     // A redirect would not carry a valid signature for its new URL.
     let client = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
-    let mut request = client.request(call.method.clone(), url).headers(headers);
-    if let Some(body) = body {
-        request = request.body(body);
+    let mut attempt = 1;
+    loop {
+        // Signed per attempt: the signature carries the time.
+        let headers = signed_headers(
+            &call.method,
+            &url,
+            body.as_deref(),
+            &target.credentials,
+            &target.region,
+            SystemTime::now(),
+        )?;
+        let mut request = client
+            .request(call.method.clone(), url.clone())
+            .headers(headers);
+        if let Some(body) = &body {
+            request = request.body(body.clone());
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {}", target.endpoint))?;
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .with_context(|| format!("reading the response from {}", target.endpoint))?;
+        // Throttled or unavailable: retried with backoff, as the AWS CLI's standard mode does.
+        let retryable =
+            status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE;
+        if retryable && attempt < MAX_ATTEMPTS {
+            tokio::time::sleep(RETRY_BASE * 2u32.pow(attempt - 1)).await;
+            attempt += 1;
+            continue;
+        }
+        return response_output(status, &text);
     }
-    let response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", target.endpoint))?;
-    let status = response.status();
-    let text = response
-        .text()
-        .await
-        .with_context(|| format!("reading the response from {}", target.endpoint))?;
-    response_output(status, &text)
 }
 
 /// The pretty JSON (or raw text) of a successful response, nothing for an empty one; an error

@@ -1,12 +1,15 @@
 //! `hestia all`: gateway, distributor, ingester, querier and a single control-plane voter in one
-//! process. The ingester and the control plane still serve gRPC on loopback ports and the other
-//! roles reach them through gRPC clients, exactly as in a cluster; only the gateway →
-//! distributor/querier hop is an in-process call. The AMP workspace API is served on the public
-//! port; the gateway serves the workspaces it creates (or, with `--dev-workspaces`, any id).
+//! process. The ingester ships closed block ranges to the `[storage]` block store (by default
+//! `<data_dir>/blocks`) and the querier reads them there, as in a cluster. The ingester and the
+//! control plane still serve gRPC on loopback ports and the other roles reach them through gRPC
+//! clients, exactly as in a cluster; only the gateway → distributor/querier hop is an in-process
+//! call. The AMP workspace API is served on the public port; the gateway serves the workspaces
+//! it creates (or, with `--dev-workspaces`, any id).
 //! Every public route is behind the auth middleware (SigV4, tokens, Basic); the first start
 //! creates the operator account and writes its key to `<data_dir>/credentials`.
 
 pub mod admin;
+pub mod backfill;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -176,6 +179,10 @@ impl AllInOne {
         cfg.ring.replication_factor = 1;
         cfg.ring.zone_awareness = false;
         cfg.ingester.advertise_addr = None;
+        // A stable id: the ingester's blocks name it, and a restart is the same member.
+        cfg.ingester
+            .instance_id
+            .get_or_insert_with(|| "ingester-all".to_string());
         let kv: Arc<dyn hestia_ring::Kv> = Arc::new(hestia_ring::MemoryKv::default());
         let lifecycler = hestia_ingester::join_ring(
             kv.clone(),
@@ -194,6 +201,7 @@ impl AllInOne {
         // HA elections on the voter's Raft log, as in a cluster: they survive restarts.
         let (ha, ha_refresher) =
             hestia_distributor::start_ha_tracker(&cp_endpoints, &cfg.distributor.ha_tracker)?;
+        let shipper_overrides = overrides.clone();
         let distributor = Arc::new(hestia_distributor::Distributor::new(
             cfg.distributor.clone(),
             overrides,
@@ -202,11 +210,34 @@ impl AllInOne {
             None,
             ha,
         ));
-        let querier = Arc::new(hestia_querier::Querier::new(
-            cfg.querier.clone(),
+        // Blocks: this ingester ships closed ranges to `[storage]`; the querier reads them.
+        let mut querier_cfg = cfg.querier.clone();
+        if !cfg.blocks.ship {
+            // The ingester keeps every sample: it is asked whatever the time range.
+            querier_cfg.query_ingesters_within = std::time::Duration::ZERO;
+        }
+        let blocks = hestia_querier::BlockStore::open(&cfg).context("opening the block store")?;
+        let querier = Arc::new(hestia_querier::Querier::with_blocks(
+            querier_cfg,
             ring,
             pool,
+            blocks,
         ));
+        let shipper = if cfg.blocks.ship {
+            let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)
+                .context("opening the block store")?;
+            let shipper = hestia_ingester::Shipper::new(
+                db.clone(),
+                bucket,
+                cfg.blocks.clone(),
+                hestia_ingester::instance_id(&cfg.ingester, grpc_addr),
+                shipper_overrides,
+                &cfg.server.data_dir,
+            );
+            Some(tokio::spawn(shipper.run(wait_stop(stop_rx.clone()))))
+        } else {
+            None
+        };
         let (workspaces, workspace_watch) =
             hestia_gateway::Workspaces::start(&cp_endpoints, cfg.gateway.dev_workspaces, None)?;
         let gateway = Arc::new(Gateway::new(
@@ -252,8 +283,12 @@ impl AllInOne {
             )
             .with_graceful_shutdown(http_stop)
             .await;
-            // In-flight pushes finish before the ingester stops and the database closes.
+            // In-flight pushes finish before the ingester stops and the database closes; a block
+            // being cut or uploaded is abandoned (the next start resumes it).
             let _ = tokio::time::timeout(grace, grpc).await;
+            if let Some(s) = shipper {
+                let _ = s.await;
+            }
             if let Err(e) = lifecycler.shutdown(true).await {
                 tracing::warn!(error = %e, "leaving the ring");
             }

@@ -239,8 +239,7 @@ impl Ingester for IngesterService {
                     RejectReason::DuplicateTimestamp => pb::RejectReason::DuplicateTimestamp,
                     RejectReason::SeriesLimit => pb::RejectReason::PerUserSeriesLimit,
                     RejectReason::MetricSeriesLimit => pb::RejectReason::PerMetricSeriesLimit,
-                    // A 400 as too-old samples; the message carries Mimir's out-of-bounds id.
-                    RejectReason::OutOfBounds => pb::RejectReason::TooOld,
+                    RejectReason::OutOfBounds => pb::RejectReason::OutOfBounds,
                 };
                 let label = r.reason.discard_reason();
                 metrics::SAMPLES_REJECTED

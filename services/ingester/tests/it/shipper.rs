@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,12 +19,11 @@ use hestia_storage::{
     ChunkEncoding, CounterResetHint, Histogram, HistogramIter, RejectReason, SeriesAppend, Span,
     Tsdb, XorIter,
 };
+use hestia_testing::S3Server;
 
 const HOUR: i64 = 3_600_000;
 const RANGE: i64 = 2 * HOUR;
 const STEP: i64 = 30_000;
-const ACCESS_KEY: &str = "AK00000000000000000000beef";
-const SECRET_KEY: &str = "0000000000000000000000000000cafe";
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -475,8 +474,8 @@ fn s3_bucket(node: &Node, port: u16) -> Bucket {
             endpoint: format!("http://127.0.0.1:{port}"),
             bucket: "hestia".into(),
             region: "us-east-1".into(),
-            access_key_id: ACCESS_KEY.into(),
-            secret_access_key: SECRET_KEY.into(),
+            access_key_id: S3Server::ACCESS_KEY.into(),
+            secret_access_key: S3Server::SECRET_KEY.into(),
             allow_http: true,
             max_retries: 0,
             retry_timeout: Duration::from_secs(1),
@@ -578,40 +577,6 @@ async fn crashes_between_cut_upload_and_record_leave_one_block_per_range() {
     assert_eq!(bucket_blocks(&bucket, &t).await, blocks);
 }
 
-/// s3s-fs on a given port, killed when dropped.
-struct S3Fs(Child);
-
-impl S3Fs {
-    fn start(port: u16, dir: &Path) -> Self {
-        std::fs::create_dir_all(dir.join("hestia")).unwrap();
-        let bin = std::env::var("S3S_FS").unwrap_or_else(|_| {
-            let home = std::env::var("HOME").unwrap_or_default();
-            let cargo = Path::new(&home).join(".cargo/bin/s3s-fs");
-            if cargo.exists() {
-                cargo.display().to_string()
-            } else {
-                "s3s-fs".into()
-            }
-        });
-        let child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs is installed (make deps)");
-        Self(child)
-    }
-}
-
-impl Drop for S3Fs {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_object_store_keeps_data_and_ships_once_it_is_back() {
     let node = Node::new();
@@ -656,7 +621,7 @@ async fn an_unreachable_object_store_keeps_data_and_ships_once_it_is_back() {
 
     // Back: everything is shipped within a few backoff periods.
     let s3_dir = tempfile::tempdir().unwrap();
-    let _server = S3Fs::start(port, s3_dir.path());
+    let _server = S3Server::start(port, s3_dir.path(), "hestia");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let shipped = match BucketIndex::build(&bucket.tenant(&t)).await {

@@ -5,16 +5,15 @@
 //! boundary (where 2.42's closed and 3.x's left-open ranges differ). Other 2.42/3.x differences
 //! are kept out of the data and the query list: `rate` extrapolation next to a counter's zero
 //! point (see `dataset.rs`), `atan2` keeping the metric name in 2.42, and tie order in `topk`.
-mod common;
 
 use std::collections::BTreeMap;
 
-use common::dataset::{Dataset, Spec};
-use common::prometheus::Prometheus;
-use common::*;
+use crate::common::dataset::{Dataset, Spec};
+use crate::common::prometheus::Prometheus;
+use crate::common::*;
 use serde_json::Value;
 
-const QUERIES: &[&str] = &[
+pub(crate) const QUERIES: &[&str] = &[
     "hd_gauge",
     "hd_requests_total",
     "up",
@@ -141,7 +140,7 @@ fn close(a: f64, b: f64) -> bool {
     diff <= 1e-6 * a.abs().max(b.abs()) || diff < 1e-9
 }
 
-fn compare(q: &str, theirs: &Value, ours: &Value) -> Result<(), String> {
+pub(crate) fn compare(q: &str, theirs: &Value, ours: &Value) -> Result<(), String> {
     let (tk, t) = reduce(theirs);
     let (ok_, o) = reduce(ours);
     if tk != ok_ {
@@ -172,7 +171,7 @@ fn compare(q: &str, theirs: &Value, ours: &Value) -> Result<(), String> {
     Ok(())
 }
 
-async fn get(client: &reqwest::Client, url: &str, params: &[(&str, String)]) -> Value {
+pub(crate) async fn get(client: &reqwest::Client, url: &str, params: &[(&str, String)]) -> Value {
     let r = client.get(url).query(params).send().await.expect("send");
     r.json().await.expect("json body")
 }

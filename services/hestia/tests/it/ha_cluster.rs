@@ -8,14 +8,12 @@
 //! killing the distributor that made the failover, then the control-plane leader, changes
 //! nothing. At the end every stored sample is traced to the replica whose local TSDB has it.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::cluster::{create_workspace, LocalCluster, CP_API};
-use common::prometheus::Prometheus;
+use crate::common::cluster::{create_workspace, LocalCluster, CP_API};
+use crate::common::prometheus::Prometheus;
 use serde_json::Value;
 
 const SCRAPE_S: i64 = 2;
@@ -227,7 +225,7 @@ async fn ha_pair_is_deduplicated_and_fails_over_once() {
     c.run(&["kill", victim]);
     tokio::time::sleep(Duration::from_secs(8)).await;
     assert_eq!(elected(&client).await, ("replica2".to_string(), 1));
-    let (_, cluster) = common::get_json(&client, &format!("{CP_API}/admin/cluster")).await;
+    let (_, cluster) = crate::common::get_json(&client, &format!("{CP_API}/admin/cluster")).await;
     let leader = cluster["current_leader"].as_u64().expect("a leader");
     c.run(&["kill", &format!("control-plane-{leader}")]);
     tokio::time::sleep(Duration::from_secs(12)).await;

@@ -1,9 +1,8 @@
 //! Remote write 2.0 (`io.prometheus.write.v2.Request`) through `hestia all`: symbols, float
 //! samples, a native histogram, an exemplar and metadata in; 204 with the `…-Written` headers;
 //! the data back through the query API; partial refusals reported in the headers.
-mod common;
 
-use common::*;
+use crate::common::*;
 use hestia_proto::write_v2 as v2;
 use prost::Message;
 use serde_json::json;

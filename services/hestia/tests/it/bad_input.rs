@@ -1,8 +1,7 @@
 //! Bad remote-write and query input gets the right status and message, valid series of a
 //! partially invalid request are still stored, and the server keeps serving.
-mod common;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test]
 async fn bad_input_is_refused_precisely_and_nothing_valid_is_lost() {

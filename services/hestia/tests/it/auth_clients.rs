@@ -7,13 +7,12 @@
 //! Prometheus' own `sigv4:` is not used: Debian's 2.42+ds build sends its requests unsigned
 //! (no Authorization header, checked against a header-dumping server), which Hestia refuses
 //! with 403 MissingAuthenticationToken like AMP.
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 struct Admin {
@@ -184,7 +183,7 @@ remote_write:
         token_relabel = relabel("token"),
     );
     let _prometheus =
-        common::prometheus::Prometheus::start(&dir.path().join("prom"), &config, &[]).await;
+        crate::common::prometheus::Prometheus::start(&dir.path().join("prom"), &config, &[]).await;
 
     // awscurl signs like the AWS SDKs: a remote write with the writer's key (body hashed).
     let body_file = dir.path().join("write.bin");

@@ -7,14 +7,12 @@
 //! workspaces are served, its quota overrides reach the distributors, and a deleted workspace
 //! is refused at once and purged from every ingester after the grace period.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::{create_workspace, LocalCluster};
-use common::{encode, now_ms, series, WS};
+use crate::common::cluster::{create_workspace, LocalCluster};
+use crate::common::{encode, now_ms, series, WS};
 use serde_json::json;
 
 const METRIC: &str = "local_cluster_load";

@@ -5,8 +5,6 @@
 //! never 2xx, and queries fail rather than answer partially. After a restart on the same disk
 //! everything acknowledged is there.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -168,13 +166,13 @@ impl Cluster {
     async fn write(&self, round: usize, series: usize, t: i64) -> bool {
         let ts = (0..series)
             .map(|i| {
-                common::series(
+                crate::common::series(
                     &[("__name__", "ring_test"), ("i", &i.to_string())],
                     &[(t, round as f64)],
                 )
             })
             .collect();
-        let body = common::encode(ts);
+        let body = crate::common::encode(ts);
         let tenant = TenantId::parse(TENANT).expect("tenant");
         self.distributors[round % 2]
             .push(&tenant, Protocol::V1, &body)
@@ -237,7 +235,7 @@ async fn wait_for(mut cond: impl FnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replicated_writes_survive_one_zone_and_fail_loudly_beyond() {
     let mut c = Cluster::start().await;
-    let t0 = common::now_ms() - 60_000;
+    let t0 = crate::common::now_ms() - 60_000;
     const N: usize = 200;
 
     assert!(c.write(0, N, t0).await, "healthy cluster accepts");

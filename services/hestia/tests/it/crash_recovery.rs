@@ -1,11 +1,10 @@
 //! Every acknowledged sample survives `kill -9` of `hestia all`.
-mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tokio::sync::Mutex;
 
 const WRITERS: usize = 4;

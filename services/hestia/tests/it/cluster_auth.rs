@@ -3,12 +3,11 @@
 //! operator's credentials; identities created on a voter reach the gateway through the
 //! workspace watch; the gateway refuses unauthenticated and revoked credentials, and its
 //! refusals reach a voter's audit log.
-mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::{LocalCluster, CP_API};
-use common::*;
+use crate::common::cluster::{LocalCluster, CP_API};
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// Retries `f` until it answers `want` (identities propagate asynchronously), for at most 20 s.

@@ -3,11 +3,9 @@
 //! refuses whole requests (429, Retry-After) and stores nothing of them, a workspace with an
 //! override is unaffected, and a changed overrides file takes effect while running.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 const OTHER: &str = "ws-00000000-0000-4000-8000-000000000002";
 

@@ -3,11 +3,9 @@
 //! the admin limits API reaches the distributor; a deleted workspace is refused at once and
 //! purged after the grace period; workspaces and their data survive a restart.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const UNKNOWN: &str = "ws-00000000-0000-4000-8000-00000000dead";

@@ -3,12 +3,11 @@
 //! workspace on every route, unauthenticated and replayed requests, workspace tokens (Bearer
 //! and bare), Basic, OAuth2 client credentials, and refusals in the audit log. Requests are
 //! signed with the aws-sigv4 crate (AWS's own signer), verified by hestia-auth.
-mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 use hestia_aws_client::{signed_headers_with, AwsCredentials};
 use reqwest::{Method, Url};
 use serde_json::{json, Value};

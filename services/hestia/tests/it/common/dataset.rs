@@ -217,6 +217,46 @@ impl Dataset {
             .sum()
     }
 
+    /// The whole data set in OpenMetrics text (`promtool tsdb create-blocks-from openmetrics`'s
+    /// input), series after series. Stale markers become plain NaNs: the text format has no way
+    /// to carry the marker's bits.
+    pub fn openmetrics(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        for s in &self.series {
+            let name = s
+                .labels
+                .iter()
+                .find(|l| l.name == "__name__")
+                .map_or("", |l| l.value.as_str());
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .filter(|l| l.name != "__name__")
+                .map(|l| format!("{}=\"{}\"", l.name, l.value))
+                .collect();
+            for (k, v) in s.values.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let value = match *v {
+                    v if v.is_nan() => "NaN".to_string(),
+                    v if v == f64::INFINITY => "+Inf".to_string(),
+                    v if v == f64::NEG_INFINITY => "-Inf".to_string(),
+                    v => format!("{v:?}"),
+                };
+                let t = self.timestamps[k];
+                let _ = writeln!(
+                    out,
+                    "{name}{{{}}} {value} {}.{:03}",
+                    labels.join(","),
+                    t.div_euclid(1000),
+                    t.rem_euclid(1000)
+                );
+            }
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+
     /// The snappy-compressed remote-write request of scrape `k`.
     pub fn request(&self, k: usize) -> Vec<u8> {
         let t = self.timestamps[k];

@@ -2,9 +2,8 @@
 //! and custom-bucket histograms, a histogram stale marker, exemplars), the query API's histogram
 //! JSON, `histogram_quantile`/`histogram_count`/`rate` over native histograms, and
 //! `/api/v1/query_exemplars`.
-mod common;
 
-use common::*;
+use crate::common::*;
 use hestia_proto::prometheus as pb;
 use prost::Message;
 

@@ -6,7 +6,7 @@ pub mod cluster;
 pub mod dataset;
 pub mod prometheus;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,11 +39,7 @@ pub async fn start_in_process_with(
         .expect("hestia all starts")
 }
 
-/// A free loopback port (bound then released).
-pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
+pub use hestia_testing::free_addr;
 
 /// `hestia all` as a child process (for kill -9 tests).
 pub struct HestiaProcess {
@@ -53,6 +49,11 @@ pub struct HestiaProcess {
 
 impl HestiaProcess {
     pub async fn start(data_dir: &Path, addr: SocketAddr) -> Self {
+        Self::start_with(data_dir, addr, &[]).await
+    }
+
+    /// Like [`HestiaProcess::start`] with more `hestia all` arguments (e.g. `--config F`).
+    pub async fn start_with(data_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_hestia"))
             .args([
                 "all",
@@ -63,6 +64,7 @@ impl HestiaProcess {
                 "--data-dir",
             ])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -4,11 +4,9 @@
 //! over once the elected one has been silent for the timeout, a workspace's HA cluster limit
 //! refuses new clusters with 400, and a workspace with deduplication off stores every replica.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const OTHER: &str = "ws-00000000-0000-4000-8000-000000000002";
 const FAILOVER: Duration = Duration::from_secs(6);

@@ -3,11 +3,9 @@
 //! control plane's watch carries it to the ingester), refused again beyond the window, and
 //! queryable in time order, also after a restart.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn sample(t: i64, v: f64) -> Vec<u8> {

@@ -1,11 +1,10 @@
 //! A real Prometheus (Debian's 2.42) scrapes itself every second and remote-writes to
 //! `hestia all` for 60 s; Hestia then answers the same as that Prometheus does locally.
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// Result vector as sorted (labels, value) pairs.
@@ -58,7 +57,7 @@ remote_write:
         }
     }
     let _prometheus = Kill(
-        Command::new(common::prometheus::binary())
+        Command::new(crate::common::prometheus::binary())
             .arg(format!("--config.file={}", cfg_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",

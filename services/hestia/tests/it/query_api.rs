@@ -1,9 +1,8 @@
 //! The query API beyond evaluation: format_query, parse_query, remote read (both response types,
 //! and Debian's Prometheus 2.42 reading through it), and AMP's query limits.
-mod common;
 
-use common::prometheus::Prometheus;
-use common::*;
+use crate::common::prometheus::Prometheus;
+use crate::common::*;
 use hestia_proto::prometheus as pb;
 use prost::Message;
 use serde_json::{json, Value};
