@@ -1,8 +1,9 @@
 //! [`compact`]: merges blocks of one tenant into one block, streaming.
 //!
 //! Every source is read in index (label) order, `batch_series` series at a time
-//! ([`BlockReader::series_batch`]), and the sources are merged by labels, so memory holds one
-//! batch per source, the samples of one series, and the writer's symbols and postings.
+//! ([`BlockReader::series_batch`]), the next batch being read while the current one is merged,
+//! and the sources are merged by labels. Memory holds two batches per source, the samples of
+//! one series, and the writer's symbols and postings.
 //!
 //! Per series, the chunks of every source are grouped where their time ranges overlap. A group
 //! of one chunk that lies inside the output range and that no tombstone touches is copied as it
@@ -27,7 +28,7 @@ use crate::chunks::ChunkMeta;
 use crate::encode::{histogram_chunks, xor_chunks, DEFAULT_CHUNK_SAMPLES};
 use crate::meta::{BlockDesc, BlockMeta, BlockSource, Compaction};
 use crate::range::RangeReader;
-use crate::reader::{BlockReader, SeriesChunks};
+use crate::reader::{BlockReader, SeriesBatch, SeriesChunks};
 use crate::writer::{BlockOptions, BlockWriter};
 use crate::BlockError;
 
@@ -40,7 +41,7 @@ pub struct CompactOptions {
     pub tenant: TenantId,
     /// `[minTime, maxTime)` of the output; `None`: the union of the sources' ranges.
     pub time_range: Option<(i64, i64)>,
-    /// Series read from each source per batch (bounds memory).
+    /// Series read from each source per batch; memory holds two batches per source.
     pub batch_series: usize,
 }
 
@@ -138,47 +139,59 @@ pub async fn compact<R: RangeReader>(
     let mut w = BlockWriter::new(parent, block_opts, symbols.into_iter().map(String::from))?;
     w.set_compaction(compaction_of(&sorted));
 
-    let mut inputs: Vec<Input<'_, R>> = sorted
+    let mut cursors: Vec<Cursor<'_, R>> = sorted
         .iter()
-        .map(|&reader| Input {
+        .map(|&reader| Cursor {
             reader,
-            pending: VecDeque::new(),
             from: None,
             done: false,
+            ahead: None,
         })
         .collect();
-    let batch = opts.batch_series.max(1);
-    let mut stats = CompactStats::default();
-    let mut group: Vec<(usize, SeriesChunks)> = Vec::new();
+    let mut queues: Vec<VecDeque<SeriesChunks>> = vec![VecDeque::new(); cursors.len()];
+    let (batch, range) = (opts.batch_series.max(1), (mint, maxt - 1));
+    let mut m = Merge {
+        w,
+        stats: CompactStats::default(),
+        range,
+    };
     loop {
-        // Every source must show its next series before the smallest one is known.
-        let empty = inputs
+        // Queues that ran out take their next batch: the one read ahead, or one read now.
+        let now = cursors
             .iter_mut()
-            .filter(|i| i.pending.is_empty() && !i.done);
-        try_join_all(empty.map(|i| i.refill(batch, mint, maxt - 1))).await?;
-        if inputs.iter().any(|i| i.pending.is_empty() && !i.done) {
-            continue;
-        }
-        let Some(labels) = inputs
-            .iter()
-            .filter_map(|i| i.pending.front().map(|s| &s.labels))
-            .min()
-            .cloned()
-        else {
-            break;
-        };
-        group.clear();
-        for (rank, i) in inputs.iter_mut().enumerate() {
-            if i.pending.front().is_some_and(|s| s.labels == labels) {
-                group.extend(i.pending.pop_front().map(|s| (rank, s)));
+            .zip(&queues)
+            .filter(|(c, q)| q.is_empty() && c.ahead.is_none() && !c.done);
+        try_join_all(now.map(|(c, _)| c.read_ahead(batch, range))).await?;
+        for (c, q) in cursors.iter_mut().zip(&mut queues) {
+            if q.is_empty() {
+                q.extend(c.ahead.take().into_iter().flat_map(|b| b.series));
             }
         }
-        let chunks = merge_series(&group, mint, maxt - 1, &mut stats)?;
-        if !chunks.is_empty() {
-            w.add_series(&labels, &chunks)?;
-            stats.series += 1;
+        let more: Vec<bool> = cursors
+            .iter()
+            .map(|c| !c.done || c.ahead.is_some())
+            .collect();
+        if queues
+            .iter()
+            .zip(&more)
+            .any(|(q, &more)| q.is_empty() && more)
+        {
+            // A batch without series in the range.
+            continue;
         }
+        if queues.iter().all(VecDeque::is_empty) {
+            break;
+        }
+        // The next batches are read while these are merged.
+        let ahead = cursors
+            .iter_mut()
+            .filter(|c| c.ahead.is_none() && !c.done)
+            .map(|c| c.read_ahead(batch, range));
+        let (ahead, merged) = futures::join!(try_join_all(ahead), m.merge(&mut queues, &more));
+        ahead?;
+        merged?;
     }
+    let Merge { w, stats, .. } = m;
     if stats.series == 0 {
         // Dropping the writer removes its temporary directory.
         return Ok(None);
@@ -214,24 +227,82 @@ fn compaction_of<R: RangeReader>(sources: &[&BlockReader<R>]) -> Compaction {
     }
 }
 
-/// One source block being read batch by batch.
-struct Input<'a, R> {
+/// Where the reading of one source is.
+struct Cursor<'a, R> {
     reader: &'a BlockReader<R>,
-    pending: VecDeque<SeriesChunks>,
     /// Where the next batch starts (`None`: at the first series).
     from: Option<u64>,
+    /// Whether every batch was read.
     done: bool,
+    /// A batch read ahead.
+    ahead: Option<SeriesBatch>,
 }
 
-impl<R: RangeReader> Input<'_, R> {
-    async fn refill(&mut self, limit: usize, mint: i64, maxt: i64) -> Result<(), BlockError> {
+impl<R: RangeReader> Cursor<'_, R> {
+    async fn read_ahead(&mut self, limit: usize, range: (i64, i64)) -> Result<(), BlockError> {
         let b = self
             .reader
-            .series_batch(self.from, limit, mint, maxt)
+            .series_batch(self.from, limit, range.0, range.1)
             .await?;
-        self.pending.extend(b.series);
         self.from = b.next;
         self.done = b.next.is_none();
+        self.ahead = Some(b);
+        Ok(())
+    }
+}
+
+/// Series merged between reads.
+const YIELD_EVERY: u64 = 64;
+
+/// The output being written.
+struct Merge {
+    w: BlockWriter,
+    stats: CompactStats,
+    /// `[mint, maxt]` of the samples kept, inclusive.
+    range: (i64, i64),
+}
+
+impl Merge {
+    /// Merges series by labels until a queue with `more` series to come runs out.
+    async fn merge(
+        &mut self,
+        queues: &mut [VecDeque<SeriesChunks>],
+        more: &[bool],
+    ) -> Result<(), BlockError> {
+        let mut group: Vec<(usize, SeriesChunks)> = Vec::new();
+        for n in 1.. {
+            if queues
+                .iter()
+                .zip(more)
+                .any(|(q, &more)| q.is_empty() && more)
+            {
+                break;
+            }
+            let Some(labels) = queues
+                .iter()
+                .filter_map(|q| q.front())
+                .map(|s| &s.labels)
+                .min()
+            else {
+                break;
+            };
+            let labels = labels.clone();
+            group.clear();
+            for (rank, q) in queues.iter_mut().enumerate() {
+                if q.front().is_some_and(|s| s.labels == labels) {
+                    group.extend(q.pop_front().map(|s| (rank, s)));
+                }
+            }
+            let chunks = merge_series(&group, self.range.0, self.range.1, &mut self.stats)?;
+            if !chunks.is_empty() {
+                self.w.add_series(&labels, &chunks)?;
+                self.stats.series += 1;
+            }
+            // Lets the batches being read ahead make progress.
+            if n % YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
         Ok(())
     }
 }
@@ -240,7 +311,8 @@ impl<R: RangeReader> Input<'_, R> {
 #[derive(Debug, Clone, PartialEq)]
 enum Value {
     Float(f64),
-    Histogram(Histogram),
+    /// Boxed: samples are sorted, and floats are the common case.
+    Histogram(Box<Histogram>),
 }
 
 impl Value {
@@ -273,6 +345,21 @@ struct Part<'a> {
     deleted: &'a [(i64, i64)],
 }
 
+impl Part<'_> {
+    /// Whether the chunk can be written as it is: samples, all inside `[mint, maxt]`, none
+    /// deleted.
+    fn copyable(&self, mint: i64, maxt: i64) -> bool {
+        let c = self.chunk;
+        c.num_samples() > 0
+            && c.min_t >= mint
+            && c.max_t <= maxt
+            && !self
+                .deleted
+                .iter()
+                .any(|&(a, b)| a <= c.max_t && b >= c.min_t)
+    }
+}
+
 /// The output chunks of one series from its chunks in `sources` (rank = position by ULID),
 /// keeping samples in `[mint, maxt]` (inclusive) that no tombstone deletes.
 fn merge_series(
@@ -297,34 +384,57 @@ fn merge_series(
         .iter()
         .map(|p| p.chunk.data.len() as u64)
         .sum::<u64>();
+    // Replicas that received the same samples cut the same chunks. A chunk byte for byte equal
+    // to one of a smaller ULID is set aside as its twin: when the equal chunk is copied, the
+    // twin holds only duplicates; otherwise it joins the equal chunk's group.
+    let mut kept: Vec<Part<'_>> = Vec::with_capacity(chunks.len());
+    let mut twins: Vec<(usize, Part<'_>)> = Vec::new();
+    for p in chunks {
+        let twin_of = match p.copyable(mint, maxt) {
+            true => kept
+                .iter()
+                .enumerate()
+                .rev()
+                .take_while(|(_, q)| q.chunk.min_t == p.chunk.min_t)
+                .find(|(_, q)| q.copyable(mint, maxt) && q.chunk == p.chunk),
+            false => None,
+        };
+        match twin_of {
+            Some((i, _)) => twins.push((i, p)),
+            None => kept.push(p),
+        }
+    }
+    twins.sort_by_key(|t| t.0);
 
     let mut out = Vec::new();
     let mut start = 0;
-    while start < chunks.len() {
+    while start < kept.len() {
         // The chunks overlapping, directly or through each other, the one at `start`.
         let mut end = start + 1;
-        let mut group_max = chunks[start].chunk.max_t;
-        while end < chunks.len() && chunks[end].chunk.min_t <= group_max {
-            group_max = group_max.max(chunks[end].chunk.max_t);
+        let mut group_max = kept[start].chunk.max_t;
+        while end < kept.len() && kept[end].chunk.min_t <= group_max {
+            group_max = group_max.max(kept[end].chunk.max_t);
             end += 1;
         }
-        let group = &chunks[start..end];
+        let group = &kept[start..end];
+        let twins =
+            &twins[twins.partition_point(|t| t.0 < start)..twins.partition_point(|t| t.0 < end)];
         start = end;
-        if let [Part {
-            chunk: c, deleted, ..
-        }] = group
-        {
-            let n = u64::from(c.num_samples());
-            let untouched = !deleted.iter().any(|&(a, b)| a <= c.max_t && b >= c.min_t);
-            if n > 0 && c.min_t >= mint && c.max_t <= maxt && untouched {
-                stats.samples_in += n;
+        if let [p] = group {
+            if p.copyable(mint, maxt) {
+                let n = u64::from(p.chunk.num_samples());
+                stats.samples_in += n * (1 + twins.len() as u64);
                 stats.samples_out += n;
+                stats.duplicates += n * twins.len() as u64;
                 stats.chunks_copied += 1;
-                out.push((*c).clone());
+                out.push(p.chunk.clone());
                 continue;
             }
         }
-        let samples = merge_samples(group, mint, maxt, stats)?;
+        let mut parts = group.to_vec();
+        parts.extend(twins.iter().map(|t| t.1));
+        parts.sort_by_key(|p| (p.chunk.min_t, p.rank, p.pos));
+        let samples = merge_samples(&parts, mint, maxt, stats)?;
         let before = out.len();
         encode(samples, &mut out)?;
         stats.chunks_reencoded += (out.len() - before) as u64;
@@ -366,7 +476,8 @@ fn merge_samples(
             }
             enc => {
                 let mut it = PromHistogramIter::new(enc, &c.data)?;
-                it.by_ref().for_each(|(t, h)| add(t, Value::Histogram(h)));
+                it.by_ref()
+                    .for_each(|(t, h)| add(t, Value::Histogram(Box::new(h))));
                 if let Some(e) = it.err() {
                     return Err(e.clone().into());
                 }
@@ -412,7 +523,7 @@ fn encode(samples: Vec<(i64, Value)>, out: &mut Vec<ChunkMeta>) -> Result<(), Bl
                 if h.counter_reset_hint == CounterResetHint::NotCounterReset {
                     h.counter_reset_hint = CounterResetHint::Unknown;
                 }
-                hists.push((t, h));
+                hists.push((t, *h));
             }
         }
     }

@@ -206,52 +206,66 @@ async fn run(
     compact(&readers, out, opts).await.unwrap()
 }
 
+/// Three replicas with the same samples, cut into the same chunks (copied once) or into
+/// different ones (merged and encoded again).
 #[tokio::test]
 async fn identical_replicas_merge_to_one_copy() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("out");
     let series = base(1, 150);
-    let metas: Vec<BlockMeta> = (0..3)
-        .map(|_| write(dir.path(), &series, 120, None))
-        .collect();
-    let ulids: Vec<Ulid> = metas.iter().map(|m| m.ulid).collect();
-    let (meta, stats) = run(dir.path(), &out, &ulids, &CompactOptions::new(tenant()))
-        .await
-        .unwrap();
     let unique = count(&series);
-    assert_eq!(stats.series, 150);
-    assert_eq!(stats.samples_in, 3 * unique);
-    assert_eq!(stats.samples_out, unique);
-    assert_eq!(stats.duplicates, 2 * unique);
-    assert_eq!(
-        (stats.conflicts, stats.dropped, stats.chunks_copied),
-        (0, 0, 0)
-    );
-    assert_eq!(stats.chunks_reencoded, meta.stats.num_chunks);
-    assert_eq!(meta.stats.num_samples, unique);
-    assert_eq!(meta.stats.num_series, 150);
-    assert_same(&read_all(&out, meta.ulid).await, &series);
+    for chunking in [[120, 120, 120], [120, 50, 77]] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let metas: Vec<BlockMeta> = chunking
+            .iter()
+            .map(|&n| write(dir.path(), &series, n, None))
+            .collect();
+        let ulids: Vec<Ulid> = metas.iter().map(|m| m.ulid).collect();
+        let (meta, stats) = run(dir.path(), &out, &ulids, &CompactOptions::new(tenant()))
+            .await
+            .unwrap();
+        assert_eq!(stats.series, 150);
+        assert_eq!(stats.samples_in, 3 * unique);
+        assert_eq!(stats.samples_out, unique);
+        assert_eq!(stats.duplicates, 2 * unique);
+        assert_eq!((stats.conflicts, stats.dropped), (0, 0));
+        let chunks = meta.stats.num_chunks;
+        assert_eq!(stats.chunks_copied + stats.chunks_reencoded, chunks);
+        match chunking[1] {
+            120 => assert_eq!(stats.chunks_copied, chunks),
+            // Series short enough for one chunk still have equal chunks.
+            _ => assert!(stats.chunks_reencoded > chunks * 9 / 10, "{stats:?}"),
+        }
+        assert_eq!(meta.stats.num_samples, unique);
+        assert_eq!(meta.stats.num_series, 150);
+        assert_same(&read_all(&out, meta.ulid).await, &series);
 
-    let mut sorted = ulids.clone();
-    sorted.sort();
-    assert_eq!(meta.compaction.level, 2);
-    assert_eq!(meta.compaction.sources, sorted);
-    assert_eq!(meta.compaction.parents.len(), 3);
-    for p in &meta.compaction.parents {
-        let m = metas.iter().find(|m| m.ulid == p.ulid).unwrap();
-        assert_eq!((p.min_time, p.max_time), (m.min_time, m.max_time));
+        let mut sorted = ulids.clone();
+        sorted.sort();
+        assert_eq!(meta.compaction.level, 2);
+        assert_eq!(meta.compaction.sources, sorted);
+        assert_eq!(meta.compaction.parents.len(), 3);
+        for p in &meta.compaction.parents {
+            let m = metas.iter().find(|m| m.ulid == p.ulid).unwrap();
+            assert_eq!((p.min_time, p.max_time), (m.min_time, m.max_time));
+        }
+        assert_eq!(
+            meta.min_time,
+            metas.iter().map(|m| m.min_time).min().unwrap()
+        );
+        assert_eq!(
+            meta.max_time,
+            metas.iter().map(|m| m.max_time).max().unwrap()
+        );
+        assert_eq!(meta.thanos.source, "compactor");
+        assert_eq!(meta.tenant().unwrap(), tenant());
+        assert_eq!(meta.ingester(), None);
+        assert_eq!(
+            BlockMeta::read_from_dir(&out.join(meta.ulid.to_string())).unwrap(),
+            meta
+        );
+        // Only the new block is left in the output directory.
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
     }
-    assert_eq!(meta.min_time, metas[0].min_time);
-    assert_eq!(meta.max_time, metas[0].max_time);
-    assert_eq!(meta.thanos.source, "compactor");
-    assert_eq!(meta.tenant().unwrap(), tenant());
-    assert_eq!(meta.ingester(), None);
-    assert_eq!(
-        BlockMeta::read_from_dir(&out.join(meta.ulid.to_string())).unwrap(),
-        meta
-    );
-    // Only the new block is left in the output directory.
-    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
 }
 
 #[tokio::test]
@@ -707,6 +721,19 @@ async fn misuse_is_refused() {
     assert!(compact(&[r().await], dir.path(), &bad).await.is_err());
 }
 
+/// A compaction can run in a spawned task.
+#[tokio::test]
+async fn compaction_is_send() {
+    fn send<T: Send>(_: &T) {}
+    let dir = tempfile::tempdir().unwrap();
+    let m = write(dir.path(), &base(13, 5), 120, None);
+    let readers = [open(dir.path(), m.ulid).await];
+    let opts = CompactOptions::new(tenant());
+    let f = compact(&readers, dir.path(), &opts);
+    send(&f);
+    assert!(f.await.unwrap().is_some());
+}
+
 /// A local block counting the bytes read and the largest single read.
 struct Counting {
     inner: LocalDir,
@@ -777,8 +804,9 @@ fn status_kib(field: &str) -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Writes `n` series × 720 float samples (10 s apart, so 2h), one series at a time.
-fn write_bench_block(dir: &Path, n: usize, seed: u64) -> BlockMeta {
+/// Writes `n` series × 720 float samples (10 s apart, so 2h), one series at a time, in chunks
+/// of `per_chunk` samples.
+fn write_bench_block(dir: &Path, n: usize, per_chunk: u16) -> BlockMeta {
     let labels = |i: usize| {
         Labels::from_pairs([
             ("__name__", format!("bench_metric_{}", i % 50)),
@@ -790,7 +818,7 @@ fn write_bench_block(dir: &Path, n: usize, seed: u64) -> BlockMeta {
     all.sort();
     let opts = BlockOptions {
         tenant: tenant(),
-        ingester: Some(format!("ingester-{seed}")),
+        ingester: Some(format!("ingester-{per_chunk}")),
         source: BlockSource::Ingester,
         time_range: None,
     };
@@ -804,62 +832,69 @@ fn write_bench_block(dir: &Path, n: usize, seed: u64) -> BlockMeta {
                 (1_700_000_000_000 + j * 10_000, v)
             })
             .collect();
-        w.add_series(l, &xor_chunks(&samples, DEFAULT_CHUNK_SAMPLES).unwrap())
+        w.add_series(l, &xor_chunks(&samples, per_chunk).unwrap())
             .unwrap();
     }
     w.finish().unwrap()
 }
 
-/// Throughput and peak memory of merging three identical replicas (`HESTIA_BENCH_SERIES`
-/// series each, default 1000):
-/// `cargo test -p hestia-block compact_throughput -- --ignored --nocapture --test-threads 1`.
+/// Throughput and peak memory of merging three replicas with the same samples in different
+/// chunks, so every sample is decoded (`HESTIA_BENCH_SERIES` series each, default 1000;
+/// `HESTIA_BENCH_BATCH` series per batch, default 1024), then of copying the result's chunks;
+/// one configuration per process, for a clean peak:
+/// `cargo test -p hestia-block --lib compact_throughput -- --ignored --nocapture`.
 #[tokio::test]
 #[ignore = "measurement, run by hand"]
 async fn compact_throughput() {
-    let n: usize = std::env::var("HESTIA_BENCH_SERIES")
-        .map(|v| v.parse().unwrap())
-        .unwrap_or(1000);
+    let env =
+        |name: &str, default: usize| std::env::var(name).map_or(default, |v| v.parse().unwrap());
+    let (n, batch) = (
+        env("HESTIA_BENCH_SERIES", 1000),
+        env("HESTIA_BENCH_BATCH", DEFAULT_BATCH_SERIES),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let metas: Vec<BlockMeta> = (0..3)
-        .map(|i| write_bench_block(dir.path(), n, i))
+    let metas: Vec<BlockMeta> = [120, 100, 90]
+        .into_iter()
+        .map(|per_chunk| write_bench_block(dir.path(), n, per_chunk))
         .collect();
     let ulids: Vec<Ulid> = metas.iter().map(|m| m.ulid).collect();
     let size: u64 = metas
         .iter()
         .flat_map(|m| m.thanos.files.iter().map(|f| f.size_bytes))
         .sum();
-    for batch in [DEFAULT_BATCH_SERIES, 64] {
-        // Resets the peak resident set size (VmHWM) to the current one.
-        std::fs::write("/proc/self/clear_refs", "5").unwrap();
-        let rss = status_kib("VmRSS:");
-        let opts = CompactOptions {
-            batch_series: batch,
-            ..CompactOptions::new(tenant())
-        };
-        let out = dir.path().join(format!("out-{batch}"));
-        let t = std::time::Instant::now();
-        let (meta, stats) = run(dir.path(), &out, &ulids, &opts).await.unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        let peak = status_kib("VmHWM:");
-        println!(
-            "merge: 3 × {n} series × 720 samples ({} MiB of blocks), batch {batch}: {secs:.2} s, \
-             {:.0} samples/s in, {:.0} series/s; RSS {rss} KiB before, peak {peak} KiB (+{} KiB); \
-             output {} chunks, {stats:?}",
-            size >> 20,
-            stats.samples_in as f64 / secs,
-            stats.series as f64 / secs,
-            peak - rss,
-            meta.stats.num_chunks,
-        );
-        // The copy path: the output alone, all chunks copied.
-        let copy_out = dir.path().join(format!("copy-{batch}"));
-        let t = std::time::Instant::now();
-        let (_, stats) = run(&out, &copy_out, &[meta.ulid], &opts).await.unwrap();
-        let secs = t.elapsed().as_secs_f64();
-        println!(
-            "copy: {} chunks in {secs:.2} s, {:.0} samples/s",
-            stats.chunks_copied,
-            stats.samples_in as f64 / secs
-        );
+    let mut readers = Vec::new();
+    for u in &ulids {
+        readers.push(open(dir.path(), *u).await);
     }
+    let opts = CompactOptions {
+        batch_series: batch,
+        ..CompactOptions::new(tenant())
+    };
+    // Resets the peak resident set size (VmHWM) to the current one.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let rss = status_kib("VmRSS:");
+    let out = dir.path().join("out");
+    let t = std::time::Instant::now();
+    let (meta, stats) = compact(&readers, &out, &opts).await.unwrap().unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    let peak = status_kib("VmHWM:");
+    println!(
+        "merge: 3 × {n} series × 720 samples ({} KiB of blocks), batch {batch}: {secs:.2} s, \
+         {:.0} samples/s in, {:.0} series/s; RSS {rss} KiB with the sources open, peak +{} KiB; \
+         output {} chunks, {stats:?}",
+        size >> 10,
+        stats.samples_in as f64 / secs,
+        stats.series as f64 / secs,
+        peak - rss,
+        meta.stats.num_chunks,
+    );
+    let copy_out = dir.path().join("copy");
+    let t = std::time::Instant::now();
+    let (_, stats) = run(&out, &copy_out, &[meta.ulid], &opts).await.unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "copy: {} chunks in {secs:.2} s, {:.0} samples/s",
+        stats.chunks_copied,
+        stats.samples_in as f64 / secs
+    );
 }

@@ -33,8 +33,8 @@
 //!
 //! **Compacting** (`compact.rs`): [`compact`] merges blocks of one tenant (a range's replicas,
 //! adjacent ranges) into one block. Sources are read in batches of
-//! [`CompactOptions::batch_series`] series and merged by labels, so memory holds a batch per
-//! source and one series' samples. A chunk overlapping no other one, inside the output range
+//! [`CompactOptions::batch_series`] series, the next while the current one is merged by labels,
+//! so memory holds two batches per source and one series' samples. A chunk overlapping no other one, inside the output range
 //! and untouched by tombstones is copied as it is; overlapping chunks are decoded, merged with
 //! one sample per timestamp (on conflicts the source with the smallest ULID wins) and encoded
 //! again. `meta.json` gets the level, sources and parents as Prometheus' compactor writes them.

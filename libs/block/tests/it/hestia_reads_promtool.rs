@@ -1,11 +1,11 @@
 //! Blocks promtool writes (`tsdb create-blocks-from openmetrics`) read back through
-//! `BlockReader` with every series and sample.
+//! `BlockReader` with every series and sample, and compact into one block holding them all.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use hestia_block::{BlockReader, LocalDir};
-use hestia_model::{Labels, MatchOp, Matcher};
+use hestia_block::{compact, BlockMeta, BlockReader, CompactOptions, LocalDir, TENANT_LABEL};
+use hestia_model::{Labels, MatchOp, Matcher, TenantId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -89,11 +89,57 @@ async fn hestia_reads_blocks_promtool_writes() {
             got.entry(s.labels).or_default().extend(samples.floats);
         }
         assert!(r.label_names().contains(&"zone"));
+        // Walking the series section finds what the postings do.
+        let selected = r.select(&[], i64::MIN, i64::MAX).await.unwrap();
+        let mut walked = Vec::new();
+        let mut from = None;
+        loop {
+            let b = r.series_batch(from, 7, i64::MIN, i64::MAX).await.unwrap();
+            walked.extend(b.series);
+            match b.next {
+                Some(n) => from = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(walked, selected);
         blocks += 1;
     }
     assert!(blocks >= 3, "{blocks} blocks");
+    check(&mut got, &want);
+
+    // Compacted into one block (given a tenant, as backfill does), the samples are the same.
+    let tenant = TenantId::parse("tenant-1").unwrap();
+    let mut readers = Vec::new();
+    for e in std::fs::read_dir(&out).unwrap() {
+        let dir = e.unwrap().path();
+        let mut meta = BlockMeta::read_from_dir(&dir).unwrap();
+        meta.thanos.labels = BTreeMap::from([(TENANT_LABEL.to_string(), "tenant-1".to_string())]);
+        meta.write_to_dir(&dir).unwrap();
+        readers.push(BlockReader::open(LocalDir::new(dir)).await.unwrap());
+    }
+    let merged = dir.path().join("merged");
+    let (meta, stats) = compact(&readers, &merged, &CompactOptions::new(tenant))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stats.chunks_reencoded, 0);
+    assert_eq!(meta.compaction.parents.len(), readers.len());
+    let r = BlockReader::open(LocalDir::new(merged.join(meta.ulid.to_string())))
+        .await
+        .unwrap();
+    let mut got: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    for s in r.select(&all, i64::MIN, i64::MAX).await.unwrap() {
+        got.insert(
+            s.labels.clone(),
+            s.samples(i64::MIN, i64::MAX).unwrap().floats,
+        );
+    }
+    check(&mut got, &want);
+}
+
+fn check(got: &mut BTreeMap<Labels, Vec<(i64, f64)>>, want: &BTreeMap<Labels, Vec<(i64, f64)>>) {
     assert_eq!(got.len(), want.len());
-    for ((gl, g), (wl, w)) in got.iter_mut().zip(&want) {
+    for ((gl, g), (wl, w)) in got.iter_mut().zip(want) {
         assert_eq!(gl, wl);
         g.sort_by_key(|s| s.0);
         assert_eq!(g.len(), w.len(), "{gl}");
