@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use hestia_block::{BlockMeta, META_FILENAME};
 use object_store::{ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ulid::Ulid;
 
 use crate::{metrics, record, BucketError, Result, TenantBucket};
@@ -193,6 +193,66 @@ impl TenantBucket {
         Ok(bytes)
     }
 
+    /// Downloads the block into the local directory `dir` (created; files already there are
+    /// overwritten): every object of `<tenant>/<ulid>/` but the deletion mark, streamed to disk,
+    /// `meta.json` last. Returns the block's meta and the bytes downloaded.
+    pub async fn download_block(&self, id: Ulid, dir: &FsPath) -> Result<(BlockMeta, u64)> {
+        let prefix = self.path(&id.to_string())?;
+        let listing = self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await;
+        record("list", &listing);
+        let mut files: Vec<String> = Vec::new();
+        for object in listing? {
+            let Some(parts) = object.location.prefix_match(&prefix) else {
+                continue;
+            };
+            let rel: Vec<String> = parts.map(|p| p.as_ref().to_string()).collect();
+            let rel = rel.join("/");
+            if rel != META_FILENAME && rel != DELETION_MARK_FILENAME {
+                files.push(rel);
+            }
+        }
+        let mut bytes = 0;
+        for rel in files {
+            bytes += self
+                .download_file(&format!("{id}/{rel}"), &dir.join(&rel))
+                .await?;
+        }
+        let meta_bytes = self.get(&format!("{id}/{META_FILENAME}")).await?;
+        let meta = BlockMeta::from_json(&meta_bytes).map_err(|e| BucketError::Corrupt {
+            path: format!("{}/{id}/{META_FILENAME}", self.tenant),
+            reason: e.to_string(),
+        })?;
+        tokio::fs::write(dir.join(META_FILENAME), &meta_bytes)
+            .await
+            .map_err(|e| BucketError::io(dir.join(META_FILENAME), e))?;
+        Ok((meta, bytes + meta_bytes.len() as u64))
+    }
+
+    /// Streams the object `<tenant>/<rel>` into the file `local`; returns its size.
+    async fn download_file(&self, rel: &str, local: &FsPath) -> Result<u64> {
+        let io = |e| BucketError::io(local, e);
+        if let Some(parent) = local.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| BucketError::io(parent, e))?;
+        }
+        let object = self.path(rel)?;
+        let get = self.store.get(&object).await;
+        record("get", &get);
+        let mut stream = get?.into_stream();
+        let mut file = tokio::fs::File::create(local).await.map_err(io)?;
+        let mut n = 0;
+        while let Some(chunk) = stream.try_next().await? {
+            file.write_all(&chunk).await.map_err(io)?;
+            n += chunk.len() as u64;
+            metrics::BYTES
+                .with_label_values(&["download"])
+                .inc_by(chunk.len() as u64);
+        }
+        file.flush().await.map_err(io)?;
+        Ok(n)
+    }
+
     /// Size in bytes of the block's `file`.
     pub async fn size(&self, id: Ulid, file: &str) -> Result<u64> {
         let object = self.path(&format!("{id}/{file}"))?;
@@ -258,7 +318,7 @@ impl TenantBucket {
         self.delete(&global_mark_name(id)).await
     }
 
-    async fn delete(&self, rel: &str) -> Result<()> {
+    pub(crate) async fn delete(&self, rel: &str) -> Result<()> {
         self.delete_path(&self.path(rel)?).await
     }
 

@@ -87,6 +87,9 @@ pub struct UpdateReport {
     pub partial_blocks: Vec<PartialBlock>,
     /// Marks in `markers/` that could not be parsed, with the reason.
     pub corrupt_marks: Vec<(Ulid, String)>,
+    /// Bytes stored under each block prefix of the listing, complete or partial (deletion
+    /// marks included).
+    pub block_bytes: BTreeMap<Ulid, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +113,7 @@ struct Listed {
     meta: Option<i64>,
     segments: Vec<String>,
     newest: i64,
+    bytes: u64,
 }
 
 impl BucketIndex {
@@ -150,6 +154,7 @@ impl BucketIndex {
                     };
                     let listed = blocks.entry(id).or_default();
                     listed.newest = listed.newest.max(modified);
+                    listed.bytes += object.size;
                     match rest {
                         [name] if name == META_FILENAME => listed.meta = Some(modified),
                         [chunks, segment] if chunks == "chunks" => {
@@ -169,6 +174,7 @@ impl BucketIndex {
         let mut index_blocks = Vec::new();
         let mut new_blocks = Vec::new();
         for (id, listed) in blocks {
+            report.block_bytes.insert(id, listed.bytes);
             match (listed.meta, known.get(&id)) {
                 (Some(_), Some(old)) => index_blocks.push((*old).clone()),
                 (Some(uploaded_at), None) => new_blocks.push((id, uploaded_at, listed.segments)),

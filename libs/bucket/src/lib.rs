@@ -15,6 +15,8 @@
 //!                                            deleted after a delay
 //!   markers/<block ULID>-deletion-mark.json  the same mark, so that marks are found by
 //!                                            listing one small prefix
+//!   markers/tenant-deletion-mark.json        {deletion_time}: the tenant's workspace was
+//!                                            deleted; every block goes after a delay (tenant.rs)
 //!   bucket-index.json.gz                     complete blocks and deletion marks (index.rs),
 //!                                            so queriers never list the bucket
 //! ```
@@ -27,6 +29,7 @@ mod block;
 mod error;
 mod index;
 pub mod metrics;
+mod tenant;
 
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -46,6 +49,7 @@ pub use index::{
     BucketIndex, IndexBlock, IndexDeletionMark, PartialBlock, PartialReason, UpdateReport,
     INDEX_FILENAME, INDEX_VERSION,
 };
+pub use tenant::{TenantDeletionMark, TENANT_DELETION_MARK_FILENAME};
 
 pub type Result<T, E = BucketError> = std::result::Result<T, E>;
 

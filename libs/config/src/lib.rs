@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use blocks::BlocksConfig;
+pub use compactor::{CompactorConfig, CompactorRingConfig};
 pub use hestia_ha::HaTrackerConfig;
 pub use hestia_limits::Limits;
 pub use hestia_ring::{KvBackend, RingConfig};
@@ -17,6 +18,7 @@ pub use storage::{
 };
 
 mod blocks;
+mod compactor;
 mod storage;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +58,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Cutting, shipping and indexing of blocks.
     pub blocks: BlocksConfig,
+    /// Merging, retention and deletion of blocks.
+    pub compactor: CompactorConfig,
 }
 
 /// Client authentication. Every public request is authenticated and authorized unless
@@ -498,15 +502,26 @@ impl Config {
         self.control_plane.validate()?;
         self.storage.validate()?;
         self.blocks.validate()?;
+        self.compactor.validate(
+            self.blocks.block_range,
+            self.blocks.bucket_index_update_interval,
+        )?;
         // Every sample must be readable from ingesters or from visible blocks at any time.
         let (within, after) = (
             self.querier.query_ingesters_within,
             self.querier.query_store_after,
         );
-        if !within.is_zero()
-            && within <= self.blocks.block_range + self.blocks.bucket_index_update_interval
-        {
-            return bad("querier.query_ingesters_within must be 0s or longer than blocks.block_range plus blocks.bucket_index_update_interval (older samples are read from blocks only)");
+        // A shipped block reaches the bucket index within compactor.cleanup_interval, and
+        // queriers reread the index every blocks.bucket_index_update_interval.
+        let index_lag = self.blocks.bucket_index_update_interval
+            + match self.compactor.enabled {
+                true => self
+                    .compactor
+                    .cleanup_interval(self.blocks.bucket_index_update_interval),
+                false => Duration::ZERO,
+            };
+        if !within.is_zero() && within <= self.blocks.block_range + index_lag {
+            return bad("querier.query_ingesters_within must be 0s or longer than blocks.block_range plus blocks.bucket_index_update_interval plus compactor.cleanup_interval (older samples are read from blocks only)");
         }
         if !within.is_zero() && after >= within {
             return bad(
@@ -575,6 +590,7 @@ mod tests {
         assert_eq!(cfg.storage, StorageConfig::default());
         assert_eq!(cfg.blocks, BlocksConfig::default());
         assert_eq!(cfg.querier, QuerierConfig::default());
+        assert_eq!(cfg.compactor, CompactorConfig::default());
     }
 
     #[test]

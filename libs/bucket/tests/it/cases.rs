@@ -320,3 +320,76 @@ pub async fn tenants_are_isolated_even_when_one_id_prefixes_another(backend: Bac
         block_ab.meta
     );
 }
+
+pub async fn download_writes_every_file_meta_last_and_skips_the_mark(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let tenant = fx.tenant("a");
+    let bucket = fx.bucket().tenant(&tenant);
+    let block = fx.block_dir(&tenant, &[100, 2000]);
+    bucket.upload_block(&block.dir).await.expect("upload");
+    bucket.mark_for_deletion(block.id()).await.expect("mark");
+    let dest = fx
+        .data_dir
+        .path()
+        .join("download")
+        .join(block.id().to_string());
+    let (meta, bytes) = bucket
+        .download_block(block.id(), &dest)
+        .await
+        .expect("download");
+    assert_eq!(meta, block.meta);
+    let mut total = std::fs::metadata(dest.join("meta.json"))
+        .expect("meta")
+        .len();
+    for (rel, content) in &block.files {
+        assert_eq!(
+            &std::fs::read(dest.join(rel)).expect("file"),
+            content,
+            "{rel}"
+        );
+        total += content.len() as u64;
+    }
+    assert_eq!(bytes, total);
+    assert!(!dest.join("deletion-mark.json").exists());
+    let (_, report) = BucketIndex::build(&bucket).await.expect("index");
+    assert!(
+        report.block_bytes[&block.id()] > total,
+        "the mark is counted too"
+    );
+    assert!(matches!(
+        bucket
+            .download_block(Ulid::new(), &fx.data_dir.path().join("none"))
+            .await,
+        Err(BucketError::NotFound { .. })
+    ));
+}
+
+pub async fn tenant_deletion_mark_is_written_once_and_removed(backend: Backend) {
+    let fx = Fixture::new(backend).await;
+    let tenant = fx.tenant("a");
+    let bucket = fx.bucket().tenant(&tenant);
+    assert_eq!(bucket.tenant_deletion_mark().await.expect("read"), None);
+    let block = fx.block_dir(&tenant, &[10]);
+    bucket.upload_block(&block.dir).await.expect("upload");
+    let mark = bucket.mark_tenant_deleted().await.expect("mark");
+    assert!((now() - 60..=now()).contains(&mark.deletion_time));
+    assert_eq!(mark.finished_time, None);
+    assert_eq!(bucket.mark_tenant_deleted().await.expect("again"), mark);
+    assert_eq!(
+        bucket.tenant_deletion_mark().await.expect("read"),
+        Some(mark)
+    );
+    // The index ignores the tenant mark among block marks.
+    let (index, report) = BucketIndex::build(&bucket).await.expect("index");
+    assert_eq!(index.blocks.len(), 1);
+    assert!(index.block_deletion_marks.is_empty());
+    assert!(report.corrupt_marks.is_empty(), "{report:?}");
+    index.write(&bucket).await.expect("write");
+    bucket.delete_index().await.expect("delete index");
+    assert_eq!(BucketIndex::read(&bucket).await.expect("read"), None);
+    bucket
+        .delete_tenant_deletion_mark()
+        .await
+        .expect("delete mark");
+    assert_eq!(bucket.tenant_deletion_mark().await.expect("read"), None);
+}

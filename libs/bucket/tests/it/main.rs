@@ -40,6 +40,8 @@ suite!(
     deletion_marks_and_deletion_show_in_the_index,
     index_update_reads_only_new_metas_and_marks,
     tenants_are_isolated_even_when_one_id_prefixes_another,
+    download_writes_every_file_meta_last_and_skips_the_mark,
+    tenant_deletion_mark_is_written_once_and_removed,
 );
 
 fn tenant() -> TenantId {

@@ -1,0 +1,201 @@
+//! `cargo bench -p hestia-compactor --bench compact`: compaction throughput of one tenant.
+//!
+//! 1,000 node-like series (counters and gauges) sampled every 15 s, shipped as 3 identical
+//! replica blocks per 2 h range (RF=3) into a filesystem bucket. Two passes are timed, each on
+//! a fresh bucket: one range (one vertical merge: 3 blocks → 1) and 12 h (six vertical merges,
+//! then the six 2 h blocks into one 12 h block). Printed per pass: wall and CPU time (the whole
+//! process, merge threads included), samples read per CPU second, bytes downloaded and
+//! uploaded, bytes per unique sample before (all replicas) and after, and the growth of the
+//! peak RSS during the pass.
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hestia_block::{symbols_of, xor_chunks, BlockOptions, BlockSource, BlockWriter};
+use hestia_bucket::Bucket;
+use hestia_compactor::{Compactor, Retentions};
+use hestia_config::Config;
+use hestia_model::{Labels, TenantId};
+use hestia_ring::MemoryKv;
+use object_store::local::LocalFileSystem;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const HOUR: i64 = 3_600_000;
+const STEP: i64 = 15_000;
+const SERIES: usize = 1000;
+const REPLICAS: usize = 3;
+/// A day-aligned start long past, so every window is closed.
+const BASE: i64 = 1_700_000_000_000 / (24 * HOUR) * (24 * HOUR);
+
+/// The samples of `[min, max)`: a third counters (rates varying per series), the rest gauges
+/// (random walks), values rounded as exporters report them.
+fn series(min: i64, max: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
+    let mut out: Vec<(Labels, Vec<(i64, f64)>)> = (0..SERIES)
+        .map(|i| {
+            let mut rng = StdRng::seed_from_u64(i as u64 ^ (min as u64));
+            let counter = i % 3 == 0;
+            let name = if counter {
+                "node_network_receive_bytes_total"
+            } else {
+                "node_memory_active_bytes"
+            };
+            let labels = Labels::from_pairs([
+                ("__name__", name),
+                ("device", &format!("dev{}", i % 10)),
+                ("instance", &format!("host-{}:9100", i / 10)),
+                ("job", "node"),
+            ]);
+            let mut v: f64 = rng.random_range(1e6..1e9_f64).round();
+            let samples = (min..max)
+                .step_by(STEP as usize)
+                .map(|t| {
+                    v = if counter {
+                        v + rng.random_range(0.0..50_000.0_f64).round()
+                    } else {
+                        (v + rng.random_range(-4096.0..4096.0_f64).round()).max(0.0)
+                    };
+                    (t, v)
+                })
+                .collect();
+            (labels, samples)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|p| p.1).unwrap_or_default();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime, in clock ticks of 1/100 s.
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+}
+
+/// Peak RSS (kB) since the last reset.
+fn peak_rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+async fn run(ranges: i64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("bucket");
+    std::fs::create_dir_all(&root).expect("bucket dir");
+    let store = Arc::new(
+        LocalFileSystem::new_with_prefix(&root)
+            .expect("store")
+            .with_automatic_cleanup(true),
+    );
+    let bucket = Bucket::new(store);
+    let tenant = TenantId::parse("123456789012_ws-bench").expect("tenant");
+    let tb = bucket.tenant(&tenant);
+    let mut unique = 0u64;
+    for r in 0..ranges {
+        let (min, max) = (BASE + r * 2 * HOUR, BASE + (r + 1) * 2 * HOUR);
+        let data = series(min, max);
+        unique += data.iter().map(|s| s.1.len() as u64).sum::<u64>();
+        for replica in 0..REPLICAS {
+            let opts = BlockOptions {
+                tenant: tenant.clone(),
+                ingester: Some(format!("ingester-{replica}")),
+                source: BlockSource::Ingester,
+                time_range: Some((min, max)),
+            };
+            let local = dir.path().join("local");
+            let mut w = BlockWriter::new(&local, opts, symbols_of(data.iter().map(|s| &s.0)))
+                .expect("writer");
+            for (labels, samples) in &data {
+                w.add_series(labels, &xor_chunks(samples, 120).expect("chunks"))
+                    .expect("series");
+            }
+            let meta = w.finish().expect("block");
+            let block = local.join(meta.ulid.to_string());
+            tb.upload_block(&block).await.expect("upload");
+            std::fs::remove_dir_all(&block).expect("remove");
+        }
+    }
+
+    let mut cfg = Config::default();
+    cfg.server.data_dir = dir.path().join("data");
+    cfg.compactor.first_level_wait = Duration::ZERO;
+    cfg.compactor.deletion_delay = Duration::ZERO;
+    cfg.compactor.ring.wait_stability = Duration::ZERO;
+    cfg.validate().expect("config");
+    let c = Compactor::start(
+        &cfg,
+        bucket,
+        Arc::new(MemoryKv::default()),
+        Retentions::new(),
+    )
+    .await
+    .expect("compactor");
+    // Resets the peak RSS to the current RSS (Linux: "5" to clear_refs).
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let (rss0, cpu0, wall0) = (rss_kb(), cpu_seconds(), Instant::now());
+    let report = c.run_once().await;
+    let (cpu, wall) = (cpu_seconds() - cpu0, wall0.elapsed().as_secs_f64());
+    let peak = peak_rss_kb().saturating_sub(rss0);
+    assert!(!report.failed(), "{report:?}");
+    let t = &report.tenants[0];
+    let (index, _) = hestia_bucket::BucketIndex::build(&tb).await.expect("index");
+    let live: Vec<_> = index
+        .blocks
+        .iter()
+        .filter(|b| index.deletion_mark(b.block_id).is_none())
+        .collect();
+    assert_eq!(live.len(), 1, "{index:?}");
+    let meta = tb.read_meta(live[0].block_id).await.expect("meta");
+    assert_eq!(meta.stats.num_samples, unique, "{t:?}");
+    println!(
+        "{ranges} × 2 h, {SERIES} series, RF={REPLICAS}: {} compactions, {} blocks in, \
+         {} samples in, {} out ({} duplicates); wall {wall:.2} s, CPU {cpu:.2} s, \
+         {:.2} M samples/CPU s ({:.2} M/s wall); {} → {} bytes ({:.3} → {:.3} bytes per \
+         unique sample); peak RSS +{:.1} MiB",
+        t.compactions,
+        t.blocks_in,
+        t.samples_in,
+        t.samples_out,
+        t.duplicates,
+        t.samples_in as f64 / cpu / 1e6,
+        t.samples_in as f64 / wall / 1e6,
+        t.bytes_in,
+        t.bytes_out,
+        t.bytes_in as f64 / unique as f64,
+        t.bytes_out as f64 / unique as f64,
+        peak as f64 / 1024.0,
+    );
+    c.stop().await.expect("stop");
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        run(1).await;
+        run(6).await;
+    });
+}
