@@ -28,7 +28,7 @@ use crate::node::ControlPlane;
 use crate::state::{Command, Target, Workspace, WorkspaceConfiguration};
 
 /// AMP's default retention when a workspace has no configured one.
-const DEFAULT_RETENTION_DAYS: u32 = 150;
+pub const DEFAULT_RETENTION_DAYS: u32 = 150;
 
 pub struct Api {
     pub(crate) cp: Arc<ControlPlane>,

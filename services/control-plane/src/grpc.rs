@@ -83,6 +83,10 @@ pub fn workspace_info(w: &Workspace) -> Option<WorkspaceInfo> {
         status: w.status.code().to_string(),
         tenant_id: tenant,
         limit_overrides_json: limit_overrides_json(w),
+        retention_period_in_days: w
+            .configuration
+            .retention_period_in_days
+            .unwrap_or(crate::api::DEFAULT_RETENTION_DAYS),
     })
 }
 
