@@ -366,6 +366,15 @@ async fn corrupt_index_is_an_error_not_a_panic() {
                 for s in r.select(&all, i64::MIN, i64::MAX).await.unwrap_or_default() {
                     let _ = s.samples(i64::MIN, i64::MAX);
                 }
+                // Walking the series section ends, in an error or at the last series.
+                let mut from = None;
+                while let Ok(b) = r.series_batch(from, 16, i64::MIN, i64::MAX).await {
+                    assert!(b.next > from || b.next.is_none());
+                    match b.next {
+                        Some(n) => from = Some(n),
+                        None => break,
+                    }
+                }
             }
         }
     };

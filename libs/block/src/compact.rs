@@ -7,7 +7,8 @@
 //!
 //! Per series, the chunks of every source are grouped where their time ranges overlap. A group
 //! of one chunk that lies inside the output range and that no tombstone touches is copied as it
-//! is. Any other group is decoded, merged by timestamp and encoded again ([`xor_chunks`],
+//! is; chunks that replicas cut byte for byte alike count as one, the copies as duplicates.
+//! Any other group is decoded, merged by timestamp and encoded again ([`xor_chunks`],
 //! [`histogram_chunks`]; a series may switch between floats and histograms). Of the samples
 //! sharing a timestamp one is kept: **the one from the source with the smallest ULID** (within
 //! a source, the one of the earliest chunk), so the result does not depend on the order of
@@ -251,7 +252,7 @@ impl<R: RangeReader> Cursor<'_, R> {
     }
 }
 
-/// Series merged between reads.
+/// Series merged between chances for the batches read ahead to progress.
 const YIELD_EVERY: u64 = 64;
 
 /// The output being written.
