@@ -12,7 +12,8 @@
 //! - `api`: the AMP REST-JSON API and admin endpoints; `audit`: the CloudTrail-like log.
 //! - `identity_api`: accounts, users, access keys, policies, workspace tokens; the first
 //!   start's operator account and its credentials file.
-//! - `reconciler`: CREATING → ACTIVE, DELETING → hidden, purge after the grace period.
+//! - `reconciler`: CREATING → ACTIVE, DELETING → hidden, purge after the grace period (ingesters,
+//!   and a tenant deletion mark in the block store for the compactor), audited.
 //! - `ring`: the ring KV's server side, heartbeats buffered and committed in batches.
 
 pub mod api;
@@ -42,7 +43,7 @@ use tokio::sync::watch;
 
 pub use error::CpError;
 pub use node::ControlPlane;
-pub use reconciler::{IngesterPurger, NoDataPlane, Purger};
+pub use reconciler::{BucketPurger, IngesterPurger, NoDataPlane, PurgeAll, Purger};
 
 /// How often the leader's reconciler looks for work.
 const RECONCILE_TICK: Duration = Duration::from_millis(500);

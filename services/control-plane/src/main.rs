@@ -65,14 +65,23 @@ async fn main() -> anyhow::Result<()> {
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", cfg.server.listen));
-    let running = hestia_control_plane::start(
-        &cfg.control_plane,
-        &cfg.server.data_dir,
-        public_url,
-        // Purged workspaces are deleted from every ingester of the ring this group stores.
-        Arc::new(hestia_control_plane::IngesterPurger::new(&cfg.ring.key)),
-    )
-    .await?;
+    // Purged workspaces are deleted from every ingester of the ring this group stores, then
+    // marked for deletion in the block store when [storage] is set (a default one would be a
+    // directory under this voter's data_dir, which no compactor reads).
+    let mut purger: Arc<dyn hestia_control_plane::Purger> =
+        Arc::new(hestia_control_plane::IngesterPurger::new(&cfg.ring.key));
+    if cfg.storage != hestia_config::StorageConfig::default() {
+        let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)?;
+        purger = Arc::new(hestia_control_plane::PurgeAll(vec![
+            purger,
+            Arc::new(hestia_control_plane::BucketPurger::new(bucket)),
+        ]));
+    } else {
+        tracing::info!("no [storage]: purged workspaces' blocks are left in the block store");
+    }
+    let running =
+        hestia_control_plane::start(&cfg.control_plane, &cfg.server.data_dir, public_url, purger)
+            .await?;
     // Every API call authenticates; refusals go to this voter's audit log.
     let auth = hestia_auth::layer::from_config(&cfg, Arc::new(running.cp.audit.clone()), None)?;
     let mut follower = None;

@@ -1,14 +1,16 @@
 //! The leader's background work: CREATING → ACTIVE, DELETING → hidden, and the purge of a deleted
-//! workspace's data once the grace period has passed. Every step is a Raft write re-derived from
-//! the replicated state, so a new leader (or a restart) resumes where the old one stopped, and
-//! each step is idempotent.
+//! workspace's data once the grace period has passed (recorded in the leader's audit log as
+//! `PurgeWorkspace`). Every step is a Raft write re-derived from the replicated state, so a new
+//! leader (or a restart) resumes where the old one stopped, and each step is idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hestia_model::{TenantId, WorkspaceId};
+use serde_json::json;
 use tracing::Instrument;
 
+use crate::audit::AuditEvent;
 use crate::node::ControlPlane;
 use crate::state::{Command, Status};
 
@@ -74,6 +76,42 @@ impl Purger for IngesterPurger {
     }
 }
 
+/// Marks a purged tenant for deletion in the block store (`[storage]`): the compactor owning
+/// the tenant deletes its blocks once the mark is older than `compactor.deletion_delay`. A
+/// retried purge keeps the first mark.
+pub struct BucketPurger {
+    bucket: hestia_bucket::Bucket,
+}
+
+impl BucketPurger {
+    pub fn new(bucket: hestia_bucket::Bucket) -> Self {
+        Self { bucket }
+    }
+}
+
+#[async_trait::async_trait]
+impl Purger for BucketPurger {
+    async fn purge(&self, _: &ControlPlane, tenant: &TenantId) -> anyhow::Result<()> {
+        let mark = self.bucket.tenant(tenant).mark_tenant_deleted().await?;
+        tracing::info!(%tenant, deletion_time = mark.deletion_time, "tenant marked for deletion in the block store");
+        Ok(())
+    }
+}
+
+/// Several purgers, in order (ingesters before the block store, so that nothing is shipped
+/// after the mark); the purge succeeds once every one has.
+pub struct PurgeAll(pub Vec<Arc<dyn Purger>>);
+
+#[async_trait::async_trait]
+impl Purger for PurgeAll {
+    async fn purge(&self, cp: &ControlPlane, tenant: &TenantId) -> anyhow::Result<()> {
+        for p in &self.0 {
+            p.purge(cp, tenant).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Runs until `stop` resolves.
 pub async fn run(
     cp: Arc<ControlPlane>,
@@ -122,6 +160,7 @@ async fn step(cp: &ControlPlane, purger: &dyn Purger) -> anyhow::Result<()> {
                     let ws = WorkspaceId::parse(&id)?;
                     let tenant = TenantId::for_workspace(Some(&account), &ws)?;
                     purger.purge(cp, &tenant).await?;
+                    audit_purge(cp, &id, &account, &tenant, deleted_at);
                     cp.write(Command::Purged { id }).await?;
                     crate::metrics::PURGED.inc();
                 }
@@ -133,4 +172,37 @@ async fn step(cp: &ControlPlane, purger: &dyn Purger) -> anyhow::Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// Records a finished purge in this (the leader's) audit log. A failure is logged: the data is
+/// already gone and the purge is not undone.
+fn audit_purge(
+    cp: &ControlPlane,
+    workspace: &str,
+    account: &str,
+    tenant: &TenantId,
+    deleted_at: Option<i64>,
+) {
+    let event_id = crate::api::uuid_v4();
+    let appended = cp.audit.append(AuditEvent {
+        time_ms: chrono::Utc::now().timestamp_millis(),
+        event_id: &event_id,
+        event_name: "PurgeWorkspace",
+        region: &cp.cfg.region,
+        account,
+        user_identity: json!({"type": "AWSService", "invokedBy": "hestia-control-plane"}),
+        source_ip: "hestia-control-plane".to_string(),
+        user_agent: "hestia-control-plane reconciler".to_string(),
+        read_only: false,
+        request_parameters: json!({
+            "workspaceId": workspace,
+            "tenantId": tenant.as_str(),
+            "deletedAtMs": deleted_at,
+        }),
+        response_elements: json!({"purged": true}),
+        error: None,
+    });
+    if let Err(e) = appended {
+        tracing::error!(%tenant, error = %e, "recording a purge in the audit log");
+    }
 }
