@@ -46,8 +46,8 @@ pub struct CompactorConfig {
     pub max_concurrent_tenants: usize,
     /// Series merged per batch: memory grows with this, not with block size.
     pub merge_batch_series: usize,
-    /// Where sources are downloaded and outputs written; emptied at start. Empty =
-    /// `<server.data_dir>/compactor`.
+    /// Where sources are downloaded and outputs written; emptied at start, so it must not hold
+    /// `server.data_dir`. Empty = `<server.data_dir>/compactor`.
     pub data_dir: PathBuf,
     /// `/metrics`, `/ready` and the compactor's API.
     pub http_listen: SocketAddr,
@@ -101,13 +101,18 @@ impl Default for CompactorConfig {
 }
 
 impl CompactorConfig {
-    /// Checks the section against `blocks.block_range` and `blocks.bucket_index_update_interval`.
+    /// Checks the section against `blocks.block_range`, `blocks.bucket_index_update_interval`
+    /// and `server.data_dir`.
     pub(crate) fn validate(
         &self,
         block_range: Duration,
         index_update_interval: Duration,
+        server_data_dir: &Path,
     ) -> Result<(), ConfigError> {
         let bad = |m: &str| Err(ConfigError::Invalid(format!("compactor.{m}")));
+        if !self.data_dir.as_os_str().is_empty() && server_data_dir.starts_with(&self.data_dir) {
+            return bad("data_dir is emptied at start: it must not hold server.data_dir");
+        }
         if !self.block_ranges.is_empty() && self.block_ranges[0] != block_range {
             return bad("block_ranges must start with blocks.block_range");
         }
@@ -204,7 +209,11 @@ mod tests {
     use super::*;
 
     fn check(c: &CompactorConfig) -> Result<(), ConfigError> {
-        c.validate(Duration::from_secs(7200), Duration::from_secs(300))
+        c.validate(
+            Duration::from_secs(7200),
+            Duration::from_secs(300),
+            Path::new("/var/lib/hestia"),
+        )
     }
 
     #[test]
@@ -249,6 +258,8 @@ mod tests {
             "compaction_interval = \"0s\"",
             "max_concurrent_tenants = 0",
             "ring.key = \"\"",
+            "data_dir = \"/var/lib/hestia\"",
+            "data_dir = \"/var/lib\"",
         ] {
             let c: CompactorConfig = toml::from_str(bad).unwrap();
             assert!(check(&c).is_err(), "{bad}");

@@ -505,6 +505,7 @@ impl Config {
         self.compactor.validate(
             self.blocks.block_range,
             self.blocks.bucket_index_update_interval,
+            &self.server.data_dir,
         )?;
         // Every sample must be readable from ingesters or from visible blocks at any time.
         let (within, after) = (

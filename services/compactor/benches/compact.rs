@@ -1,12 +1,14 @@
 //! `cargo bench -p hestia-compactor --bench compact`: compaction throughput of one tenant.
 //!
-//! 1,000 node-like series (counters and gauges) sampled every 15 s, shipped as 3 identical
-//! replica blocks per 2 h range (RF=3) into a filesystem bucket. Two passes are timed, each on
-//! a fresh bucket: one range (one vertical merge: 3 blocks → 1) and 12 h (six vertical merges,
-//! then the six 2 h blocks into one 12 h block). Printed per pass: wall and CPU time (the whole
-//! process, merge threads included), samples read per CPU second, bytes downloaded and
-//! uploaded, bytes per unique sample before (all replicas) and after, and the growth of the
-//! peak RSS during the pass.
+//! 1,000 node-like series (counters and gauges) sampled every 15 s, shipped as 3 replica blocks
+//! per 2 h range (RF=3) into a filesystem bucket. Three passes are timed, each on a fresh
+//! bucket: one range of identical replicas (one vertical merge: 3 blocks → 1, equal chunks are
+//! copied), the same with each replica missing a different 1% of the samples (as after an
+//! ingester restart: chunks differ and are decoded, merged and encoded again), and 12 h of
+//! identical replicas (six vertical merges, then the six 2 h blocks into one 12 h block).
+//! Printed per pass: wall and CPU time (the whole process, merge threads included), samples
+//! read per CPU second, bytes downloaded and uploaded, bytes per unique sample in the bucket
+//! before (all replicas) and after (the one block left), and the growth of the peak RSS.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -26,19 +28,18 @@ use rand::{Rng, SeedableRng};
 
 const HOUR: i64 = 3_600_000;
 const STEP: i64 = 15_000;
+/// Series per tenant; `HESTIA_BENCH_SERIES` overrides it (one range of identical replicas
+/// is then compacted, the passes' other cases skipped).
 const SERIES: usize = 1000;
 const REPLICAS: usize = 3;
 /// A day-aligned start long past, so every window is closed.
 const BASE: i64 = 1_700_000_000_000 / (24 * HOUR) * (24 * HOUR);
 
-/// The samples of `[min, max)`: a third counters (rates varying per series), the rest gauges
-/// (random walks), values rounded as exporters report them.
-fn series(min: i64, max: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
-    let mut out: Vec<(Labels, Vec<(i64, f64)>)> = (0..SERIES)
+/// The series' labels, sorted, with their index in [`samples`].
+fn labels(n: usize) -> Vec<(Labels, usize)> {
+    let mut out: Vec<(Labels, usize)> = (0..n)
         .map(|i| {
-            let mut rng = StdRng::seed_from_u64(i as u64 ^ (min as u64));
-            let counter = i % 3 == 0;
-            let name = if counter {
+            let name = if i.is_multiple_of(3) {
                 "node_network_receive_bytes_total"
             } else {
                 "node_memory_active_bytes"
@@ -49,23 +50,31 @@ fn series(min: i64, max: i64) -> Vec<(Labels, Vec<(i64, f64)>)> {
                 ("instance", &format!("host-{}:9100", i / 10)),
                 ("job", "node"),
             ]);
-            let mut v: f64 = rng.random_range(1e6..1e9_f64).round();
-            let samples = (min..max)
-                .step_by(STEP as usize)
-                .map(|t| {
-                    v = if counter {
-                        v + rng.random_range(0.0..50_000.0_f64).round()
-                    } else {
-                        (v + rng.random_range(-4096.0..4096.0_f64).round()).max(0.0)
-                    };
-                    (t, v)
-                })
-                .collect();
-            (labels, samples)
+            (labels, i)
         })
         .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.sort();
     out
+}
+
+/// Series `i`'s samples in `[min, max)`: a third counters (rates varying per series), the rest
+/// gauges (random walks), values rounded as exporters report them; made one series at a time,
+/// so the data never sits in memory.
+fn samples(i: usize, min: i64, max: i64) -> Vec<(i64, f64)> {
+    let mut rng = StdRng::seed_from_u64(i as u64 ^ (min as u64));
+    let counter = i.is_multiple_of(3);
+    let mut v: f64 = rng.random_range(1e6..1e9_f64).round();
+    (min..max)
+        .step_by(STEP as usize)
+        .map(|t| {
+            v = if counter {
+                v + rng.random_range(0.0..50_000.0_f64).round()
+            } else {
+                (v + rng.random_range(-4096.0..4096.0_f64).round()).max(0.0)
+            };
+            (t, v)
+        })
+        .collect()
 }
 
 fn cpu_seconds() -> f64 {
@@ -98,7 +107,12 @@ fn rss_kb() -> u64 {
         .unwrap_or(0)
 }
 
-async fn run(ranges: i64) {
+/// Whether replica `replica` lacks the sample at step `k` of series `i` (`gaps`: 1 in 100).
+fn missing(gaps: bool, replica: usize, i: usize, k: i64) -> bool {
+    gaps && (k as usize + 37 * i + 31 * replica).is_multiple_of(100)
+}
+
+async fn run(n: usize, ranges: i64, gaps: bool) {
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("bucket");
     std::fs::create_dir_all(&root).expect("bucket dir");
@@ -113,8 +127,8 @@ async fn run(ranges: i64) {
     let mut unique = 0u64;
     for r in 0..ranges {
         let (min, max) = (BASE + r * 2 * HOUR, BASE + (r + 1) * 2 * HOUR);
-        let data = series(min, max);
-        unique += data.iter().map(|s| s.1.len() as u64).sum::<u64>();
+        let series = labels(n);
+        unique += (n * ((max - min) / STEP) as usize) as u64;
         for replica in 0..REPLICAS {
             let opts = BlockOptions {
                 tenant: tenant.clone(),
@@ -123,10 +137,16 @@ async fn run(ranges: i64) {
                 time_range: Some((min, max)),
             };
             let local = dir.path().join("local");
-            let mut w = BlockWriter::new(&local, opts, symbols_of(data.iter().map(|s| &s.0)))
+            let mut w = BlockWriter::new(&local, opts, symbols_of(series.iter().map(|s| &s.0)))
                 .expect("writer");
-            for (labels, samples) in &data {
-                w.add_series(labels, &xor_chunks(samples, 120).expect("chunks"))
+            for (labels, i) in &series {
+                let kept: Vec<(i64, f64)> = samples(*i, min, max)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(k, _)| !missing(gaps, replica, *i, *k as i64))
+                    .map(|(_, s)| s)
+                    .collect();
+                w.add_series(labels, &xor_chunks(&kept, 120).expect("chunks"))
                     .expect("series");
             }
             let meta = w.finish().expect("block");
@@ -136,6 +156,10 @@ async fn run(ranges: i64) {
         }
     }
 
+    let before: u64 = {
+        let (_, listing) = hestia_bucket::BucketIndex::build(&tb).await.expect("index");
+        listing.block_bytes.values().sum()
+    };
     let mut cfg = Config::default();
     cfg.server.data_dir = dir.path().join("data");
     cfg.compactor.first_level_wait = Duration::ZERO;
@@ -158,7 +182,7 @@ async fn run(ranges: i64) {
     let peak = peak_rss_kb().saturating_sub(rss0);
     assert!(!report.failed(), "{report:?}");
     let t = &report.tenants[0];
-    let (index, _) = hestia_bucket::BucketIndex::build(&tb).await.expect("index");
+    let (index, listing) = hestia_bucket::BucketIndex::build(&tb).await.expect("index");
     let live: Vec<_> = index
         .blocks
         .iter()
@@ -167,22 +191,27 @@ async fn run(ranges: i64) {
     assert_eq!(live.len(), 1, "{index:?}");
     let meta = tb.read_meta(live[0].block_id).await.expect("meta");
     assert_eq!(meta.stats.num_samples, unique, "{t:?}");
+    let stored = listing.block_bytes[&live[0].block_id];
+    let kind = if gaps {
+        "replicas 1% apart"
+    } else {
+        "identical replicas"
+    };
     println!(
-        "{ranges} × 2 h, {SERIES} series, RF={REPLICAS}: {} compactions, {} blocks in, \
-         {} samples in, {} out ({} duplicates); wall {wall:.2} s, CPU {cpu:.2} s, \
-         {:.2} M samples/CPU s ({:.2} M/s wall); {} → {} bytes ({:.3} → {:.3} bytes per \
-         unique sample); peak RSS +{:.1} MiB",
+        "{ranges} × 2 h, {n} series, RF={REPLICAS}, {kind}: {} compactions, {} blocks \
+         in, {} samples read, {} written ({} duplicates), {unique} unique; wall {wall:.2} s, \
+         CPU {cpu:.2} s, {:.2} M samples read/CPU s; {} bytes downloaded, {} uploaded; \
+         {:.3} bytes per unique sample before, {:.3} after; peak RSS +{:.1} MiB",
         t.compactions,
         t.blocks_in,
         t.samples_in,
         t.samples_out,
         t.duplicates,
         t.samples_in as f64 / cpu / 1e6,
-        t.samples_in as f64 / wall / 1e6,
         t.bytes_in,
         t.bytes_out,
-        t.bytes_in as f64 / unique as f64,
-        t.bytes_out as f64 / unique as f64,
+        before as f64 / unique as f64,
+        stored as f64 / unique as f64,
         peak as f64 / 1024.0,
     );
     c.stop().await.expect("stop");
@@ -195,7 +224,16 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        run(1).await;
-        run(6).await;
+        match std::env::var("HESTIA_BENCH_SERIES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+        {
+            Some(n) => run(n, 1, false).await,
+            None => {
+                run(SERIES, 1, false).await;
+                run(SERIES, 1, true).await;
+                run(SERIES, 6, false).await;
+            }
+        }
     });
 }
