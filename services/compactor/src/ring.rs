@@ -7,7 +7,9 @@
 //! a compacted block. When a compactor joins, the one handing tenants over stops starting them
 //! at once and drops an output it no longer owns at upload; the newcomer starts only after the
 //! wait. Two compactors both working on one tenant would still leave a correct bucket: their
-//! outputs have the same sources, and the next pass marks the older one as superseded.
+//! outputs have the same sources, and the next pass marks the older one as superseded. The
+//! tenants of a compactor that died without leaving wait until `[ring] forget_after` removes it
+//! from the ring.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
