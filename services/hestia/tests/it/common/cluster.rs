@@ -1,9 +1,10 @@
 //! `deploy/local/cluster` driven from a test: every role its own process on 127.0.0.x, stopped
-//! when the [`LocalCluster`] is dropped. The addresses are fixed, so one test binary at a time
-//! may use it (cargo runs test binaries one after another).
+//! when the [`LocalCluster`] is dropped. The addresses are fixed, so one cluster runs at a time:
+//! each holds [`SERIAL`] until it is stopped (tests of one binary run on parallel threads).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -11,12 +12,17 @@ use serde_json::json;
 /// A control-plane voter's AMP API.
 pub const CP_API: &str = "http://127.0.0.11:8090";
 
+/// Held by the running [`LocalCluster`].
+static SERIAL: Mutex<()> = Mutex::new(());
+
 pub struct LocalCluster {
     dir: tempfile::TempDir,
     pub gateway: String,
     bin_dir: PathBuf,
     /// `HESTIA_AUTH=enabled`: one shared master key, operator credentials in a voter's dir.
     auth: bool,
+    /// Released after `Drop` has stopped every process.
+    _serial: MutexGuard<'static, ()>,
 }
 
 impl LocalCluster {
@@ -89,6 +95,7 @@ impl LocalCluster {
             "distributor",
             "querier",
             "gateway",
+            "compactor",
         ] {
             let bin = bin_dir.join(format!("hestia-{role}"));
             assert!(
@@ -97,7 +104,10 @@ impl LocalCluster {
                 bin.display()
             );
         }
+        // A test that failed while holding the lock stopped its cluster all the same.
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let c = LocalCluster {
+            _serial: serial,
             dir: tempfile::tempdir().expect("tempdir"),
             gateway: super::free_addr().to_string(),
             bin_dir,
@@ -126,8 +136,10 @@ impl Drop for LocalCluster {
     }
 }
 
-pub const PROCESSES: [&str; 14] = [
+pub const PROCESSES: [&str; 16] = [
     "gateway",
+    "compactor-1",
+    "compactor-2",
     "querier-1",
     "querier-2",
     "distributor-1",
