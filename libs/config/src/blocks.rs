@@ -26,8 +26,10 @@ pub struct BlocksConfig {
     pub ship_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub ship_max_backoff: Duration,
-    /// How often each tenant's bucket index (`bucket-index.json.gz`) is brought up to date from
-    /// the bucket, so queriers find new blocks without listing the bucket on the query path.
+    /// How often queriers reread each tenant's bucket index (`bucket-index.json.gz`), which
+    /// the compactor brings up to date from the bucket (every `compactor.cleanup_interval`, at
+    /// most this), so queriers find new blocks without listing the bucket on the query path.
+    /// With `compactor.enabled = false`, queriers update the indexes themselves this often.
     #[serde(with = "humantime_serde")]
     pub bucket_index_update_interval: Duration,
 }

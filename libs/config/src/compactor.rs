@@ -15,7 +15,7 @@ use crate::ConfigError;
 #[serde(default, deny_unknown_fields)]
 pub struct CompactorConfig {
     /// Run the compactor (`hestia all`; the stand-alone `hestia-compactor` refuses to start
-    /// without it).
+    /// without it). Queriers write the bucket indexes themselves only when this is off.
     pub enabled: bool,
     /// Ranges of the compaction levels, each a multiple of the previous one; the first is
     /// `blocks.block_range`. Blocks inside one aligned window of the next range are merged into
@@ -25,7 +25,8 @@ pub struct CompactorConfig {
     pub block_ranges: Vec<Duration>,
     /// How long a block marked for deletion (a compacted source, past retention) stays, so that
     /// queries that started before the mark finish; abandoned partial uploads are removed after
-    /// the same delay, deleted tenants' blocks too (Mimir: 12h).
+    /// the same delay, deleted tenants' blocks too (Mimir: 12h). Queriers stop reading a marked
+    /// block half this delay after its mark, so none opens a block about to be deleted.
     #[serde(with = "humantime_serde")]
     pub deletion_delay: Duration,
     /// How often a compaction pass runs; a failed pass is retried after `cleanup_interval`,

@@ -6,13 +6,25 @@
 //!   read on the tenant's first query and then refreshed in the background every
 //!   `blocks.bucket_index_update_interval`; the query path never lists the bucket. A query opens
 //!   only the blocks of its tenant's index overlapping its time range, through that tenant's
-//!   prefix. Blocks marked for deletion are still read until they are deleted, as Mimir's
-//!   queriers do: the compactor marks the sources of a compacted block, and both are read (and
-//!   deduplicated) until the deletion delay has passed, so no sample disappears meanwhile.
-//! - **Keeping the index current.** Until the compactor exists, queriers also rebuild every
-//!   tenant's index at each refresh ([`BlockStoreOptions::update_bucket_index`]). Several
-//!   queriers doing so is safe: each writes an index made from its own listing, whole, with one
-//!   PUT; a write from an older listing may hide a new block until the next refresh.
+//!   prefix.
+//! - **Blocks marked for deletion.** The compactor marks the sources of a block it wrote (and
+//!   blocks past retention) and deletes them `compactor.deletion_delay` after the mark. A marked
+//!   block is still read while its mark is younger than
+//!   [`BlockStoreOptions::ignore_deletion_marks_delay`] (`deletion_delay / 2`), so that a query
+//!   never misses a sample while the index that names the new block reaches every querier; the
+//!   new block and its sources overlap meanwhile and are deduplicated by timestamp. After that
+//!   the block is skipped, so no querier opens a block the compactor is about to delete: the
+//!   other half of the delay covers queriers whose index lags (at most
+//!   `bucket_index_update_interval` behind) and queries already running. This is Thanos'
+//!   rule (`--ignore-deletion-marks-delay` recommended at `delete-delay / 2`; its compactor
+//!   ignores marked blocks after `delete-delay / 2` too); Mimir's queriers and store-gateways
+//!   use a fixed `ignore_deletion_mark_delay`, 1h by default against the compactor's 12h.
+//! - **Keeping the index current.** The compactor writes every tenant's index (at most every
+//!   `compactor.cleanup_interval`), so queriers only read it. With `compactor.enabled = false`
+//!   nothing else would, and queriers rebuild every tenant's index at each refresh instead
+//!   ([`BlockStoreOptions::update_bucket_index`]). Several queriers doing so is safe: each
+//!   writes an index made from its own listing, whole, with one PUT; a write from an older
+//!   listing may hide a new block until the next refresh.
 //! - **Reads.** Opening a block reads its index header (TOC, symbols, postings offset table),
 //!   which is then saved under `querier.index_header_dir` (`header.rs`) so that reopening it
 //!   after an eviction or a restart fetches nothing. Open blocks are kept in memory up to
@@ -29,7 +41,7 @@ mod lru;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use hestia_block::{BlockError, BlockReader, SeriesChunks, TENANT_LABEL};
@@ -63,14 +75,20 @@ pub struct BlockStoreOptions {
     pub open_header_bytes: usize,
     /// How often the bucket indexes are refreshed (and updated, see below).
     pub sync_interval: Duration,
-    /// Rebuild every tenant's bucket index from a listing at each refresh. The compactor
-    /// (next issue) will take this over, and queriers will only read the indexes.
+    /// Rebuild every tenant's bucket index from a listing at each refresh: only when no
+    /// compactor runs (`compactor.enabled = false`), since the compactor writes them otherwise.
     pub update_bucket_index: bool,
+    /// Blocks whose deletion mark is older than this are not read: the compactor deletes them
+    /// `compactor.deletion_delay` after the mark. `None`: marked blocks are read until they
+    /// leave the index.
+    pub ignore_deletion_marks_delay: Option<Duration>,
 }
 
 impl BlockStoreOptions {
     /// `querier.block_cache_bytes`, `querier.index_header_dir` (empty:
-    /// `<server.data_dir>/querier/index-headers`), `blocks.bucket_index_update_interval`.
+    /// `<server.data_dir>/querier/index-headers`), `blocks.bucket_index_update_interval`; the
+    /// indexes are updated here only with `compactor.enabled = false`, and blocks marked for
+    /// deletion more than `compactor.deletion_delay / 2` ago are skipped.
     pub fn from_config(cfg: &Config) -> Self {
         let dir = &cfg.querier.index_header_dir;
         Self {
@@ -82,8 +100,17 @@ impl BlockStoreOptions {
             cache_bytes: cfg.querier.block_cache_bytes,
             open_header_bytes: DEFAULT_OPEN_HEADER_BYTES,
             sync_interval: cfg.blocks.bucket_index_update_interval,
-            update_bucket_index: true,
+            update_bucket_index: !cfg.compactor.enabled,
+            ignore_deletion_marks_delay: Some(Self::ignore_marks_after(
+                cfg.compactor.deletion_delay,
+            )),
         }
+    }
+
+    /// How long after its deletion mark a block is still read: half the compactor's
+    /// `deletion_delay` (see the module documentation).
+    pub fn ignore_marks_after(deletion_delay: Duration) -> Duration {
+        deletion_delay / 2
     }
 }
 
@@ -105,11 +132,55 @@ struct Inner {
     opts: BlockStoreOptions,
     cache: Arc<PageCache>,
     /// Each loaded tenant's blocks, from its bucket index.
-    indexes: RwLock<HashMap<TenantId, Arc<Vec<IndexBlock>>>>,
+    indexes: RwLock<HashMap<TenantId, Arc<TenantIndex>>>,
     /// Open blocks, weighted by their index header bytes.
     open: Mutex<Lru<BlockKey, OpenBlock>>,
     /// Blocks being opened: concurrent queries wait for the same opening.
     opening: Mutex<HashMap<BlockKey, Opening>>,
+}
+
+/// A tenant's blocks and deletion marks, from its bucket index.
+struct TenantIndex {
+    blocks: Vec<IndexBlock>,
+    /// When each marked block was marked (unix seconds).
+    marks: HashMap<Ulid, i64>,
+}
+
+impl TenantIndex {
+    fn new(index: Option<BucketIndex>) -> Self {
+        let Some(index) = index else {
+            return Self {
+                blocks: Vec::new(),
+                marks: HashMap::new(),
+            };
+        };
+        Self {
+            marks: index
+                .block_deletion_marks
+                .iter()
+                .map(|m| (m.block_id, m.deletion_time))
+                .collect(),
+            blocks: index.blocks,
+        }
+    }
+
+    /// Whether block `id` is read at `now_s` (unix seconds): unmarked, or marked less than
+    /// `ignore_after` ago.
+    fn readable(&self, id: Ulid, now_s: i64, ignore_after: Option<Duration>) -> bool {
+        match (self.marks.get(&id), ignore_after) {
+            (Some(&marked), Some(after)) => {
+                let after = i64::try_from(after.as_secs()).unwrap_or(i64::MAX);
+                now_s.saturating_sub(marked) < after
+            }
+            _ => true,
+        }
+    }
+}
+
+fn unix_now_s() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,10 +342,13 @@ impl BlockStore {
         F: Fn(Ulid, OpenBlock) -> Fut,
         Fut: std::future::Future<Output = Result<T, StoreError>>,
     {
-        let blocks = self.inner.blocks(tenant).await?;
-        let ids: Vec<Ulid> = blocks
+        let index = self.inner.blocks(tenant).await?;
+        let (now_s, ignore) = (unix_now_s(), self.inner.opts.ignore_deletion_marks_delay);
+        let ids: Vec<Ulid> = index
+            .blocks
             .iter()
             .filter(|b| b.min_time <= maxt && b.max_time > mint)
+            .filter(|b| index.readable(b.block_id, now_s, ignore))
             .map(|b| b.block_id)
             .collect();
         stream::iter(ids)
@@ -297,7 +371,7 @@ fn sorted_unique(lists: Vec<Vec<String>>) -> Vec<String> {
 
 impl Inner {
     /// `tenant`'s blocks, reading its bucket index on its first query.
-    async fn blocks(&self, tenant: &TenantId) -> Result<Arc<Vec<IndexBlock>>, StoreError> {
+    async fn blocks(&self, tenant: &TenantId) -> Result<Arc<TenantIndex>, StoreError> {
         let known = self
             .indexes
             .read()
@@ -311,29 +385,33 @@ impl Inner {
     }
 
     /// Reads `tenant`'s bucket index (no index yet: no blocks), and forgets the open blocks and
-    /// saved headers of blocks that left it.
-    async fn load_index(&self, tenant: &TenantId) -> Result<Arc<Vec<IndexBlock>>, StoreError> {
+    /// saved headers of blocks that left it or are no longer read (marked for deletion long
+    /// enough ago).
+    async fn load_index(&self, tenant: &TenantId) -> Result<Arc<TenantIndex>, StoreError> {
         let read = BucketIndex::read(&self.bucket.tenant(tenant)).await;
         let outcome = if read.is_ok() { "success" } else { "error" };
         metrics::BUCKET_INDEX_SYNCS
             .with_label_values(&["load", outcome])
             .inc();
-        let blocks = Arc::new(
-            read.map_err(StoreError::Bucket)?
-                .map_or_else(Vec::new, |i| i.blocks),
-        );
+        let index = Arc::new(TenantIndex::new(read.map_err(StoreError::Bucket)?));
         self.indexes
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(tenant.clone(), Arc::clone(&blocks));
-        let live: HashSet<Ulid> = blocks.iter().map(|b| b.block_id).collect();
+            .insert(tenant.clone(), Arc::clone(&index));
+        let (now_s, ignore) = (unix_now_s(), self.opts.ignore_deletion_marks_delay);
+        let live: HashSet<Ulid> = index
+            .blocks
+            .iter()
+            .map(|b| b.block_id)
+            .filter(|id| index.readable(*id, now_s, ignore))
+            .collect();
         {
             let mut open = lock(&self.open);
             open.retain(|(t, id)| t != tenant || live.contains(id));
             metrics::OPEN_BLOCK_HEADER_BYTES.set(open.weight() as i64);
         }
         self.remove_headers(tenant, &live).await;
-        Ok(blocks)
+        Ok(index)
     }
 
     /// Deletes the saved headers of `tenant`'s blocks not in `live`.
@@ -490,5 +568,65 @@ async fn sync_loop(inner: Weak<Inner>) {
             return;
         };
         inner.sync().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hestia_bucket::IndexDeletionMark;
+
+    #[test]
+    fn queriers_update_the_index_only_without_a_compactor() {
+        let mut cfg = Config::default();
+        assert!(cfg.compactor.enabled);
+        let opts = BlockStoreOptions::from_config(&cfg);
+        assert!(!opts.update_bucket_index);
+        assert_eq!(
+            opts.ignore_deletion_marks_delay,
+            Some(Duration::from_secs(6 * 3600)),
+            "half of the compactor's 12h"
+        );
+        cfg.compactor.enabled = false;
+        cfg.compactor.deletion_delay = Duration::from_secs(3600);
+        let opts = BlockStoreOptions::from_config(&cfg);
+        assert!(opts.update_bucket_index);
+        assert_eq!(
+            opts.ignore_deletion_marks_delay,
+            Some(Duration::from_secs(1800))
+        );
+    }
+
+    #[test]
+    fn marked_blocks_are_read_until_half_the_deletion_delay() {
+        let (kept, marked) = (Ulid::from_parts(1, 1), Ulid::from_parts(2, 2));
+        let block = |id| IndexBlock {
+            block_id: id,
+            min_time: 0,
+            max_time: 7_200_000,
+            segments_format: String::new(),
+            segments_num: 0,
+            uploaded_at: 0,
+            source: String::new(),
+            compaction_level: 1,
+        };
+        let index = TenantIndex::new(Some(BucketIndex {
+            version: hestia_bucket::INDEX_VERSION,
+            blocks: vec![block(kept), block(marked)],
+            block_deletion_marks: vec![IndexDeletionMark {
+                block_id: marked,
+                deletion_time: 1_000_000,
+            }],
+            updated_at: 1_000_000,
+        }));
+        let after = Some(Duration::from_secs(100));
+        for now in [1_000_000, 1_000_099] {
+            assert!(index.readable(marked, now, after));
+        }
+        for now in [1_000_100, 2_000_000] {
+            assert!(!index.readable(marked, now, after));
+            assert!(index.readable(kept, now, after));
+        }
+        assert!(index.readable(marked, 2_000_000, None));
     }
 }

@@ -566,3 +566,108 @@ async fn new_blocks_become_visible_after_the_index_refresh() {
     let took = wait_for(app, vec!["new", "newer", "old"]).await;
     eprintln!("visible {took:?} after the upload (refresh every {interval:?})");
 }
+
+/// Label names of `tenant`'s series in `[start, start + 1h]`.
+async fn metric_names(
+    app: &axum::Router,
+    tenant: &hestia_model::TenantId,
+    start: i64,
+) -> Vec<String> {
+    let (status, v) = get(
+        app,
+        tenant,
+        "/api/v1/label/__name__/values",
+        &[("start", secs(start)), ("end", secs(start + HOUR))],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    strings(&v)
+}
+
+#[tokio::test]
+async fn blocks_marked_for_deletion_long_ago_are_not_opened() {
+    let env = Env::new();
+    let a = tenant("tenant-a");
+    let start = old_range_start();
+    let range = (start, start + 2 * HOUR);
+    let ship = |name: &'static str, ingester: &'static str| {
+        let s = series(name, "node", 2, range.0, range.1, 60_000, 0.0);
+        let (env, a) = (&env, &a);
+        async move { env.ship(a, ingester, range, &s).await }
+    };
+    let kept = ship("kept", "ingester-1").await;
+    // deletion_delay 12 h: a block marked 1 h ago is still read, one marked 7 h ago (more than
+    // half the delay) is not, and may be deleted at any time: its files are gone here.
+    let recent = ship("recent", "ingester-2").await;
+    let old = ship("old", "ingester-3").await;
+    env.write_index_with_marks(
+        &a,
+        &[
+            (recent, Duration::from_secs(3600)),
+            (old, Duration::from_secs(7 * 3600)),
+        ],
+    )
+    .await;
+    std::fs::remove_dir_all(env.block_file(&a, old, "")).unwrap();
+    let blocks = BlockStore::start(env.bucket.clone(), env.options());
+    let app = router(QuerierConfig::default(), blocks.clone()).await;
+
+    assert_eq!(metric_names(&app, &a, start).await, ["kept", "recent"]);
+    let (status, v) = get(
+        &app,
+        &a,
+        "/api/v1/query",
+        &[
+            ("query", "count({__name__=~\".+\"})".into()),
+            ("time", secs(start + HOUR)),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(result_series(&v)[0].1, [4.0]);
+    assert_eq!(blocks.stats().open_blocks, 2);
+    let mut headers: Vec<String> = std::fs::read_dir(env.header_dir().join(a.as_str()))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    headers.sort();
+    assert_eq!(headers.len(), 2, "{headers:?}");
+    assert!(headers.iter().all(|h| !h.starts_with(&old.to_string())));
+    assert!(headers.iter().any(|h| h.starts_with(&kept.to_string())));
+}
+
+#[tokio::test]
+async fn a_block_is_closed_once_its_mark_is_older_than_the_delay() {
+    let env = Env::new();
+    let a = tenant("tenant-a");
+    let start = old_range_start();
+    let range = (start, start + 2 * HOUR);
+    let source = series("source", "node", 2, range.0, range.1, 60_000, 0.0);
+    let output = series("output", "node", 2, range.0, range.1, 60_000, 0.0);
+    let source_id = env.ship(&a, "ingester-1", range, &source).await;
+    env.ship(&a, "compactor", range, &output).await;
+    env.write_index_with_marks(&a, &[(source_id, Duration::ZERO)])
+        .await;
+    let mut opts = env.options();
+    opts.sync_interval = Duration::from_millis(200);
+    opts.ignore_deletion_marks_delay = Some(Duration::from_secs(2));
+    let blocks = BlockStore::start(env.bucket.clone(), opts);
+    let app = router(QuerierConfig::default(), blocks.clone()).await;
+
+    // Marked just now: still read.
+    assert_eq!(metric_names(&app, &a, start).await, ["output", "source"]);
+    assert_eq!(blocks.stats().open_blocks, 2);
+    let t0 = Instant::now();
+    while metric_names(&app, &a, start).await != ["output"] {
+        assert!(t0.elapsed() < Duration::from_secs(5), "still read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next index refresh closes it and removes its saved header.
+    while blocks.stats().open_blocks != 1 {
+        assert!(t0.elapsed() < Duration::from_secs(6), "still open");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let headers = std::fs::read_dir(env.header_dir().join(a.as_str())).unwrap();
+    assert_eq!(headers.count(), 1);
+    eprintln!("ignored {:?} after the mark", t0.elapsed());
+}

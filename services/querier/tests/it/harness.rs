@@ -202,7 +202,8 @@ impl Env {
         self.dir.path().join("index-headers")
     }
 
-    /// Generous caches, headers under the temp dir, no background index updates.
+    /// Generous caches, headers under the temp dir, no background index updates (a compactor
+    /// keeps the index), marked blocks read for half of the compactor's default 12 h delay.
     pub fn options(&self) -> BlockStoreOptions {
         BlockStoreOptions {
             index_header_dir: self.header_dir(),
@@ -210,6 +211,9 @@ impl Env {
             open_header_bytes: 64 << 20,
             sync_interval: Duration::from_secs(3600),
             update_bucket_index: false,
+            ignore_deletion_marks_delay: Some(BlockStoreOptions::ignore_marks_after(
+                Duration::from_secs(12 * 3600),
+            )),
         }
     }
 
@@ -251,6 +255,22 @@ impl Env {
     pub async fn write_index(&self, tenant: &TenantId) {
         let tb = self.bucket.tenant(tenant);
         let (index, _) = BucketIndex::build(&tb).await.unwrap();
+        index.write(&tb).await.unwrap();
+    }
+
+    /// Marks each block of `marks` for deletion and writes `tenant`'s index with the mark
+    /// dated that long ago, as if the compactor had marked it then.
+    pub async fn write_index_with_marks(&self, tenant: &TenantId, marks: &[(Ulid, Duration)]) {
+        let tb = self.bucket.tenant(tenant);
+        for (id, _) in marks {
+            tb.mark_for_deletion(*id).await.unwrap();
+        }
+        let (mut index, _) = BucketIndex::build(&tb).await.unwrap();
+        let now_s = hestia_ring::now_ms() / 1000;
+        for m in &mut index.block_deletion_marks {
+            let (_, age) = marks.iter().find(|(id, _)| *id == m.block_id).unwrap();
+            m.deletion_time = now_s - age.as_secs() as i64;
+        }
         index.write(&tb).await.unwrap();
     }
 
