@@ -3,6 +3,7 @@
 
 mod histogram;
 mod overrides;
+mod retention;
 mod validate;
 
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub use histogram::{
     EXEMPLAR_MAX_LABEL_SET_LENGTH, EXPONENTIAL_SCHEMAS,
 };
 pub use overrides::{Overrides, OverridesError};
+pub use retention::{Retentions, DEFAULT_RETENTION_DAYS};
 pub use validate::{validate_labels, validate_metadata, validate_sample_time, ValidationError};
 
 /// Limits applied per workspace. Defaults are AMP's.

@@ -204,15 +204,21 @@ impl Tsdb {
         inner.checkpoint()?;
         // No checkpoint or eviction writes chunks of the tenant while it runs.
         let _one = inner.checkpoint_lock.lock();
-        let all = tn.index.read().all_series();
-        for slice in all.chunks(CHECKPOINT_SLICE) {
-            let _guard = tn.append_lock.lock();
-            for s in slice {
-                s.drop_before(t);
-            }
-        }
-        Ok(drop_rows(inner, &tn, Cf::Chunks, t)? + drop_rows(inner, &tn, Cf::OooChunks, t)?)
+        drop_chunks(inner, &tn, t)
     }
+}
+
+/// The chunks part of [`Tsdb::drop_before`], once the min valid time is `t` and the WAL was
+/// cut; the caller holds `checkpoint_lock`.
+pub(crate) fn drop_chunks(inner: &Inner, tn: &Tenant, t: i64) -> Result<usize, StorageError> {
+    let all = tn.index.read().all_series();
+    for slice in all.chunks(CHECKPOINT_SLICE) {
+        let _guard = tn.append_lock.lock();
+        for s in slice {
+            s.drop_before(t);
+        }
+    }
+    Ok(drop_rows(inner, tn, Cf::Chunks, t)? + drop_rows(inner, tn, Cf::OooChunks, t)?)
 }
 
 /// Deletes the rows of `family` (`chunks` or `ooo_chunks`) of the tenant whose chunks end before

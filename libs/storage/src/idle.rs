@@ -97,6 +97,70 @@ pub(crate) fn time_bounds(db: &DB, prefix: &[u8]) -> Result<Option<(i64, i64)>, 
     Ok(bounds)
 }
 
+/// Idle series whose newest sample is before `t`, from their `__name__` postings (every series
+/// has one) on the days up to `t`'s: (series id, day of its postings).
+pub(crate) fn ended_before(
+    db: &DB,
+    prefix: &[u8],
+    t: i64,
+) -> Result<Vec<(u64, u32)>, StorageError> {
+    let kind = key(prefix, POSTING, 0);
+    let last_day = day(t.saturating_sub(1));
+    let mut out = Vec::new();
+    let mut it = db.raw_iterator_cf(cf(db, Cf::Idle)?);
+    let mut d = 0u32;
+    while d <= last_day {
+        let p = postings_prefix(prefix, d, "__name__", None);
+        it.seek(&p);
+        while let (Some(k), Some(v)) = (it.key(), it.value()) {
+            if !k.starts_with(&p) {
+                break;
+            }
+            let sid = k
+                .len()
+                .checked_sub(8)
+                .and_then(|at| keys::read_u64(&k[at..]))
+                .ok_or_else(|| StorageError::corrupt("idle posting", "too short"))?;
+            let max_t = v
+                .get(8..)
+                .and_then(keys::read_u64)
+                .ok_or_else(|| StorageError::corrupt("idle posting", "bad value"))?
+                as i64;
+            if max_t < t {
+                out.push((sid, d));
+            }
+            it.next();
+        }
+        it.status()?;
+        // The next day that has postings at all.
+        let Some(next) = d.checked_add(1) else { break };
+        let mut k = kind.clone();
+        k.extend_from_slice(&next.to_be_bytes());
+        it.seek(&k);
+        it.status()?;
+        match it.key().filter(|k| k.starts_with(&kind)) {
+            Some(k) => {
+                d = keys::read_u32(&k[kind.len()..])
+                    .ok_or_else(|| StorageError::corrupt("idle posting", "too short"))?;
+            }
+            None => break,
+        }
+    }
+    Ok(out)
+}
+
+/// The day under which idle series `sid`'s postings are written; `None` when it is not idle.
+pub(crate) fn idle_day(db: &DB, prefix: &[u8], sid: u64) -> Result<Option<u32>, StorageError> {
+    match db.get_pinned_cf(cf(db, Cf::Idle)?, series_key(prefix, sid))? {
+        Some(v) => {
+            Ok(Some(keys::read_u32(&v).ok_or_else(|| {
+                StorageError::corrupt("idle series", "bad day")
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
 /// Writes that make a series idle: its hash and series keys and one posting per label.
 pub(crate) fn evict_ops(
     prefix: &[u8],
@@ -139,7 +203,11 @@ pub(crate) fn revive_ops(prefix: &[u8], sid: u64, hash: u64, labels: &Labels, da
     ops
 }
 
-fn read_labels(db: &DB, prefix: &[u8], sid: u64) -> Result<Option<Labels>, StorageError> {
+pub(crate) fn read_labels(
+    db: &DB,
+    prefix: &[u8],
+    sid: u64,
+) -> Result<Option<Labels>, StorageError> {
     match db.get_pinned_cf(cf(db, Cf::Series)?, keys::series_prefix(prefix, sid))? {
         Some(v) => Ok(Some(keys::decode_labels(&v)?)),
         None => Ok(None),

@@ -16,6 +16,9 @@ mod error;
 mod head;
 mod idle;
 mod keys;
+mod retention;
+#[cfg(test)]
+mod retention_tests;
 #[cfg(test)]
 mod tsdb_tests;
 mod types;
@@ -25,6 +28,7 @@ pub use db::{Tsdb, TsdbOptions};
 pub use error::StorageError;
 pub use hestia_chunkenc::{histogram, xor, ChunkError};
 pub use histogram::{CounterResetHint, Histogram, HistogramAppender, HistogramIter, Span};
+pub use retention::Expired;
 pub use types::{
     series_in_braces, AppendLimits, AppendResult, ChunkData, ChunkEncoding, Exemplar, HeadStats,
     MetricMetadata, MetricType, RangeSeries, RejectReason, Rejection, SeriesAppend, SeriesChunks,

@@ -6,6 +6,7 @@ mod error;
 mod limits;
 pub mod metrics;
 mod push;
+pub mod retention;
 pub mod shipper;
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use tonic::{Request, Response, Status};
 
 pub use error::IngesterError;
 pub use limits::{PushLimits, SeriesLimiter};
+pub use retention::RetentionReport;
 pub use shipper::{ShipReport, Shipper};
 
 /// Series per `QueryStreamResponse` message.

@@ -133,3 +133,27 @@ pub static SHIPPER_CHUNKS_DROPPED: Lazy<IntCounter> = Lazy::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static RETENTION_CHUNKS_DELETED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_ingester_retention_chunks_deleted_total",
+        "Chunk rows deleted because all their samples were past the workspace's retention.",
+    )
+    .expect("metric registers once")
+});
+
+pub static RETENTION_SERIES_DELETED: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_ingester_retention_series_deleted_total",
+        "Idle series deleted because their newest sample was past the workspace's retention.",
+    )
+    .expect("metric registers once")
+});
+
+pub static RETENTION_FAILURES: Lazy<IntCounter> = Lazy::new(|| {
+    register_int_counter!(
+        "hestia_ingester_retention_failures_total",
+        "Retention passes that failed (retried at the next period).",
+    )
+    .expect("metric registers once")
+});

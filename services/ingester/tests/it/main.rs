@@ -1,4 +1,5 @@
 //! The ingester's integration tests, one binary.
 
 mod cli;
+mod retention;
 mod shipper;

@@ -21,11 +21,11 @@ use hestia_storage::{
 };
 use hestia_testing::S3Server;
 
-const HOUR: i64 = 3_600_000;
+pub(crate) const HOUR: i64 = 3_600_000;
 const RANGE: i64 = 2 * HOUR;
-const STEP: i64 = 30_000;
+pub(crate) const STEP: i64 = 30_000;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -33,10 +33,10 @@ fn now_ms() -> i64 {
 }
 
 /// What was appended to one series.
-struct Written {
-    labels: Labels,
-    floats: Vec<(i64, f64)>,
-    histograms: Vec<(i64, Histogram)>,
+pub(crate) struct Written {
+    pub(crate) labels: Labels,
+    pub(crate) floats: Vec<(i64, f64)>,
+    pub(crate) histograms: Vec<(i64, Histogram)>,
 }
 
 fn histogram(i: i64) -> Histogram {
@@ -58,13 +58,13 @@ fn histogram(i: i64) -> Histogram {
 }
 
 /// A data directory with an open database.
-struct Node {
-    data: tempfile::TempDir,
-    db: Arc<Tsdb>,
+pub(crate) struct Node {
+    pub(crate) data: tempfile::TempDir,
+    pub(crate) db: Arc<Tsdb>,
 }
 
 impl Node {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let data = tempfile::tempdir().unwrap();
         let db = hestia_ingester::open_tsdb(data.path(), &IngesterConfig::default()).unwrap();
         Self { data, db }
@@ -72,7 +72,7 @@ impl Node {
 
     /// Simulates a crash and restart: the database is dropped without closing (no final
     /// checkpoint) and opened again from disk.
-    fn restart(self) -> Self {
+    pub(crate) fn restart(self) -> Self {
         let Node { data, db } = self;
         assert_eq!(Arc::strong_count(&db), 1, "the database is still in use");
         drop(db);
@@ -80,7 +80,7 @@ impl Node {
         Node { data, db }
     }
 
-    fn shipper(&self, bucket: Bucket, cfg: BlocksConfig, ooo: Duration) -> Shipper {
+    pub(crate) fn shipper(&self, bucket: Bucket, cfg: BlocksConfig, ooo: Duration) -> Shipper {
         let limits = Limits {
             out_of_order_time_window: ooo,
             ..Limits::default()
@@ -95,7 +95,7 @@ impl Node {
         )
     }
 
-    fn fs_bucket(&self) -> Bucket {
+    pub(crate) fn fs_bucket(&self) -> Bucket {
         Bucket::open(&StorageConfig::default(), self.data.path()).unwrap()
     }
 
@@ -105,7 +105,7 @@ impl Node {
 
     /// Appends `series` float series and `hists` histogram series, every STEP over
     /// `[from, to)`, plus out-of-order floats in each float series; returns what was stored.
-    fn write(
+    pub(crate) fn write(
         &self,
         tenant: &TenantId,
         series: usize,
@@ -390,7 +390,7 @@ async fn closed_ranges_are_shipped_and_read_back_by_promtool() {
 }
 
 /// Samples of the tenant with timestamps in `[mint, maxt]`, decoded from `select`'s chunks.
-fn samples_in(db: &Tsdb, t: &TenantId, mint: i64, maxt: i64) -> usize {
+pub(crate) fn samples_in(db: &Tsdb, t: &TenantId, mint: i64, maxt: i64) -> usize {
     let mut n = 0;
     for s in db.select(t, &[], mint, maxt).unwrap() {
         for c in &s.chunks {
