@@ -5,7 +5,9 @@
 //! bucket: one range of identical replicas (one vertical merge: 3 blocks → 1, equal chunks are
 //! copied), the same with each replica missing a different 1% of the samples (as after an
 //! ingester restart: chunks differ and are decoded, merged and encoded again), and 12 h of
-//! identical replicas (six vertical merges, then the six 2 h blocks into one 12 h block).
+//! identical replicas (six vertical merges, then the six 2 h blocks into one 12 h block); then
+//! one range of a tenant of 1,000,000 series sampled every 60 s (360 M samples in the three
+//! replicas), for the peak RSS of a large tenant.
 //! Printed per pass: wall and CPU time (the whole process, merge threads included), samples
 //! read per CPU second, bytes downloaded and uploaded, bytes per unique sample in the bucket
 //! before (all replicas) and after (the one block left), and the growth of the peak RSS.
@@ -31,6 +33,9 @@ const STEP: i64 = 15_000;
 /// Series per tenant; `HESTIA_BENCH_SERIES` overrides it (one range of identical replicas
 /// is then compacted, the passes' other cases skipped).
 const SERIES: usize = 1000;
+/// The large tenant: series and sample interval.
+const LARGE_SERIES: usize = 1_000_000;
+const LARGE_STEP: i64 = 60_000;
 const REPLICAS: usize = 3;
 /// A day-aligned start long past, so every window is closed.
 const BASE: i64 = 1_700_000_000_000 / (24 * HOUR) * (24 * HOUR);
@@ -60,12 +65,12 @@ fn labels(n: usize) -> Vec<(Labels, usize)> {
 /// Series `i`'s samples in `[min, max)`: a third counters (rates varying per series), the rest
 /// gauges (random walks), values rounded as exporters report them; made one series at a time,
 /// so the data never sits in memory.
-fn samples(i: usize, min: i64, max: i64) -> Vec<(i64, f64)> {
+fn samples(i: usize, min: i64, max: i64, step: i64) -> Vec<(i64, f64)> {
     let mut rng = StdRng::seed_from_u64(i as u64 ^ (min as u64));
     let counter = i.is_multiple_of(3);
     let mut v: f64 = rng.random_range(1e6..1e9_f64).round();
     (min..max)
-        .step_by(STEP as usize)
+        .step_by(step as usize)
         .map(|t| {
             v = if counter {
                 v + rng.random_range(0.0..50_000.0_f64).round()
@@ -112,7 +117,8 @@ fn missing(gaps: bool, replica: usize, i: usize, k: i64) -> bool {
     gaps && (k as usize + 37 * i + 31 * replica).is_multiple_of(100)
 }
 
-async fn run(n: usize, ranges: i64, gaps: bool) {
+async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
+    let writing = Instant::now();
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("bucket");
     std::fs::create_dir_all(&root).expect("bucket dir");
@@ -128,7 +134,7 @@ async fn run(n: usize, ranges: i64, gaps: bool) {
     for r in 0..ranges {
         let (min, max) = (BASE + r * 2 * HOUR, BASE + (r + 1) * 2 * HOUR);
         let series = labels(n);
-        unique += (n * ((max - min) / STEP) as usize) as u64;
+        unique += (n * ((max - min) / step) as usize) as u64;
         for replica in 0..REPLICAS {
             let opts = BlockOptions {
                 tenant: tenant.clone(),
@@ -140,7 +146,7 @@ async fn run(n: usize, ranges: i64, gaps: bool) {
             let mut w = BlockWriter::new(&local, opts, symbols_of(series.iter().map(|s| &s.0)))
                 .expect("writer");
             for (labels, i) in &series {
-                let kept: Vec<(i64, f64)> = samples(*i, min, max)
+                let kept: Vec<(i64, f64)> = samples(*i, min, max, step)
                     .into_iter()
                     .enumerate()
                     .filter(|(k, _)| !missing(gaps, replica, *i, *k as i64))
@@ -197,11 +203,14 @@ async fn run(n: usize, ranges: i64, gaps: bool) {
     } else {
         "identical replicas"
     };
+    let written = writing.elapsed().as_secs_f64() - wall;
     println!(
-        "{ranges} × 2 h, {n} series, RF={REPLICAS}, {kind}: {} compactions, {} blocks \
+        "{ranges} × 2 h, {n} series every {} s, RF={REPLICAS}, {kind} (written and uploaded in \
+         {written:.0} s): {} compactions, {} blocks \
          in, {} samples read, {} written ({} duplicates), {unique} unique; wall {wall:.2} s, \
          CPU {cpu:.2} s, {:.2} M samples read/CPU s; {} bytes downloaded, {} uploaded; \
          {:.3} bytes per unique sample before, {:.3} after; peak RSS +{:.1} MiB",
+        step / 1000,
         t.compactions,
         t.blocks_in,
         t.samples_in,
@@ -228,11 +237,12 @@ fn main() {
             .ok()
             .and_then(|n| n.parse().ok())
         {
-            Some(n) => run(n, 1, false).await,
+            Some(n) => run(n, 1, false, STEP).await,
             None => {
-                run(SERIES, 1, false).await;
-                run(SERIES, 1, true).await;
-                run(SERIES, 6, false).await;
+                run(SERIES, 1, false, STEP).await;
+                run(SERIES, 1, true, STEP).await;
+                run(SERIES, 6, false, STEP).await;
+                run(LARGE_SERIES, 1, false, LARGE_STEP).await;
             }
         }
     });

@@ -15,7 +15,14 @@
 //!    on both (the querier's very first one opens the blocks) is timed and its answers are
 //!    checked equal; then one warm-up and `RUNS` timed runs, alternating the two. The peak RSS
 //!    growth of the bench process (the querier) during each query is printed next to
-//!    Prometheus'. The same queries run again on the compacted Prometheus.
+//!    Prometheus'.
+//! 3. **Compacted.** Hestia's blocks as an RF=3 cluster ships them (three replica blocks of each
+//!    2 h range, from `ingester-1` to `-3`) go through the compactor itself
+//!    (`hestia_compactor::Compactor`: vertical merge of the replicas, then 2 h → 12 h → 24 h,
+//!    sources deleted), and a Prometheus server compacts copies of promtool's blocks. Printed:
+//!    the object store's bytes per acknowledged (unique) sample of both (goal: Hestia ≤ 1.05 ×
+//!    Prometheus), the compaction's time and peak RSS growth, and the same queries on both
+//!    compacted sets (a second querier reads the compactor's bucket through its index).
 
 // The allocator the querier binary ships with (src/main.rs).
 #[global_allocator]
@@ -39,6 +46,7 @@ use hestia_block::{
     DEFAULT_CHUNK_SAMPLES, META_FILENAME, TENANT_LABEL,
 };
 use hestia_bucket::{Bucket, BucketIndex};
+use hestia_compactor::{Compactor, Retentions};
 use hestia_config::Config;
 use hestia_model::{Labels, TenantId};
 use hestia_querier::{BlockStore, Querier};
@@ -64,6 +72,8 @@ const TENANT: &str = "bench";
 const RUNS: usize = 5;
 /// promtool processes running at once.
 const PROMTOOL_JOBS: usize = 2;
+/// Replicas of every range, as ingesters ship them at RF=3.
+const REPLICAS: usize = 3;
 
 /// `(name, query, step in seconds)`, each over the whole 30 days.
 const QUERIES: &[(&str, &str, u32)] = &[
@@ -298,9 +308,16 @@ fn finish_promtool(mut p: Proc, out: &Path, input: &Path, into: &Path) {
     std::fs::remove_file(input).expect("input");
 }
 
-/// Writes every 2 h range of `[start, end)` as Hestia's ingester does (under `hestia`) and
-/// through promtool (under `promtool`); the numbers of series and samples.
-fn write_blocks(work: &Path, hestia: &Path, promtool: &Path, start: i64, end: i64) -> (usize, u64) {
+/// Writes every 2 h range of `[start, end)` as Hestia's ingesters do at RF=3 (replica `r`
+/// under `hestia[r]`, from `ingester-<r + 1>`) and through promtool (under `promtool`); the
+/// numbers of series and samples.
+fn write_blocks(
+    work: &Path,
+    hestia: &[PathBuf; REPLICAS],
+    promtool: &Path,
+    start: i64,
+    end: i64,
+) -> (usize, u64) {
     let (mut targets, mut series) = all_series();
     let tenant = TenantId::parse(TENANT).expect("tenant");
     let symbols = symbols_of(series.iter().map(|s| &s.labels));
@@ -310,18 +327,23 @@ fn write_blocks(work: &Path, hestia: &Path, promtool: &Path, start: i64, end: i6
         let points = samples(&mut targets, &mut series, s);
         total += points.iter().map(|p| p.len() as u64).sum::<u64>();
 
-        let opts = BlockOptions {
-            tenant: tenant.clone(),
-            ingester: Some("ingester-1".to_string()),
-            source: BlockSource::Ingester,
-            time_range: Some((s, s + BLOCK)),
-        };
-        let mut w = BlockWriter::new(hestia, opts, symbols.clone()).expect("block writer");
-        for (s, p) in series.iter().zip(&points) {
-            let chunks = xor_chunks(p, DEFAULT_CHUNK_SAMPLES).expect("chunks");
-            w.add_series(&s.labels, &chunks).expect("add series");
+        let chunks: Vec<_> = points
+            .iter()
+            .map(|p| xor_chunks(p, DEFAULT_CHUNK_SAMPLES).expect("chunks"))
+            .collect();
+        for (r, dir) in hestia.iter().enumerate() {
+            let opts = BlockOptions {
+                tenant: tenant.clone(),
+                ingester: Some(format!("ingester-{}", r + 1)),
+                source: BlockSource::Ingester,
+                time_range: Some((s, s + BLOCK)),
+            };
+            let mut w = BlockWriter::new(dir, opts, symbols.clone()).expect("block writer");
+            for (s, c) in series.iter().zip(&chunks) {
+                w.add_series(&s.labels, c).expect("add series");
+            }
+            w.finish().expect("finish block");
         }
-        w.finish().expect("finish block");
 
         if running.len() == PROMTOOL_JOBS {
             let (p, out, input) = running.pop_front().expect("running");
@@ -439,6 +461,116 @@ async fn backfill(bucket: &Bucket, tenant: &TenantId, dir: &Path, staging: &Path
     }
     let (index, _) = BucketIndex::build(&tb).await.expect("bucket index");
     index.write(&tb).await.expect("bucket index");
+}
+
+/// What Hestia's compactor made of the replica blocks.
+struct Compaction {
+    /// The compactor's configuration; its bucket holds the result.
+    cfg: Config,
+    /// The blocks left: one copy of every sample.
+    blocks: Footprint,
+    /// Bytes of every object under the tenant's prefix (blocks, bucket index, marks).
+    objects: u64,
+    passes: usize,
+    compactions: usize,
+    wall: Duration,
+    /// CPU seconds of the whole process meanwhile.
+    cpu: f64,
+    /// Peak RSS growth of the process meanwhile, MiB.
+    peak_mib: f64,
+}
+
+/// Uploads every replica block into a bucket of its own (as the ingesters of an RF=3 cluster
+/// ship them) and runs Hestia's compactor on it until a pass compacts nothing, then its cleaner
+/// (`deletion_delay` 0: the sources go at once).
+async fn compact_hestia(root: &Path, tenant: &TenantId, replicas: &[PathBuf]) -> Compaction {
+    let mut cfg = Config::default();
+    cfg.server.data_dir = root.join("hestia-compacted");
+    cfg.compactor.first_level_wait = Duration::ZERO;
+    cfg.compactor.deletion_delay = Duration::ZERO;
+    cfg.compactor.ring.wait_stability = Duration::ZERO;
+    cfg.validate().expect("config");
+    let bucket = Bucket::open(&cfg.storage, &cfg.server.data_dir).expect("bucket");
+    let tb = bucket.tenant(tenant);
+    for dir in replicas {
+        for block in block_dirs(dir) {
+            tb.upload_block(&block).await.expect("upload");
+        }
+        std::fs::remove_dir_all(dir).expect("replica blocks");
+    }
+    let kv: Arc<dyn hestia_ring::Kv> = Arc::new(hestia_ring::MemoryKv::default());
+    let compactor = Compactor::start(&cfg, bucket, kv, Retentions::new())
+        .await
+        .expect("compactor");
+    reset_peak("self");
+    let before = memory("self");
+    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let (mut passes, mut compactions) = (0, 0);
+    loop {
+        let report = compactor.run_once().await;
+        assert!(!report.failed(), "{report:?}");
+        passes += 1;
+        let n = report.tenant(TENANT).map_or(0, |t| t.compactions);
+        compactions += n;
+        if n == 0 {
+            break;
+        }
+        assert!(passes < 10, "still compacting after {passes} passes");
+    }
+    let report = compactor.cleanup_once().await;
+    assert!(!report.failed(), "{report:?}");
+    let (wall, cpu) = (t0.elapsed(), cpu_seconds() - cpu0);
+    let peak_mib = memory("self").peak - before.rss;
+    compactor.stop().await.expect("stop");
+    let tenant_dir = cfg
+        .storage
+        .filesystem_dir(&cfg.server.data_dir)
+        .join(tenant.as_str());
+    let index = BucketIndex::read(&bucket_of(&cfg).tenant(tenant))
+        .await
+        .expect("bucket index")
+        .expect("the compactor wrote the index");
+    assert!(index.block_deletion_marks.is_empty(), "{index:?}");
+    Compaction {
+        blocks: footprint(&tenant_dir),
+        objects: dir_bytes(&tenant_dir),
+        cfg,
+        passes,
+        compactions,
+        wall,
+        cpu,
+        peak_mib,
+    }
+}
+
+fn bucket_of(cfg: &Config) -> Bucket {
+    Bucket::open(&cfg.storage, &cfg.server.data_dir).expect("bucket")
+}
+
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(dir).expect("read dir") {
+        let e = e.expect("entry");
+        let p = e.path();
+        total += match e.file_type().expect("type").is_dir() {
+            true => dir_bytes(&p),
+            false => file_size(&p),
+        };
+    }
+    total
+}
+
+/// CPU seconds (user and system) of this process so far.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let after = stat.rsplit_once(')').map(|p| p.1).unwrap_or_default();
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime, in clock ticks of 1/100 s.
+    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
 }
 
 /// Resident memory of a process, MiB.
@@ -689,23 +821,26 @@ async fn main() {
     let began = Instant::now();
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let [work, hestia_blocks, promtool_blocks, staging] =
-        ["work", "hestia-blocks", "promtool-blocks", "staging"].map(|d| {
-            let p = root.join(d);
-            std::fs::create_dir_all(&p).expect("dir");
-            p
-        });
+    let [work, promtool_blocks, staging] = ["work", "promtool-blocks", "staging"].map(|d| {
+        let p = root.join(d);
+        std::fs::create_dir_all(&p).expect("dir");
+        p
+    });
+    let replicas: [PathBuf; REPLICAS] = std::array::from_fn(|r| {
+        let p = root.join(format!("hestia-replica-{}", r + 1));
+        std::fs::create_dir_all(&p).expect("dir");
+        p
+    });
     // 30 days of 2 h ranges ending a day ago: older than `query_ingesters_within`.
     let end = (now_ms() - DAY) / BLOCK * BLOCK;
     let start = end - DAYS * DAY;
 
-    let (series, samples) = write_blocks(&work, &hestia_blocks, &promtool_blocks, start, end);
-    let ours = footprint(&hestia_blocks);
+    let (series, samples) = write_blocks(&work, &replicas, &promtool_blocks, start, end);
+    let ours = footprint(&replicas[0]);
     let promtool = footprint(&promtool_blocks);
     assert_eq!((ours.samples, promtool.samples), (samples, samples));
-    std::fs::remove_dir_all(&hestia_blocks).expect("hestia blocks");
     println!(
-        "wrote {series} series × {DAYS} days at {} s = {samples} samples, {} blocks of 2 h each by Hestia's writer and by promtool, in {:.0} s",
+        "wrote {series} series × {DAYS} days at {} s = {samples} samples, {} blocks of 2 h each by Hestia's writer ({REPLICAS} replicas) and by promtool, in {:.0} s",
         INTERVAL / 1000,
         promtool.blocks,
         began.elapsed().as_secs_f64()
@@ -812,6 +947,33 @@ async fn main() {
         stats.pages.fetches
     );
 
+    let hc = compact_hestia(root, &tenant, &replicas).await;
+    assert_eq!(hc.blocks.samples, samples, "one copy of every sample");
+    println!();
+    println!(
+        "hestia's compactor: {} blocks ({REPLICAS} replicas of {} ranges) → {} blocks in {} passes \
+         ({} compactions), wall {:.1} s, CPU {:.1} s, peak RSS +{:.0} MiB",
+        REPLICAS * ours.blocks,
+        ours.blocks,
+        hc.blocks.blocks,
+        hc.passes,
+        hc.compactions,
+        hc.wall.as_secs_f64(),
+        hc.cpu,
+        hc.peak_mib
+    );
+    // A second querier over the compactor's bucket, reading the index the compactor wrote.
+    let blocks2 = BlockStore::open(&hc.cfg).expect("block store");
+    let kv: Arc<dyn hestia_ring::Kv> = Arc::new(hestia_ring::MemoryKv::default());
+    let ring = Arc::new(
+        hestia_ring::RingClient::start(kv, &hc.cfg.ring)
+            .await
+            .expect("ring"),
+    );
+    let pool = Arc::new(hestia_proto::IngesterPool::default());
+    let querier2 = Querier::with_blocks(hc.cfg.querier.clone(), ring, pool, blocks2);
+    let app2 = hestia_querier::router(Arc::new(querier2));
+
     let compacting = Instant::now();
     let prom = Prometheus::start(&client, &root.join("compacted"), &promtool_blocks, true).await;
     prom.wait_compacted(&client).await;
@@ -819,27 +981,35 @@ async fn main() {
     assert_eq!(compacted.samples, samples);
     println!();
     println!(
-        "the same queries on Prometheus after it compacted copies of the blocks into {} ({:.0} s): median (ms)",
+        "the same queries on compacted blocks: Hestia's compactor's {} and Prometheus' {} ({:.0} s); \
+         median of {RUNS} after one warm-up (ms), Hestia on 2 h blocks from above",
+        hc.blocks.blocks,
         compacted.blocks,
         compacting.elapsed().as_secs_f64()
     );
     println!(
-        "{:<30} {:>8} {:>8} {:>6}",
-        "query", "hestia", "prom", "ratio"
+        "{:<30} {:>8} {:>9} {:>8} {:>6} {:>6}",
+        "query", "h.2h", "h.compact", "p.compact", "ratio", "2h/c"
     );
     for ((name, params), (ours, h)) in queries.iter().zip(answers.iter().zip(&medians)) {
         let (_, body) = prom.query(&client, params).await;
         check_agree(name, ours, &matrix(&body));
-        let mut runs = Vec::new();
+        let (_, body) = hestia_query(&app2, params).await;
+        check_agree(name, &matrix(&body), ours);
+        hestia_query(&app2, params).await;
+        let (mut hc_runs, mut p_runs) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            runs.push(prom.query(&client, params).await.0);
+            hc_runs.push(hestia_query(&app2, params).await.0);
+            p_runs.push(prom.query(&client, params).await.0);
         }
-        let p = median(runs);
+        let (c, p) = (median(hc_runs), median(p_runs));
         println!(
-            "{name:<30} {:>8.1} {:>8.1} {:>6.2}",
+            "{name:<30} {:>8.1} {:>9.1} {:>8.1} {:>6.2} {:>6.2}",
             ms(*h),
+            ms(c),
             ms(p),
-            ms(*h) / ms(p)
+            ms(c) / ms(p),
+            ms(*h) / ms(c)
         );
     }
     let compacted_mem = memory(&prom.pid());
@@ -857,6 +1027,7 @@ async fn main() {
     );
     for (name, f) in [
         ("hestia (ingester's 2 h blocks)", &ours),
+        ("hestia (compactor, 3 replicas → 1)", &hc.blocks),
         ("prometheus (promtool's 2 h blocks)", &promtool),
         ("prometheus (compacted)", &compacted),
     ] {
@@ -874,6 +1045,16 @@ async fn main() {
         "ratio hestia/promtool {:.3}, hestia/compacted {:.3}",
         ratio(&promtool),
         ratio(&compacted)
+    );
+    let stored = hc.objects as f64 / samples as f64;
+    println!(
+        "object store per acknowledged sample at RF=3: {:.3} B shipped ({REPLICAS} replicas), \
+         {stored:.3} B after Hestia's compactor (every object of the tenant: blocks, bucket \
+         index); Prometheus' compacted blocks {:.3} B; ratio {:.3} (goal ≤ 1.05), blocks alone {:.3}",
+        REPLICAS as f64 * ours.per_sample(ours.total()),
+        compacted.per_sample(compacted.total()),
+        stored / compacted.per_sample(compacted.total()),
+        hc.blocks.total() as f64 / compacted.total() as f64,
     );
     println!("total {:.0} s", began.elapsed().as_secs_f64());
 }
