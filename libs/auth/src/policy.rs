@@ -367,6 +367,8 @@ pub fn route_action<'a>(method: &str, path: &'a str) -> Option<RouteAction<'a>> 
         ("GET", ["admin", "audit"]) => cluster("hestia:LookupEvents"),
         ("GET", ["admin", "workspaces", _, "limits"]) => cluster("hestia:GetLimits"),
         ("PUT", ["admin", "workspaces", _, "limits"]) => cluster("hestia:PutLimits"),
+        ("GET", ["admin", "workspaces", _, "blocks"]) => cluster("hestia:ListBlocks"),
+        ("POST", ["admin", "compactor", "compact"]) => cluster("hestia:RunCompaction"),
         ("GET", ["admin", "cluster"]) => cluster("hestia:DescribeCluster"),
         ("POST", ["admin", "cluster", "voters"]) => cluster("hestia:AddVoter"),
         ("DELETE", ["admin", "cluster", "voters", _]) => cluster("hestia:RemoveVoter"),

@@ -158,12 +158,18 @@ impl Compactor {
 
     /// One compaction pass over the tenants this compactor owns (waits for a running pass).
     pub async fn run_once(&self) -> PassReport {
-        self.inner.pass(PassKind::Compaction).await
+        self.inner.pass(PassKind::Compaction, None).await
+    }
+
+    /// One compaction pass over `tenant` alone, if this compactor owns it (waits for a running
+    /// pass); the report lists no tenant otherwise.
+    pub async fn run_once_for(&self, tenant: &TenantId) -> PassReport {
+        self.inner.pass(PassKind::Compaction, Some(tenant)).await
     }
 
     /// One cleaner pass: index, retention and deletions, no compaction.
     pub async fn cleanup_once(&self) -> PassReport {
-        self.inner.pass(PassKind::Cleanup).await
+        self.inner.pass(PassKind::Cleanup, None).await
     }
 
     /// A compaction pass at once and then every `compaction_interval`, cleaner passes every
@@ -181,7 +187,7 @@ impl Compactor {
                 false => PassKind::Cleanup,
             };
             let report = tokio::select! {
-                r = inner.pass(kind) => r,
+                r = inner.pass(kind, None) => r,
                 _ = &mut shutdown => return,
             };
             if kind == PassKind::Compaction {
@@ -269,7 +275,8 @@ impl Compactor {
 }
 
 impl Inner {
-    async fn pass(&self, kind: PassKind) -> PassReport {
+    /// A pass over every tenant of the bucket this compactor owns, or over `only` among them.
+    async fn pass(&self, kind: PassKind, only: Option<&TenantId>) -> PassReport {
         let _one_at_a_time = self.pass.lock().await;
         let started = Instant::now();
         let mut report = PassReport {
@@ -284,6 +291,9 @@ impl Inner {
                 let mut running = FuturesUnordered::new();
                 let mut outcomes = Vec::with_capacity(tenants.len());
                 for tenant in tenants {
+                    if only.is_some_and(|o| *o != tenant) {
+                        continue;
+                    }
                     if running.len() >= self.cfg.max_concurrent_tenants {
                         outcomes.extend(running.next().await);
                     }
@@ -300,7 +310,9 @@ impl Inner {
                     }
                 }
                 report.tenants.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-                metrics::OWNED_TENANTS.set(report.tenants.len() as i64);
+                if only.is_none() {
+                    metrics::OWNED_TENANTS.set(report.tenants.len() as i64);
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "listing the bucket's tenants");

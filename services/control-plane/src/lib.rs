@@ -15,9 +15,13 @@
 //! - `reconciler`: CREATING → ACTIVE, DELETING → hidden, purge after the grace period (ingesters,
 //!   and a tenant deletion mark in the block store for the compactor), audited.
 //! - `ring`: the ring KV's server side, heartbeats buffered and committed in batches.
+//! - `compactors` / `compactor_api`: the operator's block listings and compaction passes,
+//!   asked of the compactors (their ring in this group's state, or `hestia all`'s own).
 
 pub mod api;
 pub mod audit;
+pub mod compactor_api;
+pub mod compactors;
 pub mod error;
 pub mod grpc;
 pub mod identity_api;
@@ -41,6 +45,7 @@ use hestia_proto::control::control_plane_server::ControlPlaneServer;
 use hestia_proto::control::raft_server::RaftServer;
 use tokio::sync::watch;
 
+pub use compactors::{compactors_from_config, in_process_compactor, Compactors};
 pub use error::CpError;
 pub use node::ControlPlane;
 pub use reconciler::{BucketPurger, IngesterPurger, NoDataPlane, PurgeAll, Purger};
@@ -124,7 +129,17 @@ impl Running {
         auth: Option<Arc<hestia_auth::Authenticator>>,
     ) -> axum::Router {
         let api = api::Api::new(self.cp.clone(), master, auth);
-        api::router(api.clone()).merge(identity_api::router(api))
+        api::router(api.clone())
+            .merge(compactor_api::router(api.clone()))
+            .merge(identity_api::router(api))
+    }
+
+    /// Serves the admin routes `GET /admin/workspaces/{id}/blocks` and `POST
+    /// /admin/compactor/compact` through `compactors`: [`compactors_from_config`] for a voter,
+    /// [`in_process_compactor`] for `hestia all`. Until then the ring `compactor-ring` of this
+    /// group's state is asked, with `[ring]`'s default heartbeat timeout.
+    pub fn set_compactors(&self, compactors: Arc<dyn Compactors>) {
+        self.cp.set_compactors(compactors);
     }
 
     /// Stops the reconciler, Raft and the gRPC server.

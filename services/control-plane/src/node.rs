@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::audit::AuditLog;
+use crate::compactors::{Compactors, RingCompactors};
 use crate::error::CpError;
 use crate::network::{channel, Network};
 use crate::raft_types::{CheckIsLeaderError, NodeId, Raft, RaftMetrics};
@@ -47,6 +48,8 @@ pub struct ControlPlane {
     /// Fault injection for multi-process tests: `<data-dir>/control-plane/failpoints` when
     /// `$HESTIA_FAILPOINTS` is set at start; a failpoint is armed by a file of its name there.
     failpoints: Option<PathBuf>,
+    /// Who lists blocks and runs compaction passes for the admin API.
+    compactors: parking_lot::RwLock<Arc<dyn Compactors>>,
 }
 
 impl ControlPlane {
@@ -93,6 +96,10 @@ impl ControlPlane {
             peers: Mutex::new(HashMap::new()),
             closing: watch::channel(false).0,
             failpoints: std::env::var_os("HESTIA_FAILPOINTS").map(|_| dir.join("failpoints")),
+            compactors: parking_lot::RwLock::new(Arc::new(RingCompactors::new(
+                &hestia_config::CompactorRingConfig::default().key,
+                hestia_ring::RingConfig::default().heartbeat_timeout,
+            )?)),
         }))
     }
 
@@ -322,6 +329,17 @@ impl ControlPlane {
             }
             TenantId::for_workspace(Some(&w.account), ws).ok()
         })
+    }
+
+    /// Serves the admin API's block listings and compaction passes through `compactors`
+    /// (default: the ring `compactor-ring` in this group's state, called over HTTP).
+    pub fn set_compactors(&self, compactors: Arc<dyn Compactors>) {
+        *self.compactors.write() = compactors;
+    }
+
+    /// The compactors the admin API asks.
+    pub fn compactors(&self) -> Arc<dyn Compactors> {
+        self.compactors.read().clone()
     }
 
     /// Whether the test failpoint `name` is armed (always false unless `$HESTIA_FAILPOINTS`).

@@ -1,7 +1,10 @@
 //! `hestia admin`: manages accounts, users, access keys, policies and workspace tokens through
-//! Hestia's HTTP admin API. Requests are signed with AWS SigV4 (service `aps`) like any client's,
-//! with credentials found the way the AWS CLI finds static ones (environment, shared credentials
-//! file, config file), and the JSON response is pretty-printed to stdout.
+//! Hestia's HTTP admin API, lists a workspace's blocks and runs compaction passes (`blocks.rs`).
+//! Requests are signed with AWS SigV4 (service `aps`) like any client's, with credentials found
+//! the way the AWS CLI finds static ones (environment, shared credentials file, config file),
+//! and the JSON response is pretty-printed to stdout.
+
+mod blocks;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -13,8 +16,12 @@ use hestia_aws_client::{resolve, signed_headers, AwsEnv, Target};
 use reqwest::{Method, StatusCode, Url};
 use serde_json::{json, Value};
 
+pub use blocks::{BlocksCommand, CompactArgs};
+
 const USER_AGENT: &str = concat!("hestia-admin/", env!("CARGO_PKG_VERSION"));
 const TIMEOUT: Duration = Duration::from_secs(30);
+/// A compaction pass runs while the call waits.
+const COMPACT_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Attempts of one call when it is throttled (429) or the service is unavailable (503).
 const MAX_ATTEMPTS: u32 = 5;
 /// The first retry's delay; each next one doubles it.
@@ -58,6 +65,11 @@ pub enum AdminCommand {
     /// Upload Prometheus TSDB blocks (a Prometheus data directory or block directories) into a
     /// workspace, after reading every block in full.
     Backfill(BackfillArgs),
+    /// A workspace's blocks in the block store.
+    #[command(subcommand)]
+    Blocks(BlocksCommand),
+    /// Compaction passes on the compactors.
+    Compact(CompactArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,8 +173,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         args.region.as_deref(),
         &AwsEnv::from_process(),
     )?;
-    if let AdminCommand::Backfill(b) = &args.command {
-        return backfill(&target, b).await;
+    match &args.command {
+        AdminCommand::Backfill(b) => return backfill(&target, b).await,
+        AdminCommand::Blocks(BlocksCommand::List { workspace, json }) => {
+            return list_blocks(&target, workspace, *json).await
+        }
+        AdminCommand::Compact(c) => return compact(&target, c).await,
+        _ => {}
     }
     let call = api_call(&args.command)?;
     if let Some(out) = send(&target, &call).await? {
@@ -192,6 +209,51 @@ async fn backfill(target: &Target, args: &BackfillArgs) -> anyhow::Result<()> {
     let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)?;
     for block in crate::backfill::backfill(&bucket, &tenant, &args.dir).await? {
         println!("{}", serde_json::to_string(&block)?);
+    }
+    Ok(())
+}
+
+/// `blocks list`: the workspace's blocks, as a table or the JSON answer.
+async fn list_blocks(target: &Target, workspace: &str, json: bool) -> anyhow::Result<()> {
+    let call = ApiCall::get(format!(
+        "/admin/workspaces/{}/blocks",
+        encode_segment(workspace)?
+    ));
+    let text = send(target, &call)
+        .await?
+        .context("the block listing answered nothing")?;
+    let answer: hestia_control_plane::compactor_api::WorkspaceBlocks =
+        serde_json::from_str(&text).context("reading the block listing")?;
+    match json {
+        true => println!("{text}"),
+        false => print!("{}", blocks::blocks_table(&answer)),
+    }
+    Ok(())
+}
+
+/// `compact --now`: one pass on every compactor; each one's report is printed, and any failure
+/// makes the command fail after printing.
+async fn compact(target: &Target, args: &CompactArgs) -> anyhow::Result<()> {
+    let call = ApiCall::post(
+        "/admin/compactor/compact".into(),
+        serde_json::to_value(args.request())?,
+    );
+    let text = send_with(target, &call, COMPACT_TIMEOUT)
+        .await?
+        .context("the compaction answered nothing")?;
+    let answer: hestia_control_plane::compactor_api::CompactResponse =
+        serde_json::from_str(&text).context("reading the compaction reports")?;
+    let (out, failures) = blocks::compact_output(&answer)?;
+    println!("{out}");
+    for w in blocks::unstable_warnings(&answer) {
+        eprintln!("warning: {w}");
+    }
+    if !failures.is_empty() {
+        bail!(
+            "{} compaction failure(s): {}",
+            failures.len(),
+            failures.join("; ")
+        );
     }
     Ok(())
 }
@@ -295,6 +357,7 @@ fn api_call(command: &AdminCommand) -> anyhow::Result<ApiCall> {
             seg(token_id)?
         )),
         C::Backfill(_) => bail!("backfill is several calls and uploads, not one API call"),
+        C::Blocks(_) | C::Compact(_) => bail!("blocks and compact print their own answers"),
     })
 }
 
@@ -376,12 +439,21 @@ fn url(target: &Target, path: &str) -> anyhow::Result<Url> {
 
 /// Sends `call` signed; the text to print on success.
 async fn send(target: &Target, call: &ApiCall) -> anyhow::Result<Option<String>> {
+    send_with(target, call, TIMEOUT).await
+}
+
+/// [`send`] with a deadline of `timeout` per attempt.
+async fn send_with(
+    target: &Target,
+    call: &ApiCall,
+    timeout: Duration,
+) -> anyhow::Result<Option<String>> {
     let url = url(target, &call.path)?;
     let body = call.body.as_ref().map(serde_json::to_vec).transpose()?;
     // A redirect would not carry a valid signature for its new URL.
     let client = reqwest::Client::builder()
         .user_agent(USER_AGENT)
-        .timeout(TIMEOUT)
+        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let mut attempt = 1;
@@ -568,6 +640,29 @@ mod tests {
             };
             assert_eq!(call(args), want, "{args:?}");
         }
+    }
+
+    #[test]
+    fn blocks_and_compact_commands() {
+        let a = parse(&["blocks", "list", "ws-1", "--json"]);
+        assert!(
+            matches!(&a.command, AdminCommand::Blocks(BlocksCommand::List { workspace, json: true }) if workspace == "ws-1"),
+            "{:?}",
+            a.command
+        );
+        let AdminCommand::Compact(c) = parse(&["compact", "--now", "--workspace", "ws-2"]).command
+        else {
+            panic!("compact");
+        };
+        assert_eq!(c.request().workspace_id.as_deref(), Some("ws-2"));
+        let AdminCommand::Compact(c) = parse(&["compact", "--now"]).command else {
+            panic!("compact");
+        };
+        assert_eq!(serde_json::to_value(c.request()).unwrap(), json!({}));
+        assert!(
+            Cli::try_parse_from(["x", "compact"]).is_err(),
+            "--now is required"
+        );
     }
 
     #[test]

@@ -34,13 +34,29 @@ async fn compact_now_and_list_blocks() {
     let app = hestia_compactor::router(c);
     let t = fx.tenant("a");
     let want = fx.ship_replicas(&t, 3, 0..1, 10).await;
+    let other = fx.tenant("b");
+    fx.ship_replicas(&other, 3, 0..1, 10).await;
 
-    let (status, body) = call(&app, "POST", "/compactor/compact").await;
+    // `?tenant=` passes over that tenant alone.
+    let uri = format!("/compactor/compact?tenant={}", t.tenant());
+    let (status, body) = call(&app, "POST", &uri).await;
     assert_eq!(status, StatusCode::OK);
     let report: PassReport = serde_json::from_slice(&body).expect("report");
     assert_eq!(report.instance, "c1");
+    assert_eq!(report.tenants.len(), 1, "{report:?}");
     let r = report.tenant(t.tenant().as_str()).expect("tenant");
     assert_eq!((r.compactions, r.samples_out), (1, count(&want) as u64));
+    let (status, body) = call(&app, "POST", "/compactor/compact").await;
+    assert_eq!(status, StatusCode::OK);
+    let report: PassReport = serde_json::from_slice(&body).expect("report");
+    let r = report
+        .tenant(other.tenant().as_str())
+        .expect("other tenant");
+    assert_eq!(r.compactions, 1, "{report:?}");
+    let r = report.tenant(t.tenant().as_str()).expect("tenant");
+    assert_eq!(r.compactions, 0, "compacted once: {report:?}");
+    let (status, _) = call(&app, "POST", "/compactor/compact?tenant=no%20such").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     let uri = format!("/compactor/tenants/{}/blocks", t.tenant());
     let (status, body) = call(&app, "GET", &uri).await;

@@ -8,6 +8,7 @@ mod bad_input;
 mod blocks;
 mod blocks_s3;
 mod cluster_auth;
+mod compaction_cluster;
 mod crash_recovery;
 mod differential;
 mod ha_cluster;

@@ -21,6 +21,8 @@ pub struct LocalCluster {
     bin_dir: PathBuf,
     /// `HESTIA_AUTH=enabled`: one shared master key, operator credentials in a voter's dir.
     auth: bool,
+    /// More variables for the script (its configuration overrides, see its documentation).
+    env: Vec<(String, String)>,
     /// Released after `Drop` has stopped every process.
     _serial: MutexGuard<'static, ()>,
 }
@@ -43,6 +45,7 @@ impl LocalCluster {
                 if self.auth { "enabled" } else { "disabled" },
             )
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run deploy/local/cluster");
         assert!(
@@ -54,12 +57,23 @@ impl LocalCluster {
     }
 
     pub fn up() -> LocalCluster {
-        Self::start(false)
+        Self::start(false, &[])
     }
 
     /// A cluster with authentication on.
     pub fn up_with_auth() -> LocalCluster {
-        Self::start(true)
+        Self::start(true, &[])
+    }
+
+    /// A cluster with authentication on and the script's variables `env` (e.g.
+    /// `HESTIA_BLOCK_RANGE`), which also apply to processes started again later.
+    pub fn up_with_auth_env(env: &[(&str, &str)]) -> LocalCluster {
+        Self::start(true, env)
+    }
+
+    /// The cluster's state: one directory per process, and the block store (`blocks/`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 
     /// The operator's (access key id, secret) from the credentials file the winning voter wrote.
@@ -83,7 +97,7 @@ impl LocalCluster {
         }
     }
 
-    fn start(auth: bool) -> LocalCluster {
+    fn start(auth: bool, env: &[(&str, &str)]) -> LocalCluster {
         // The binaries of every role sit next to the `hestia` binary cargo built for this test.
         let bin_dir = Path::new(env!("CARGO_BIN_EXE_hestia"))
             .parent()
@@ -112,6 +126,10 @@ impl LocalCluster {
             gateway: super::free_addr().to_string(),
             bin_dir,
             auth,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         c.run(&["up"]);
         c
