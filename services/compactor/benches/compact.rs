@@ -10,11 +10,14 @@
 //! replicas), for the peak RSS of a large tenant.
 //! Printed per pass: wall and CPU time (the whole process, merge threads included), samples
 //! read per CPU second, bytes downloaded and uploaded, bytes per unique sample in the bucket
-//! before (all replicas) and after (the one block left), and the growth of the peak RSS.
+//! before (all replicas) and after (the one block left), the RSS before the pass and the growth
+//! of the peak RSS during it. The blocks are written and uploaded by a child process (this
+//! bench run again with `WRITE_ENV` set), so the compacting process holds nothing else.
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +39,9 @@ const SERIES: usize = 1000;
 /// The large tenant: series and sample interval.
 const LARGE_SERIES: usize = 1_000_000;
 const LARGE_STEP: i64 = 60_000;
+/// Set in the child process that writes a case's blocks: `<bucket dir>|<series>|<ranges>|<gaps>|<step ms>`.
+const WRITE_ENV: &str = "HESTIA_BENCH_WRITE";
+const TENANT: &str = "123456789012_ws-bench";
 const REPLICAS: usize = 3;
 /// A day-aligned start long past, so every window is closed.
 const BASE: i64 = 1_700_000_000_000 / (24 * HOUR) * (24 * HOUR);
@@ -117,24 +123,27 @@ fn missing(gaps: bool, replica: usize, i: usize, k: i64) -> bool {
     gaps && (k as usize + 37 * i + 31 * replica).is_multiple_of(100)
 }
 
-async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
-    let writing = Instant::now();
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("bucket");
-    std::fs::create_dir_all(&root).expect("bucket dir");
+fn bucket_at(root: &Path) -> Bucket {
     let store = Arc::new(
-        LocalFileSystem::new_with_prefix(&root)
+        LocalFileSystem::new_with_prefix(root)
             .expect("store")
             .with_automatic_cleanup(true),
     );
-    let bucket = Bucket::new(store);
-    let tenant = TenantId::parse("123456789012_ws-bench").expect("tenant");
-    let tb = bucket.tenant(&tenant);
-    let mut unique = 0u64;
+    Bucket::new(store)
+}
+
+/// The child process: writes and uploads the replica blocks of the case `spec` describes.
+async fn write_case(spec: &str) {
+    let f: Vec<&str> = spec.split('|').collect();
+    let root = PathBuf::from(f[0]);
+    let (n, ranges): (usize, i64) = (f[1].parse().expect("n"), f[2].parse().expect("ranges"));
+    let (gaps, step): (bool, i64) = (f[3].parse().expect("gaps"), f[4].parse().expect("step"));
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let tb = bucket_at(&root).tenant(&tenant);
+    let local = root.with_file_name("local");
     for r in 0..ranges {
         let (min, max) = (BASE + r * 2 * HOUR, BASE + (r + 1) * 2 * HOUR);
         let series = labels(n);
-        unique += (n * ((max - min) / step) as usize) as u64;
         for replica in 0..REPLICAS {
             let opts = BlockOptions {
                 tenant: tenant.clone(),
@@ -142,7 +151,6 @@ async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
                 source: BlockSource::Ingester,
                 time_range: Some((min, max)),
             };
-            let local = dir.path().join("local");
             let mut w = BlockWriter::new(&local, opts, symbols_of(series.iter().map(|s| &s.0)))
                 .expect("writer");
             for (labels, i) in &series {
@@ -161,6 +169,26 @@ async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
             std::fs::remove_dir_all(&block).expect("remove");
         }
     }
+}
+
+async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
+    let writing = Instant::now();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("bucket");
+    std::fs::create_dir_all(&root).expect("bucket dir");
+    let status = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+        .env(
+            WRITE_ENV,
+            format!("{}|{n}|{ranges}|{gaps}|{step}", root.display()),
+        )
+        .status()
+        .expect("writer process");
+    assert!(status.success(), "writer process: {status}");
+    let written = writing.elapsed().as_secs_f64();
+    let bucket = bucket_at(&root);
+    let tenant = TenantId::parse(TENANT).expect("tenant");
+    let tb = bucket.tenant(&tenant);
+    let unique = (n as u64) * ((2 * HOUR / step) as u64) * ranges as u64;
 
     let before: u64 = {
         let (_, listing) = hestia_bucket::BucketIndex::build(&tb).await.expect("index");
@@ -203,13 +231,12 @@ async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
     } else {
         "identical replicas"
     };
-    let written = writing.elapsed().as_secs_f64() - wall;
     println!(
         "{ranges} × 2 h, {n} series every {} s, RF={REPLICAS}, {kind} (written and uploaded in \
          {written:.0} s): {} compactions, {} blocks \
          in, {} samples read, {} written ({} duplicates), {unique} unique; wall {wall:.2} s, \
          CPU {cpu:.2} s, {:.2} M samples read/CPU s; {} bytes downloaded, {} uploaded; \
-         {:.3} bytes per unique sample before, {:.3} after; peak RSS +{:.1} MiB",
+         {:.3} bytes per unique sample before, {:.3} after; RSS {:.1} MiB before, peak +{:.1} MiB",
         step / 1000,
         t.compactions,
         t.blocks_in,
@@ -221,12 +248,22 @@ async fn run(n: usize, ranges: i64, gaps: bool, step: i64) {
         t.bytes_out,
         before as f64 / unique as f64,
         stored as f64 / unique as f64,
+        rss0 as f64 / 1024.0,
         peak as f64 / 1024.0,
     );
     c.stop().await.expect("stop");
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(WRITE_ENV) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(write_case(&spec));
+        return;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
