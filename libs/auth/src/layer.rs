@@ -336,6 +336,17 @@ struct TokenForm {
     client_secret: Option<String>,
 }
 
+/// `routes` behind authentication (every request authenticated and authorized, refusals
+/// audited), plus `POST /oauth2/token` for clients exchanging credentials for a token.
+pub fn protect(routes: Router, layer: Arc<AuthLayer>) -> Router {
+    routes
+        .layer(axum::middleware::from_fn_with_state(
+            layer.clone(),
+            authenticate,
+        ))
+        .merge(oauth2_router(layer))
+}
+
 /// `POST /oauth2/token`: RFC 6749 client credentials (client id and secret in HTTP Basic or in
 /// the form) → `{access_token, token_type, expires_in}`.
 pub fn oauth2_router(layer: Arc<AuthLayer>) -> Router {

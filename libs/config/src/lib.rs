@@ -125,7 +125,11 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngesterConfig {
-    /// gRPC address. In `hestia all` unset means an ephemeral loopback port.
+    /// HTTP address of `hestia-ingester` (`/metrics`, `/ready`); `hestia all` serves these on
+    /// `server.listen`.
+    pub http_listen: SocketAddr,
+    /// gRPC address. Unset: 127.0.0.1:9095 for `hestia-ingester`, an ephemeral loopback port in
+    /// `hestia all`.
     pub grpc_listen: Option<SocketAddr>,
     /// How often open chunks are persisted and the WAL truncated behind them.
     #[serde(with = "humantime_serde")]
@@ -188,6 +192,7 @@ impl OverridesConfig {
 impl Default for IngesterConfig {
     fn default() -> Self {
         Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 9094)),
             grpc_listen: None,
             checkpoint_interval: Duration::from_secs(60),
             block_cache_bytes: 256 << 20,
@@ -205,6 +210,9 @@ impl Default for IngesterConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributorConfig {
+    /// HTTP address of `hestia-distributor` (remote write, `/metrics`, `/ready`); `hestia all`
+    /// serves the distributor on `server.listen`.
+    pub http_listen: SocketAddr,
     /// Largest compressed remote-write body accepted (AMP: 1 MB); larger → 413.
     pub max_request_body_bytes: usize,
     /// Largest decompressed body; a snappy header declaring more is refused before allocating.
@@ -219,6 +227,7 @@ pub struct DistributorConfig {
 impl Default for DistributorConfig {
     fn default() -> Self {
         Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             max_request_body_bytes: 1 << 20,
             max_decompressed_bytes: 32 << 20,
             push_timeout: Duration::from_secs(10),
@@ -230,6 +239,9 @@ impl Default for DistributorConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuerierConfig {
+    /// HTTP address of `hestia-querier` (the Prometheus query API, `/metrics`, `/ready`);
+    /// `hestia all` serves the querier on `server.listen`.
+    pub http_listen: SocketAddr,
     /// Zone whose ingesters are asked first (the querier's own zone).
     pub preferred_zone: Option<String>,
     /// How far back an instant selector looks for a sample.
@@ -264,6 +276,7 @@ pub struct QuerierConfig {
 impl Default for QuerierConfig {
     fn default() -> Self {
         Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
             preferred_zone: None,
             lookback_delta: Duration::from_secs(300),
             timeout: Duration::from_secs(120),

@@ -29,6 +29,7 @@ mod plan;
 mod report;
 mod retention;
 mod ring;
+pub mod role;
 mod tenant;
 
 use std::collections::HashMap;

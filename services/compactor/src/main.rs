@@ -6,77 +6,54 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
-use clap::Parser;
 use hestia_config::Config;
 
-#[derive(Parser)]
-#[command(name = "hestia-compactor", version)]
-struct Args {
-    #[arg(long, env = "HESTIA_CONFIG")]
-    config: Option<PathBuf>,
-    /// Overrides compactor.http_listen.
+#[derive(Debug, Clone, clap::Args)]
+struct Flags {
+    /// HTTP address (compactor.http_listen).
     #[arg(long)]
     http_listen: Option<SocketAddr>,
-    /// Overrides server.data_dir.
-    #[arg(long, env = "HESTIA_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// Overrides compactor.ring.instance_id.
+    /// Ring id (compactor.ring.instance_id).
     #[arg(long)]
     instance_id: Option<String>,
 }
 
+impl hestia_runtime::RoleFlags for Flags {
+    fn apply(&self, cfg: &mut Config) {
+        cfg.compactor.http_listen = self.http_listen.unwrap_or(cfg.compactor.http_listen);
+        if let Some(id) = &self.instance_id {
+            cfg.compactor.ring.instance_id = Some(id.clone());
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hestia_telemetry::disable_transparent_huge_pages();
-    let args = Args::parse();
-    let mut cfg = args
-        .config
-        .as_deref()
-        .map(Config::from_file)
-        .transpose()?
-        .unwrap_or_default();
-    if let Some(a) = args.http_listen {
-        cfg.compactor.http_listen = a;
-    }
-    if let Some(d) = args.data_dir {
-        cfg.server.data_dir = d;
-    }
-    if let Some(id) = args.instance_id {
-        cfg.compactor.ring.instance_id = Some(id);
-    }
-    cfg.validate()?;
-    anyhow::ensure!(
-        cfg.compactor.enabled,
-        "compactor.enabled = false: nothing to run"
-    );
-    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
-    // Bind first: a port in use fails before joining the ring.
-    let listener = tokio::net::TcpListener::bind(cfg.compactor.http_listen).await?;
-    let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)?;
-    let kv = hestia_ring::new_kv(&cfg.ring)?;
-    let retentions = hestia_compactor::Retentions::new();
-    let _workspaces = match cfg.ring.kv_endpoints.is_empty() {
-        true => None,
-        false => Some(retentions.follow(&cfg.ring.kv_endpoints)?),
-    };
-    let compactor = hestia_compactor::Compactor::start(&cfg, bucket, kv, retentions).await?;
-    let app = hestia_compactor::router(compactor.clone())
-        .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
-        .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
-            true,
-        ))));
-    tracing::info!(addr = %cfg.compactor.http_listen, "compactor listening");
-    let server = tokio::spawn(async move {
-        axum::serve(hestia_telemetry::nodelay(listener), app)
-            .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
-            .await
-    });
-    compactor.run(hestia_telemetry::shutdown_signal()).await;
-    compactor.stop().await?;
-    server.await??;
-    Ok(())
+    hestia_runtime::run::<Flags, _, _>(
+        "hestia-compactor",
+        |cfg| {
+            anyhow::ensure!(
+                cfg.compactor.enabled,
+                "compactor.enabled = false: nothing to run"
+            );
+            Ok(())
+        },
+        |cfg| cfg.compactor.http_listen,
+        |cfg| async move {
+            let kv = hestia_ring::new_kv(&cfg.ring)?;
+            // Each workspace's retentionPeriodInDays, from the control plane's workspace watch.
+            let retentions = hestia_compactor::Retentions::new();
+            let follower = match cfg.ring.kv_endpoints.is_empty() {
+                true => None,
+                false => Some(retentions.follow(&cfg.ring.kv_endpoints)?),
+            };
+            let mut c = hestia_compactor::role::start(&cfg, kv, retentions).await?;
+            if let Some(f) = follower {
+                c.role.abort_on_shutdown(f);
+            }
+            Ok(c.role)
+        },
+    )
+    .await
 }

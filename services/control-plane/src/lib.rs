@@ -32,6 +32,7 @@ pub mod raft_types;
 pub mod reconciler;
 pub mod requests;
 pub mod ring;
+pub mod role;
 pub mod state;
 pub mod store;
 

@@ -26,6 +26,7 @@ mod encode;
 mod error;
 pub mod metrics;
 mod rate;
+pub mod role;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -14,6 +14,7 @@
 pub mod audit;
 mod error;
 pub mod metrics;
+pub mod role;
 mod upstream;
 mod workspaces;
 

@@ -1,10 +1,12 @@
-//! `hestia all`: gateway, distributor, ingester, querier and a single control-plane voter in one
-//! process. The ingester ships closed block ranges to the `[storage]` block store (by default
-//! `<data_dir>/blocks`) and the querier reads them there, as in a cluster. The ingester and the
-//! control plane still serve gRPC on loopback ports and the other roles reach them through gRPC
-//! clients, exactly as in a cluster; only the gateway → distributor/querier hop is an in-process
-//! call. The AMP workspace API is served on the public port; the gateway serves the workspaces
-//! it creates (or, with `--dev-workspaces`, any id).
+//! `hestia all`: every role in one process — gateway, distributor, ingester, querier,
+//! compactor and a single control-plane voter — each started by its own library's
+//! `role::start` (the `hestia_runtime` shape its stand-alone binary uses) and served on one
+//! public port. The ingester ships closed block ranges to the `[storage]` block store (by
+//! default `<data_dir>/blocks`), the compactor merges them and applies each workspace's
+//! retention, and the querier reads them there, as in a cluster. The rings are in memory; the
+//! distributor and querier call the ingester in-process, other roles reach the voter over its
+//! loopback gRPC port. The AMP workspace API is served on the public port; the gateway serves
+//! the workspaces it creates (or, with `--dev-workspaces`, any id).
 //! Every public route is behind the auth middleware (SigV4, tokens, Basic); the first start
 //! creates the operator account and writes its key to `<data_dir>/credentials`.
 
@@ -12,41 +14,35 @@ pub mod admin;
 pub mod backfill;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::Context;
-use axum::Router;
 use hestia_config::Config;
-use hestia_gateway::{Gateway, Upstream};
+use hestia_gateway::Upstream;
+use hestia_runtime::Role;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-/// Command-line overrides of the configuration file.
+/// `hestia all`'s flags over the configuration file (`hestia_runtime`'s precedence rule).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct AllArgs {
-    /// TOML configuration file (see deploy/hestia.example.toml).
-    #[arg(long, env = "HESTIA_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Public HTTP address [default: 127.0.0.1:8080].
+    #[command(flatten)]
+    pub common: hestia_runtime::CommonArgs,
+    #[command(flatten)]
+    pub flags: AllFlags,
+}
+
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AllFlags {
+    /// Public HTTP address (server.listen) [default: 127.0.0.1:8080].
     #[arg(long, env = "HESTIA_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Directory for local state [default: ./data].
-    #[arg(long, env = "HESTIA_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Log format: text or json.
-    #[arg(long)]
-    pub log_format: Option<hestia_config::LogFormat>,
-    /// Export traces over OTLP/HTTP to this URL (e.g. http://127.0.0.1:4318/v1/traces).
-    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
-    pub otlp_endpoint: Option<String>,
     /// Accept any well-formed workspace id as its own tenant, without creating it through the
-    /// workspace API (tests, quick trials).
+    /// workspace API (tests, quick trials) (gateway.dev_workspaces).
     #[arg(long, env = "HESTIA_DEV_WORKSPACES")]
     pub dev_workspaces: bool,
     /// `disabled` turns authentication off: every request acts as the operator account's root
-    /// (local trials and tests only).
+    /// (local trials and tests only) (auth.enabled).
     #[arg(long, env = "HESTIA_AUTH", value_enum)]
     pub auth: Option<AuthSwitch>,
 }
@@ -57,31 +53,22 @@ pub enum AuthSwitch {
     Disabled,
 }
 
-impl AllArgs {
-    /// The configuration file (or defaults) with the flags applied, validated.
-    pub fn load(&self) -> anyhow::Result<Config> {
-        let mut cfg = match &self.config {
-            Some(p) => Config::from_file(p)?,
-            None => Config::default(),
-        };
+impl hestia_runtime::RoleFlags for AllFlags {
+    fn apply(&self, cfg: &mut Config) {
         if let Some(l) = self.listen {
             cfg.server.listen = l;
-        }
-        if let Some(d) = &self.data_dir {
-            cfg.server.data_dir = d.clone();
-        }
-        if let Some(f) = self.log_format {
-            cfg.telemetry.log_format = f;
-        }
-        if let Some(e) = &self.otlp_endpoint {
-            cfg.telemetry.otlp_endpoint = Some(e.clone());
         }
         cfg.gateway.dev_workspaces |= self.dev_workspaces;
         if let Some(a) = self.auth {
             cfg.auth.enabled = a == AuthSwitch::Enabled;
         }
-        cfg.validate()?;
-        Ok(cfg)
+    }
+}
+
+impl AllArgs {
+    /// The configuration file (or defaults) with the environment and flags applied, validated.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        self.common.load(&self.flags)
     }
 }
 
@@ -114,67 +101,7 @@ impl AllInOne {
     pub async fn start(mut cfg: Config) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&cfg.server.data_dir)
             .with_context(|| format!("creating data dir {}", cfg.server.data_dir.display()))?;
-        let data_dir = cfg.server.data_dir.clone();
-        let ingester_cfg = cfg.ingester.clone();
-        let db = tokio::task::spawn_blocking(move || {
-            hestia_ingester::open_tsdb(&data_dir, &ingester_cfg)
-        })
-        .await??;
-
-        let (stop, stop_rx) = watch::channel(false);
-        let wait_stop = |mut rx: watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-
-        let grpc_addr = cfg
-            .ingester
-            .grpc_listen
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
-        let (grpc_listener, grpc_addr) = hestia_ingester::bind_grpc(grpc_addr)
-            .await
-            .with_context(|| format!("binding ingester gRPC on {grpc_addr}"))?;
-        let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
-        let reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
-        // One ingester holds every series: the global series limits apply to it whole.
-        let limiter = hestia_ingester::SeriesLimiter::new(
-            overrides.clone(),
-            cfg.ingester.max_local_series_per_user,
-            cfg.ingester.max_local_series_per_metric,
-            None,
-            1,
-        );
-        let ingester = hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter));
-        let grpc = tokio::spawn(hestia_ingester::serve_grpc(
-            grpc_listener,
-            ingester.clone(),
-            wait_stop(stop_rx.clone()),
-        ));
-        tracing::info!(%grpc_addr, "ingester gRPC listening");
-
-        let listener = TcpListener::bind(cfg.server.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.server.listen))?;
-        let addr = listener.local_addr()?;
-        // One voter of its own: workspaces, limit overrides and the audit log on Raft.
-        let public_url = cfg
-            .control_plane
-            .public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
-        cfg.control_plane.bootstrap.clear();
-        let control_plane = hestia_control_plane::start(
-            &cfg.control_plane,
-            &cfg.server.data_dir,
-            public_url.clone(),
-            Arc::new(LocalPurger(db.clone())),
-        )
-        .await
-        .context("starting the control plane")?;
-        let cp_endpoints = vec![format!("http://{}", control_plane.grpc_addr)];
-        let (auth, identity_follower) = start_auth(&cfg, &control_plane, &public_url).await?;
-        let cp_overrides = overrides.spawn_control_plane_watch(&cp_endpoints)?;
-
-        // One ingester, so one replica: the ring lives in this process.
+        // One process: one ingester (so one replica) and one compactor, whose rings live here.
         cfg.ring.kv = hestia_config::KvBackend::Memory;
         cfg.ring.replication_factor = 1;
         cfg.ring.zone_awareness = false;
@@ -183,130 +110,126 @@ impl AllInOne {
         cfg.ingester
             .instance_id
             .get_or_insert_with(|| "ingester-all".to_string());
+        // No other compactor can take a tenant over: nothing to wait for.
+        cfg.compactor.ring.wait_stability = std::time::Duration::ZERO;
+        cfg.control_plane.bootstrap.clear();
+
+        let listener = TcpListener::bind(cfg.server.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.server.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = cfg
+            .control_plane
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"));
         let kv: Arc<dyn hestia_ring::Kv> = Arc::new(hestia_ring::MemoryKv::default());
-        let lifecycler = hestia_ingester::join_ring(
+        let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
+        // Tasks of the process rather than of one role.
+        let mut shared = Role::new("hestia all");
+        shared.abort_on_shutdown(overrides.spawn_reloader(cfg.overrides.reload_period));
+
+        // Each workspace's retention, followed from the voter once it runs: the ingester and
+        // the compactor apply it.
+        let retentions = hestia_limits::Retentions::new();
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        let ingester = hestia_ingester::role::start(
+            &cfg,
             kv.clone(),
-            &cfg.ring,
-            &cfg.ingester,
-            grpc_addr,
-            &cfg.server.data_dir,
+            overrides.clone(),
+            retentions.clone(),
+            loopback,
         )
         .await?;
-        let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
+        // One voter of its own: workspaces, limit overrides, identities and the audit log on
+        // Raft. A purged workspace leaves this ingester, then the block store.
+        let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)
+            .context("opening the block store")?;
+        let local: Arc<dyn hestia_control_plane::Purger> =
+            Arc::new(LocalPurger(ingester.db.clone()));
+        let purger = Arc::new(hestia_control_plane::PurgeAll(vec![
+            local,
+            Arc::new(hestia_control_plane::BucketPurger::new(bucket)),
+        ]));
+        let mut voter = hestia_control_plane::role::start(
+            &cfg,
+            public_url.clone(),
+            purger,
+            Some(&cfg.server.data_dir.join("master.key")),
+            public_url.clone(),
+            hestia_control_plane::role::OperatorBootstrap::Now,
+        )
+        .await?;
+        let cp_endpoints = vec![format!("http://{}", voter.grpc_addr)];
+        shared.abort_on_shutdown(overrides.spawn_control_plane_watch(&cp_endpoints)?);
+        shared.abort_on_shutdown(retentions.follow(&cp_endpoints)?);
+
+        let ring = Arc::new(hestia_ring::RingClient::start(kv.clone(), &cfg.ring).await?);
         // The distributor and querier call the ingester of this process directly, not over gRPC.
         let pool = Arc::new(hestia_proto::IngesterPool::with_local(
-            grpc_addr.to_string(),
-            Arc::new(ingester),
+            ingester.grpc_addr.to_string(),
+            Arc::new(ingester.service.clone()),
         ));
         // HA elections on the voter's Raft log, as in a cluster: they survive restarts.
-        let (ha, ha_refresher) =
-            hestia_distributor::start_ha_tracker(&cp_endpoints, &cfg.distributor.ha_tracker)?;
-        let shipper_overrides = overrides.clone();
-        let distributor = Arc::new(hestia_distributor::Distributor::new(
-            cfg.distributor.clone(),
-            overrides,
+        let mut distributor = hestia_distributor::role::start(
+            &cfg,
             ring.clone(),
             pool.clone(),
+            overrides,
+            &cp_endpoints,
             None,
-            ha,
-        ));
-        // Blocks: this ingester ships closed ranges to `[storage]`; the querier reads them.
-        let mut querier_cfg = cfg.querier.clone();
-        if !cfg.blocks.ship {
-            // The ingester keeps every sample: it is asked whatever the time range.
-            querier_cfg.query_ingesters_within = std::time::Duration::ZERO;
-        }
-        let blocks = hestia_querier::BlockStore::open(&cfg).context("opening the block store")?;
-        let querier = Arc::new(hestia_querier::Querier::with_blocks(
-            querier_cfg,
-            ring,
-            pool,
-            blocks,
-        ));
-        let shipper = if cfg.blocks.ship {
-            let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)
-                .context("opening the block store")?;
-            let shipper = hestia_ingester::Shipper::new(
-                db.clone(),
-                bucket,
-                cfg.blocks.clone(),
-                hestia_ingester::instance_id(&cfg.ingester, grpc_addr),
-                shipper_overrides,
-                &cfg.server.data_dir,
-            );
-            Some(tokio::spawn(shipper.run(wait_stop(stop_rx.clone()))))
+        )
+        .await?;
+        let mut querier = hestia_querier::role::start(&cfg, ring, pool)?;
+        let compactor = if cfg.compactor.enabled {
+            let mut c = hestia_compactor::role::start(&cfg, kv, retentions).await?;
+            // Its API is for a cluster's operators; here `hestia admin` reaches it through the
+            // control plane.
+            let _ = c.role.take_routes();
+            voter
+                .cp
+                .set_compactors(hestia_control_plane::in_process_compactor(
+                    c.compactor.clone(),
+                ));
+            Some(c)
         } else {
             None
         };
-        let (workspaces, workspace_watch) =
-            hestia_gateway::Workspaces::start(&cp_endpoints, cfg.gateway.dev_workspaces, None)?;
-        let gateway = Arc::new(Gateway::new(
-            workspaces,
-            Upstream::InProcess(hestia_distributor::router(distributor.clone())),
-            Upstream::InProcess(hestia_querier::router(querier)),
-        ));
-
-        let ready = Arc::new(AtomicBool::new(false));
-        let app = Router::new()
-            .merge(hestia_gateway::router(gateway))
-            .merge(control_plane.router(auth.master.clone(), auth.authenticator.clone()))
-            .nest(
+        let mut gateway = hestia_gateway::role::start(
+            hestia_gateway::Workspaces::start(&cp_endpoints, cfg.gateway.dev_workspaces, None)?,
+            Upstream::InProcess(distributor.role.take_routes()),
+            Upstream::InProcess(querier.role.take_routes()),
+        );
+        // One public port: the gateway, the voter's AMP and admin API, the distributor's pages,
+        // all behind one authentication layer.
+        let public = hestia_auth::layer::protect(
+            gateway.take_routes().merge(voter.role.take_routes()).nest(
                 "/distributor",
-                hestia_distributor::admin_router(distributor.clone()),
-            )
-            .layer(axum::middleware::from_fn_with_state(
-                auth.layer.clone(),
-                hestia_auth::layer::authenticate,
-            ))
-            .merge(hestia_auth::layer::oauth2_router(auth.layer.clone()))
-            .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
-            .merge(hestia_telemetry::ops_router(ready.clone()));
+                hestia_distributor::admin_router(distributor.distributor.clone()),
+            ),
+            voter.auth.layer.clone(),
+        );
+        let mut roles = vec![
+            shared,
+            ingester.role,
+            voter.role,
+            distributor.role,
+            querier.role,
+        ];
+        roles.extend(compactor.map(|c| c.role));
+        roles.push(gateway);
 
-        let stats_db = db.clone();
-        let mut stats_stop = stop_rx.clone();
-        let stats = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => hestia_ingester::export_head_stats(&stats_db),
-                    _ = stats_stop.wait_for(|s| *s) => break,
-                }
-            }
-        });
-
-        let grace = cfg.server.shutdown_grace;
-        let http_stop = wait_stop(stop_rx.clone());
-        let task = tokio::spawn(async move {
-            let served = axum::serve(
-                hestia_telemetry::nodelay(listener),
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(http_stop)
-            .await;
-            // In-flight pushes finish before the ingester stops and the database closes; a block
-            // being cut or uploaded is abandoned (the next start resumes it).
-            let _ = tokio::time::timeout(grace, grpc).await;
-            if let Some(s) = shipper {
-                let _ = s.await;
-            }
-            if let Err(e) = lifecycler.shutdown(true).await {
-                tracing::warn!(error = %e, "leaving the ring");
-            }
-            stats.abort();
-            reloader.abort();
-            ha_refresher.abort();
-            if let Some(f) = identity_follower {
-                f.abort();
-            }
-            cp_overrides.abort();
-            if let Some(w) = workspace_watch {
-                w.abort();
-            }
-            control_plane.shutdown().await;
-            tokio::task::spawn_blocking(move || db.close()).await??;
-            served.context("serving HTTP")
-        });
-        ready.store(true, Ordering::Release);
+        let (stop, mut stop_rx) = watch::channel(false);
+        let signal = async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        };
+        let task = tokio::spawn(hestia_runtime::serve(
+            listener,
+            roles,
+            public,
+            cfg.server.shutdown_grace,
+            signal,
+        ));
         let authentication = if cfg.auth.enabled {
             "SigV4, tokens and Basic"
         } else {
@@ -320,47 +243,10 @@ impl AllInOne {
         Ok(Self { addr, stop, task })
     }
 
-    /// Stops serving, lets in-flight requests finish, and closes the database cleanly.
+    /// Stops serving, lets in-flight requests finish, stops every role (last started first)
+    /// and closes the database cleanly.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.task.await?
     }
-}
-
-/// Builds the auth middleware's state (the master key created on first start if none is
-/// configured), follows the voter's identities and, on the first start, creates the operator
-/// account and prints where its credentials are.
-async fn start_auth(
-    cfg: &Config,
-    control_plane: &hestia_control_plane::Running,
-    endpoint: &str,
-) -> anyhow::Result<(
-    hestia_auth::layer::AuthSetup,
-    Option<tokio::task::JoinHandle<()>>,
-)> {
-    let auth = hestia_auth::layer::from_config(
-        cfg,
-        Arc::new(control_plane.cp.audit.clone()),
-        Some(&cfg.server.data_dir.join("master.key")),
-    )?;
-    let (Some(authenticator), Some(master)) = (&auth.authenticator, &auth.master) else {
-        return Ok((auth, None));
-    };
-    let follower = hestia_control_plane::identity_api::follow_identities(
-        control_plane.cp.clone(),
-        authenticator.clone(),
-    );
-    let created = hestia_control_plane::identity_api::bootstrap_identities(
-        &control_plane.cp,
-        master,
-        &cfg.server.data_dir,
-        endpoint,
-    )
-    .await
-    .context("creating the operator account")?;
-    if let Some(c) = created {
-        authenticator.update(&control_plane.cp.sm.read(|s| s.identities.clone()));
-        c.announce(&cfg.control_plane.region, endpoint);
-    }
-    Ok((auth, Some(follower)))
 }

@@ -17,7 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process (gateway, distributor, ingester, querier).
+    /// Run every role in one process (gateway, distributor, ingester, querier, compactor and one
+    /// control-plane voter).
     All(hestia::AllArgs),
     /// Print the effective configuration (file + flags + defaults) as TOML.
     Config(hestia::AllArgs),

@@ -7,6 +7,7 @@ mod limits;
 pub mod metrics;
 mod push;
 pub mod retention;
+pub mod role;
 pub mod shipper;
 
 use std::net::SocketAddr;

@@ -5,111 +5,55 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use clap::Parser;
 use hestia_config::Config;
 
-#[derive(Parser)]
-#[command(name = "hestia-ingester", version)]
-struct Args {
+#[derive(Debug, Clone, clap::Args)]
+struct Flags {
+    /// gRPC address for distributors and queriers (ingester.grpc_listen) [default: 127.0.0.1:9095].
     #[arg(long)]
-    config: Option<PathBuf>,
-    /// gRPC address for distributors and queriers.
-    #[arg(long, default_value = "127.0.0.1:9095")]
-    grpc_listen: SocketAddr,
-    /// HTTP address for /metrics, /ready, /health.
-    #[arg(long, default_value = "127.0.0.1:9094")]
-    http_listen: SocketAddr,
+    grpc_listen: Option<SocketAddr>,
+    /// HTTP address for /metrics, /ready, /health (ingester.http_listen).
     #[arg(long)]
-    data_dir: Option<PathBuf>,
+    http_listen: Option<SocketAddr>,
+}
+
+impl hestia_runtime::RoleFlags for Flags {
+    fn apply(&self, cfg: &mut Config) {
+        cfg.ingester.grpc_listen = self.grpc_listen.or(cfg.ingester.grpc_listen);
+        cfg.ingester.http_listen = self.http_listen.unwrap_or(cfg.ingester.http_listen);
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hestia_telemetry::disable_transparent_huge_pages();
-    let args = Args::parse();
-    let mut cfg = args
-        .config
-        .as_deref()
-        .map(Config::from_file)
-        .transpose()?
-        .unwrap_or_default();
-    if let Some(d) = args.data_dir {
-        cfg.server.data_dir = d;
-    }
-    cfg.validate()?;
-    cfg.validate_cluster_role("ingester")?;
-    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
-    let (data_dir, icfg) = (cfg.server.data_dir.clone(), cfg.ingester.clone());
-    let db =
-        tokio::task::spawn_blocking(move || hestia_ingester::open_tsdb(&data_dir, &icfg)).await??;
-    let ready = Arc::new(AtomicBool::new(true));
-    let http = tokio::net::TcpListener::bind(args.http_listen).await?;
-    let ops = hestia_telemetry::ops_router(ready.clone());
-    tokio::spawn(async move { axum::serve(hestia_telemetry::nodelay(http), ops).await });
-    let (grpc, addr) = hestia_ingester::bind_grpc(args.grpc_listen).await?;
-    tracing::info!(%addr, "ingester gRPC listening");
-    let stats_db = db.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(10));
-        loop {
-            tick.tick().await;
-            hestia_ingester::export_head_stats(&stats_db);
-        }
-    });
-    let kv = hestia_ring::new_kv(&cfg.ring)?;
-    let lifecycler = hestia_ingester::join_ring(
-        kv.clone(),
-        &cfg.ring,
-        &cfg.ingester,
-        addr,
-        &cfg.server.data_dir,
+    hestia_runtime::run::<Flags, _, _>(
+        "hestia-ingester",
+        |cfg| Ok(cfg.validate_cluster_role("ingester")?),
+        |cfg| cfg.ingester.http_listen,
+        |cfg| async move {
+            let kv = hestia_ring::new_kv(&cfg.ring)?;
+            let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
+            let reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
+            // Per-workspace overrides set through the control plane's admin API, pushed by its watch.
+            let watch = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
+            // Each workspace's retentionPeriodInDays, from the same control plane.
+            let retentions = hestia_limits::Retentions::new();
+            let follower = retentions.follow(&cfg.ring.kv_endpoints)?;
+            let mut ingester = hestia_ingester::role::start(
+                &cfg,
+                kv,
+                overrides,
+                retentions,
+                hestia_ingester::role::DEFAULT_GRPC_LISTEN,
+            )
+            .await?;
+            ingester.role.abort_on_shutdown(reloader);
+            ingester.role.abort_on_shutdown(watch);
+            ingester.role.abort_on_shutdown(follower);
+            Ok(ingester.role)
+        },
     )
-    .await?;
-    let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
-    let overrides = Arc::new(cfg.overrides.load(&cfg.limits)?);
-    let _reloader = overrides.spawn_reloader(cfg.overrides.reload_period);
-    // Per-workspace overrides set through the control plane's admin API, pushed by its watch.
-    let _cp_overrides = overrides.spawn_control_plane_watch(&cfg.ring.kv_endpoints)?;
-    // Closed time ranges go to the object store as blocks, then leave RocksDB.
-    let shipper = if cfg.blocks.ship {
-        let bucket = hestia_bucket::Bucket::open(&cfg.storage, &cfg.server.data_dir)?;
-        let shipper = hestia_ingester::Shipper::new(
-            db.clone(),
-            bucket,
-            cfg.blocks.clone(),
-            hestia_ingester::instance_id(&cfg.ingester, addr),
-            overrides.clone(),
-            &cfg.server.data_dir,
-        );
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(shipper.run(async move {
-            let _ = stopped.await;
-        }));
-        Some((stop, task))
-    } else {
-        None
-    };
-    let limiter = hestia_ingester::SeriesLimiter::new(
-        overrides,
-        cfg.ingester.max_local_series_per_user,
-        cfg.ingester.max_local_series_per_metric,
-        Some(ring),
-        cfg.ring.replication_factor,
-    );
-    let service = hestia_ingester::IngesterService::new(db.clone(), Arc::new(limiter));
-    hestia_ingester::serve_grpc(grpc, service, hestia_telemetry::shutdown_signal()).await?;
-    ready.store(false, Ordering::Release);
-    if let Some((stop, task)) = shipper {
-        let _ = stop.send(());
-        task.await?;
-    }
-    lifecycler
-        .shutdown(cfg.ingester.unregister_on_shutdown)
-        .await?;
-    tokio::task::spawn_blocking(move || db.close()).await??;
-    Ok(())
+    .await
 }

@@ -11,6 +11,7 @@ mod merge;
 pub mod metrics;
 mod params;
 mod read;
+pub mod role;
 mod store;
 
 use std::sync::Arc;

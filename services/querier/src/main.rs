@@ -5,59 +5,35 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use clap::Parser;
 use hestia_config::Config;
 
-#[derive(Parser)]
-#[command(name = "hestia-querier", version)]
-struct Args {
+#[derive(Debug, Clone, clap::Args)]
+struct Flags {
+    /// HTTP address (querier.http_listen).
     #[arg(long)]
-    config: Option<PathBuf>,
-    #[arg(long, default_value = "127.0.0.1:8082")]
-    listen: SocketAddr,
+    listen: Option<SocketAddr>,
+}
+
+impl hestia_runtime::RoleFlags for Flags {
+    fn apply(&self, cfg: &mut Config) {
+        cfg.querier.http_listen = self.listen.unwrap_or(cfg.querier.http_listen);
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    hestia_telemetry::disable_transparent_huge_pages();
-    let args = Args::parse();
-    let cfg = args
-        .config
-        .as_deref()
-        .map(Config::from_file)
-        .transpose()?
-        .unwrap_or_default();
-    cfg.validate()?;
-    cfg.validate_cluster_role("querier")?;
-    let _telemetry = hestia_telemetry::init_tracing(&cfg.telemetry);
-    let kv = hestia_ring::new_kv(&cfg.ring)?;
-    let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
-    let pool = Arc::new(hestia_proto::IngesterPool::default());
-    let blocks = hestia_querier::BlockStore::open(&cfg)?;
-    let mut querier_cfg = cfg.querier.clone();
-    if !cfg.blocks.ship {
-        // Ingesters keep every sample: they are asked whatever the time range.
-        querier_cfg.query_ingesters_within = std::time::Duration::ZERO;
-    }
-    let q = Arc::new(hestia_querier::Querier::with_blocks(
-        querier_cfg,
-        ring,
-        pool,
-        blocks,
-    ));
-    let app = hestia_querier::router(q)
-        .layer(axum::middleware::from_fn(hestia_telemetry::track_http))
-        .merge(hestia_telemetry::ops_router(Arc::new(AtomicBool::new(
-            true,
-        ))));
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    tracing::info!(addr = %args.listen, "querier listening");
-    axum::serve(hestia_telemetry::nodelay(listener), app)
-        .with_graceful_shutdown(hestia_telemetry::shutdown_signal())
-        .await?;
-    Ok(())
+    hestia_runtime::run::<Flags, _, _>(
+        "hestia-querier",
+        |cfg| Ok(cfg.validate_cluster_role("querier")?),
+        |cfg| cfg.querier.http_listen,
+        |cfg| async move {
+            let kv = hestia_ring::new_kv(&cfg.ring)?;
+            let ring = Arc::new(hestia_ring::RingClient::start(kv, &cfg.ring).await?);
+            let pool = Arc::new(hestia_proto::IngesterPool::default());
+            Ok(hestia_querier::role::start(&cfg, ring, pool)?.role)
+        },
+    )
+    .await
 }
