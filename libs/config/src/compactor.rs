@@ -66,6 +66,10 @@ pub struct CompactorRingConfig {
     pub tokens_per_instance: usize,
     /// This compactor's ring id, unique [default: `compactor-<http port>`].
     pub instance_id: Option<String>,
+    /// `host:port` at which operators' calls (through a voter: `hestia admin blocks list`,
+    /// `compact --now`) reach this compactor's API [default: `compactor.http_listen`; set it
+    /// when that is a wildcard address such as `0.0.0.0:8083`].
+    pub advertise_addr: Option<String>,
     /// The ring must have been unchanged this long before a compactor starts a tenant, so that
     /// a joining compactor and the one handing the tenant over never both start it.
     #[serde(with = "humantime_serde")]
@@ -78,6 +82,7 @@ impl Default for CompactorRingConfig {
             key: "compactor-ring".to_string(),
             tokens_per_instance: 128,
             instance_id: None,
+            advertise_addr: None,
             wait_stability: Duration::from_secs(60),
         }
     }
@@ -135,6 +140,12 @@ impl CompactorConfig {
         }
         if self.max_concurrent_tenants == 0 || self.merge_batch_series == 0 {
             return bad("max_concurrent_tenants and merge_batch_series must be positive");
+        }
+        if self.ring.advertise_addr.as_deref().is_some_and(|a| {
+            a.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        }) {
+            return bad("ring.advertise_addr must be host:port");
         }
         if self.ring.key.is_empty() {
             return bad("ring.key must not be empty");
@@ -261,10 +272,16 @@ mod tests {
             "ring.key = \"\"",
             "data_dir = \"/var/lib/hestia\"",
             "data_dir = \"/var/lib\"",
+            "ring.advertise_addr = \"compactor-1\"",
+            "ring.advertise_addr = \":8083\"",
+            "ring.advertise_addr = \"compactor-1:http\"",
         ] {
             let c: CompactorConfig = toml::from_str(bad).unwrap();
             assert!(check(&c).is_err(), "{bad}");
         }
+        let c: CompactorConfig =
+            toml::from_str("ring.advertise_addr = \"compactor:8083\"").unwrap();
+        check(&c).unwrap();
     }
 
     #[test]

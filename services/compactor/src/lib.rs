@@ -99,7 +99,7 @@ pub(crate) struct Inner {
 impl Compactor {
     /// Empties the working directory (`compactor.data_dir`, leftovers of a killed process),
     /// joins the compactors' ring in `kv` (`compactor.ring.key`, `[ring]`'s heartbeats) as
-    /// `compactor.ring.instance_id` at `compactor.http_listen`, and compacts `bucket` with the
+    /// `compactor.ring.instance_id` at `compactor.ring.advertise_addr` (else `http_listen`), and compacts `bucket` with the
     /// retentions `retentions` holds. `cfg` must be valid ([`Config::validate`]).
     pub async fn start(
         cfg: &Config,
@@ -116,7 +116,11 @@ impl Compactor {
                 .instance_id
                 .clone()
                 .unwrap_or_else(|| format!("compactor-{}", c.http_listen.port())),
-            addr: c.http_listen.to_string(),
+            addr: c
+                .ring
+                .advertise_addr
+                .clone()
+                .unwrap_or_else(|| c.http_listen.to_string()),
             zone: String::new(),
             tokens_file: None,
         };

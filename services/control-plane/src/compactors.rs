@@ -159,7 +159,7 @@ impl RingCompactors {
         }
         match i.addr.parse::<SocketAddr>() {
             Ok(a) if a.ip().is_unspecified() => Some(format!(
-                "registered {}, which cannot be dialed: set compactor.http_listen to an address the control plane reaches",
+                "registered {}, which cannot be dialed: set compactor.ring.advertise_addr (or http_listen) to an address the control plane reaches",
                 i.addr
             )),
             _ => None,
