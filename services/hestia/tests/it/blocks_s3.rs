@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use hestia_testing::S3Server;
 use serde_json::Value;
 
+use crate::common::prometheus::create_blocks_from_openmetrics;
 use crate::common::*;
 
 const BUCKET: &str = "hestia";
@@ -188,17 +189,7 @@ fn promtool_blocks(dir: &Path, start_ms: i64) -> PathBuf {
     let file = dir.join("backfill.om");
     std::fs::write(&file, om).expect("write openmetrics");
     let out_dir = dir.join("promtool-blocks");
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&file)
-        .arg(&out_dir)
-        .output()
-        .expect("promtool (Debian's prometheus package)");
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_blocks_from_openmetrics(&file, &out_dir);
     out_dir
 }
 

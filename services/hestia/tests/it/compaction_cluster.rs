@@ -23,7 +23,8 @@ use hestia_control_plane::compactor_api::{CompactResponse, WorkspaceBlocks};
 use hestia_control_plane::compactors::BlockRow;
 use serde_json::{json, Value};
 
-use crate::common::cluster::{LocalCluster, CP_API};
+use crate::common::cluster::{wait_active, LocalCluster, CP_API};
+use crate::common::prometheus::{create_blocks_from_openmetrics, promtool};
 use crate::common::{encode, now_ms, series};
 
 const MINUTE: i64 = 60_000;
@@ -160,23 +161,8 @@ impl Operator {
         assert_eq!(r.status(), 202, "CreateWorkspace");
         let v: Value = r.json().await.expect("json");
         let id = v["workspaceId"].as_str().expect("workspaceId").to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let v: Value = self
-                .http
-                .get(format!("{CP_API}/workspaces/{id}"))
-                .send()
-                .await
-                .expect("DescribeWorkspace")
-                .json()
-                .await
-                .expect("json");
-            if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
-                return id;
-            }
-            assert!(Instant::now() < deadline, "workspace not ACTIVE: {v}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_active(&self.http, &id).await;
+        id
     }
 
     /// Remote-writes `body` through the gateway; retried while the gateway does not know the
@@ -343,19 +329,10 @@ fn promtool_dump(bucket_tenant: &Path, ids: &[String]) -> (Samples, usize) {
         copy_dir(&bucket_tenant.join(id), &db.path().join(id));
     }
     std::fs::create_dir(db.path().join("wal")).expect("wal dir");
-    let out = Command::new("promtool")
-        .args(["tsdb", "dump"])
-        .arg(db.path())
-        .output()
-        .expect("promtool (Debian's prometheus package)");
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let dump = promtool(["tsdb".as_ref(), "dump".as_ref(), db.path().as_os_str()]);
     let mut got = Samples::new();
     let mut lines = 0;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    for line in String::from_utf8_lossy(&dump).lines() {
         let (rest, t) = line.rsplit_once(' ').expect("timestamp");
         let (labels, v) = rest.rsplit_once(' ').expect("value");
         let prev = got
@@ -622,17 +599,7 @@ fn promtool_blocks(dir: &Path, probes: &[(&str, i64)]) -> PathBuf {
     let file = dir.join("probes.om");
     std::fs::write(&file, om).expect("write openmetrics");
     let out_dir = dir.join("blocks");
-    let out = Command::new("promtool")
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(&file)
-        .arg(&out_dir)
-        .output()
-        .expect("promtool (Debian's prometheus package)");
-    assert!(
-        out.status.success(),
-        "promtool: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    create_blocks_from_openmetrics(&file, &out_dir);
     out_dir
 }
 

@@ -184,10 +184,16 @@ pub async fn create_workspace(client: &reqwest::Client) -> String {
     assert_eq!(r.status(), 202, "CreateWorkspace");
     let v: serde_json::Value = r.json().await.expect("json");
     let id = v["workspaceId"].as_str().expect("workspaceId").to_string();
+    wait_active(client, &id).await;
+    id
+}
+
+/// Waits until workspace `id` is ACTIVE on a voter (30 s at most).
+pub async fn wait_active(client: &reqwest::Client, id: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let v: serde_json::Value = client
-            .get(format!("http://127.0.0.11:8090/workspaces/{id}"))
+            .get(format!("{CP_API}/workspaces/{id}"))
             .send()
             .await
             .expect("DescribeWorkspace")
@@ -195,7 +201,7 @@ pub async fn create_workspace(client: &reqwest::Client) -> String {
             .await
             .expect("json");
         if v["workspace"]["status"]["statusCode"] == "ACTIVE" {
-            return id;
+            return;
         }
         assert!(Instant::now() < deadline, "workspace not ACTIVE: {v}");
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -74,3 +74,33 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// Runs Debian's `promtool` with `args`; its standard output, once it succeeded.
+pub fn promtool<I, S>(args: I) -> Vec<u8>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let out = Command::new("promtool")
+        .args(args)
+        .output()
+        .expect("promtool (Debian's prometheus package)");
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// `promtool tsdb create-blocks-from openmetrics FILE OUT_DIR`: Prometheus' own blocks of the
+/// OpenMetrics text in `file`, written under `out_dir`.
+pub fn create_blocks_from_openmetrics(file: &Path, out_dir: &Path) {
+    promtool([
+        "tsdb".as_ref(),
+        "create-blocks-from".as_ref(),
+        "openmetrics".as_ref(),
+        file.as_os_str(),
+        out_dir.as_os_str(),
+    ]);
+}
