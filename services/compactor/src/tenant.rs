@@ -113,10 +113,9 @@ impl Inner {
         index: &BucketIndex,
         r: &mut TenantReport,
     ) -> Result<bool, CompactorError> {
-        let Some(days) = self.retentions.days(bucket.tenant()) else {
+        let Some(cutoff) = self.retentions.cutoff_ms(bucket.tenant(), unix_ms()) else {
             return Ok(false);
         };
-        let cutoff = unix_ms().saturating_sub(i64::from(days) * 86_400_000);
         let mut marked = false;
         for b in &index.blocks {
             if b.max_time <= cutoff && index.deletion_mark(b.block_id).is_none() {
@@ -126,7 +125,7 @@ impl Inner {
                 metrics::BLOCKS_MARKED
                     .with_label_values(&["retention"])
                     .inc();
-                tracing::info!(block = %b.block_id, max_time = b.max_time, retention_days = days, "block past retention marked for deletion");
+                tracing::info!(block = %b.block_id, max_time = b.max_time, retention_cutoff = cutoff, "block past retention marked for deletion");
                 marked = true;
             }
         }
